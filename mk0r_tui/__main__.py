@@ -1,0 +1,3 @@
+from mk0r_tui.cli import main
+
+main()

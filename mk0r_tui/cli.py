@@ -1,0 +1,419 @@
+"""The headless CLI: a thin layer over the core. Data on stdout, diagnostics on stderr.
+
+Exit codes: 0 every configured provider ok, 1 some failed, 2 bad usage or configuration,
+130 interrupted. Importing this module must not import Textual (the dashboard is imported
+only when `mk0r-tui` runs with no command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import signal
+import sys
+from typing import Any, Awaitable, Callable, TypeVar
+
+import click
+
+from mk0r_tui.core.errors import ConfigError, Mk0rError, UsageError
+
+T = TypeVar("T")
+
+
+class Mk0rGroup(click.Group):
+    """Turns every Mk0rError into one clear line on stderr and its exit code: no tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Mk0rError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def _runtime():
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.core.logs import configure_logging
+    from mk0r_tui.core.runtime import Runtime
+
+    settings = load_settings()
+    settings.ensure_data_dir()
+    runtime = Runtime(settings)
+    configure_logging(settings.log_path, runtime.secrets)
+    return runtime
+
+
+def _warn_keyring(runtime) -> None:
+    message = runtime.credentials.keyring_message
+    if message:
+        click.echo(f"note: {message}", err=True)
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '1h', '2d' → seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match:
+        raise UsageError(f"bad duration {text!r}: use e.g. 30s, 15m, 1h or 2d")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first: str, on_second: Callable[[], str]) -> T:
+    """Run a coroutine; the first Ctrl+C sets the stop event (in-flight work finishes and is
+    recorded), the second exits at once with `on_second()` said on stderr."""
+
+    async def main() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        hits = {"n": 0}
+
+        def interrupted() -> None:
+            hits["n"] += 1
+            if hits["n"] == 1:
+                stop.set()
+                click.echo(on_first, err=True)
+            else:
+                click.echo(on_second(), err=True)
+                sys.stderr.flush()
+                import os
+
+                os._exit(130)
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+        except (NotImplementedError, RuntimeError):
+            pass
+        return await make(stop)
+
+    return asyncio.run(main())
+
+
+@click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown actions.")
+@click.version_option(package_name="mk0r-tui")
+@click.pass_context
+def cli(ctx: click.Context, read_only: bool) -> None:
+    """Provision a real backend for every app session, and watch it happen.
+
+    With no command, opens the dashboard.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    runtime = _runtime()
+    try:
+        from mk0r_tui.tui.app import run_dashboard
+    except ImportError:
+        click.echo(ctx.get_help())
+        return
+    run_dashboard(runtime, read_only=read_only)
+
+
+# -- provision ---------------------------------------------------------------------------
+
+
+def _preflight(runtime, target_name: str) -> None:
+    """Refuse before creating anything when the machine cannot finish the job."""
+    from mk0r_tui.providers import ProviderSpec, select_providers
+
+    names = {s.name for s in select_providers(runtime.settings, runtime.credentials) if isinstance(s, ProviderSpec)}
+    if "local-git" in names or target_name == "local-folder":
+        from mk0r_tui.providers.local_git import git_binary
+
+        git_binary()
+
+
+def _progress_sink(enabled: bool):
+    from mk0r_tui.core.render import describe_event
+
+    def sink(event) -> None:
+        if enabled:
+            click.echo(f"  {describe_event(event)}", err=True)
+
+    return sink
+
+
+def report_json(report, *, reveal: bool) -> dict[str, Any]:
+    from mk0r_tui.core.envfile import masked_env
+
+    return {
+        "session": report.session.key,
+        "slug": report.session.slug,
+        "env_file": report.env_file,
+        "target": report.target,
+        "ok": report.ok,
+        "providers": [r.to_json() for r in report.results],
+        "env": dict(report.env) if reveal else masked_env(report.env),
+    }
+
+
+@cli.command()
+@click.option("--session", "session_key", metavar="KEY", help="Session key (default: a new UUID).")
+@click.option("--target", type=click.Choice(["auto", "local", "e2b"]), default=None, help="Where the .env goes (default: MK0R_TARGET or auto).")
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="e2b target: connect to this sandbox instead of creating one.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--reveal", is_flag=True, help="Show secret values unmasked in the output.")
+def provision(session_key: str | None, target: str | None, sandbox_id: str | None, as_json: bool, reveal: bool) -> None:
+    """Provision every service for a session, in parallel, and write its .env."""
+    from mk0r_tui.core.envfile import masked_env
+    from mk0r_tui.core.models import Session
+    from mk0r_tui.core.orchestrator import provision_services
+    from mk0r_tui.providers import select_target
+
+    session = Session.parse(session_key) if session_key is not None else Session.new()
+    runtime = _runtime()
+    _warn_keyring(runtime)
+    target_spec = select_target(runtime.settings, runtime.credentials, target)
+    _preflight(runtime, target_spec.name)
+    if sandbox_id:
+        if target_spec.name != "e2b":
+            raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
+        runtime.sandbox_id = sandbox_id  # read by the e2b target
+    show_progress = sys.stderr.isatty() or not as_json
+    if show_progress:
+        click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {target_spec.name}", err=True)
+
+    async def run(stop: asyncio.Event):
+        try:
+            return await provision_services(runtime, session, sink=_progress_sink(show_progress), target=target)
+        finally:
+            await runtime.aclose()
+
+    report = run_interruptible(
+        run,
+        on_first="interrupt: letting in-flight creates finish and recording them (Ctrl+C again to exit now)",
+        on_second=lambda: f"exiting: resources of mk0r-{session.slug} may be left; run `mk0r-tui orphans`",
+    )
+    if as_json:
+        _emit(report_json(report, reveal=reveal))
+    else:
+        click.echo(f"session  {report.session.key}")
+        click.echo(f"slug     {report.session.slug}")
+        click.echo(f"env file {report.env_file}")
+        for r in report.results:
+            line = f"  {r.status.value:8} {r.name:16} {r.slot.value:10}"
+            if r.latency_ms is not None and r.status.value == "ok":
+                line += f" {r.latency_ms:7.0f} ms"
+            if r.error or r.note:
+                line += f"  {r.error or r.note}"
+            click.echo(line)
+        shown = report.env if reveal else masked_env(report.env)
+        for key, value in shown.items():
+            click.echo(f"{key}={value}")
+    sys.exit(0 if report.ok else 1)
+
+
+# -- sessions, env ------------------------------------------------------------------------
+
+
+def sessions_json(runtime) -> list[dict[str, Any]]:
+    import time
+
+    runs = runtime.ledger.latest_runs_all()
+    now = time.time()
+    return [
+        {
+            "session": row.key,
+            "slug": row.slug,
+            "created_at": _iso(row.created_at),
+            "age_s": round(now - row.created_at, 1),
+            "state": row.state,
+            "target": row.target,
+            "env_file": row.env_file,
+            "providers": {name: run.status for name, run in runs.get(row.key, {}).items()},
+        }
+        for row in runtime.ledger.list_sessions()
+    ]
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+def sessions(as_json: bool) -> None:
+    """List every session in the ledger, newest first."""
+    runtime = _runtime()
+    data = sessions_json(runtime)
+    if as_json:
+        _emit(data)
+        return
+    if not data:
+        click.echo("no sessions yet: run `mk0r-tui provision`", err=True)
+    for item in data:
+        statuses = " ".join(f"{n}:{s}" for n, s in item["providers"].items())
+        click.echo(f"{item['slug']:13} {item['state']:20} {item['created_at']}  {statuses}")
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--reveal", is_flag=True, help="Show secret values unmasked.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+def env(session: str, reveal: bool, as_json: bool) -> None:
+    """Print a session's env (secrets masked unless --reveal)."""
+    from pathlib import Path
+
+    from mk0r_tui.core.envfile import masked_env, read_env_file
+
+    runtime = _runtime()
+    row = runtime.ledger.require_session(session)
+    path = Path(row.env_file) if row.env_file else runtime.settings.apps_dir / row.slug / ".env"
+    values = read_env_file(path)
+    if not values:
+        raise UsageError(f"session {row.key!r} has no env file at {path}")
+    shown = values if reveal else masked_env(values)
+    if as_json:
+        _emit({"session": row.key, "env_file": str(path), "env": shown})
+        return
+    for key, value in shown.items():
+        click.echo(f"{key}={value}")
+
+
+# -- teardown ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
+def teardown(session: str, yes: bool, as_json: bool) -> None:
+    """Delete every resource of a session (idempotent: a second run does nothing)."""
+    from mk0r_tui.core.orchestrator import teardown_session
+
+    runtime = _runtime()
+    row = runtime.ledger.require_session(session)
+    live = runtime.ledger.resources(row.key, live_only=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to tear down without --yes: there is no terminal to confirm on")
+        click.echo(f"This deletes {len(live)} resource(s) of session {row.key}:", err=True)
+        for r in live:
+            click.echo(f"  {r.provider:15} {r.kind:12} {r.name}  {r.remote_id or '(id unknown)'}", err=True)
+        typed = click.prompt(f"Type the slug ({row.slug}) to confirm", default="", show_default=False, err=True)
+        if typed.strip() != row.slug:
+            click.echo("not confirmed: nothing deleted", err=True)
+            sys.exit(1)
+    show_progress = sys.stderr.isatty() or not as_json
+
+    async def run(stop: asyncio.Event):
+        try:
+            return await teardown_session(runtime, row.key, sink=_progress_sink(show_progress), stop=stop)
+        finally:
+            await runtime.aclose()
+
+    def left() -> str:
+        remaining = runtime.ledger.resources(row.key, live_only=True)
+        names = ", ".join(f"{r.provider}:{r.name}" for r in remaining) or "none"
+        return f"exiting now; may be left: {names}. Run `mk0r-tui orphans` to find them."
+
+    report = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
+    if as_json:
+        _emit({"session": row.key, "ok": report.ok, "resources": [o.to_json() for o in report.outcomes]})
+    else:
+        for o in report.outcomes:
+            click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
+        if not report.outcomes:
+            click.echo("nothing to delete", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+# -- orphans -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--older-than", "older_than", default="0s", show_default=True, help="Only resources older than this (30s, 15m, 1h, 2d).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@click.option("--delete", "delete", is_flag=True, help="Delete what was found (needs --yes without a terminal).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def orphans(older_than: str, as_json: bool, delete: bool, yes: bool) -> None:
+    """Find resources named mk0r-* that no live session owns, and pending rows left by a crash."""
+    from mk0r_tui.core.orchestrator import delete_orphans, find_orphans
+
+    threshold = parse_duration(older_than)
+    runtime = _runtime()
+    _warn_keyring(runtime)
+
+    async def scan():
+        return await find_orphans(runtime, older_than_s=threshold)
+
+    result = asyncio.run(scan())
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not delete:
+        if as_json:
+            _emit([o.to_json() for o in result.orphans])
+        else:
+            if not result.orphans:
+                click.echo(f"no orphans (scanned: {', '.join(result.scanned)})", err=True)
+            for o in result.orphans:
+                age = "?" if o.age_s is None else f"{o.age_s:.0f}s"
+                click.echo(f"{o.provider:15} {o.kind:12} {o.name:22} {o.remote_id or '-':30} {age:>8}  {o.reason}")
+        asyncio.run(runtime.aclose())
+        sys.exit(1 if result.warnings else 0)
+    if result.orphans and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to delete orphans without --yes: there is no terminal to confirm on")
+        for o in result.orphans:
+            click.echo(f"  {o.provider:15} {o.kind:12} {o.name}", err=True)
+        if not click.confirm(f"Delete these {len(result.orphans)} resource(s)?", default=False, err=True):
+            click.echo("nothing deleted", err=True)
+            sys.exit(1)
+
+    async def run(stop: asyncio.Event):
+        try:
+            return await delete_orphans(runtime, result.orphans, sink=_progress_sink(sys.stderr.isatty()), stop=stop)
+        finally:
+            await runtime.aclose()
+
+    outcomes = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
+    if as_json:
+        _emit([o.to_json() for o in outcomes])
+    else:
+        for o in outcomes:
+            click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
+    sys.exit(0 if all(o.outcome in ("deleted", "already_gone") for o in outcomes) and not result.warnings else 1)
+
+
+# -- the embedded server --------------------------------------------------------------------
+
+
+@cli.group("local-postgres")
+def local_postgres() -> None:
+    """The embedded Postgres server of the local profile."""
+
+
+@local_postgres.command("status")
+def local_postgres_status() -> None:
+    """Say whether the embedded server runs, and on which port."""
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    runtime = _runtime()
+    port = EmbeddedPostgres(runtime.settings.postgres_dir).running_port()
+    click.echo(f"running on 127.0.0.1:{port}" if port else "not running")
+
+
+@local_postgres.command("stop")
+def local_postgres_stop() -> None:
+    """Stop the embedded server (it starts again on demand)."""
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    runtime = _runtime()
+    stopped = EmbeddedPostgres(runtime.settings.postgres_dir).stop()
+    click.echo("stopped" if stopped else "was not running")
+
+
+def main() -> None:
+    cli(prog_name="mk0r-tui")
+
+
+__all__ = ["cli", "main", "ConfigError"]

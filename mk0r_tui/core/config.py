@@ -1,0 +1,115 @@
+"""Settings from the environment (pydantic-settings) and the data directory (platformdirs).
+
+Provisioning keys are not settings: they come from `credentials` (env var, else OS keyring).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mk0r_tui.core.errors import ConfigError
+
+APP_NAME = "mk0r-tui"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every knob, each read from the environment variable named in its alias."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    home: Path | None = Field(None, validation_alias=_env("MK0R_HOME"))
+    profile: Literal["auto", "local", "cloud"] = Field("auto", validation_alias=_env("MK0R_PROFILE"))
+    target: Literal["auto", "local", "e2b"] = Field("auto", validation_alias=_env("MK0R_TARGET"))
+
+    local_postgres_url: str | None = Field(None, validation_alias=_env("MK0R_LOCAL_POSTGRES_URL"))
+
+    neon_api_url: str = Field("https://console.neon.tech/api/v2", validation_alias=_env("MK0R_NEON_API_URL"))
+    neon_org_id: str | None = Field(None, validation_alias=_env("NEON_ORG_ID"))
+    neon_region: str = Field("aws-us-east-2", validation_alias=_env("MK0R_NEON_REGION"))
+    neon_pg_version: int = Field(17, validation_alias=_env("MK0R_NEON_PG_VERSION"))
+
+    resend_api_url: str = Field("https://api.resend.com", validation_alias=_env("MK0R_RESEND_API_URL"))
+    resend_domain_id: str | None = Field(None, validation_alias=_env("RESEND_DOMAIN_ID"))
+    resend_requests_per_second: float = Field(2.0, validation_alias=_env("MK0R_RESEND_RPS"))
+
+    github_api_url: str = Field("https://api.github.com", validation_alias=_env("MK0R_GITHUB_API_URL"))
+    github_owner: str | None = Field(None, validation_alias=_env("GITHUB_OWNER"))
+    github_mutation_gap_s: float = Field(1.0, validation_alias=_env("MK0R_GITHUB_MUTATION_GAP_S"))
+
+    posthog_host: str = Field("https://us.i.posthog.com", validation_alias=_env("POSTHOG_HOST"))
+
+    e2b_domain: str = Field("e2b.app", validation_alias=_env("E2B_DOMAIN"))
+    e2b_api_url: str | None = Field(None, validation_alias=_env("E2B_API_URL"))
+    e2b_template: str = Field("base", validation_alias=_env("MK0R_E2B_TEMPLATE"))
+    e2b_timeout_s: int = Field(3600, validation_alias=_env("MK0R_E2B_TIMEOUT_S"))
+
+    provider_timeout_s: float = Field(120.0, validation_alias=_env("MK0R_PROVIDER_TIMEOUT_S"))
+    http_timeout_s: float = Field(30.0, validation_alias=_env("MK0R_HTTP_TIMEOUT_S"))
+    max_attempts: int = Field(5, ge=1, le=20, validation_alias=_env("MK0R_MAX_ATTEMPTS"))
+    concurrency: int = Field(8, ge=1, validation_alias=_env("MK0R_CONCURRENCY"))
+    no_keyring: bool = Field(False, validation_alias=_env("MK0R_NO_KEYRING"))
+
+    @cached_property
+    def data_dir(self) -> Path:
+        if self.home is not None:
+            return self.home.expanduser()
+        return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def apps_dir(self) -> Path:
+        return self.data_dir / "apps"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "mk0r-tui.log"
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data dir (0700) or raise ConfigError saying why it cannot be used."""
+        path = self.data_dir
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            probe = path / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot use the data dir {path}: {exc.strerror or exc}. "
+                "Set MK0R_HOME to a folder you can write to."
+            ) from None
+        return path
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value is a ConfigError, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"bad configuration: {problems}") from None

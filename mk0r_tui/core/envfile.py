@@ -1,0 +1,178 @@
+"""The app's `.env`: which values are secret, how they are masked, rendered and written.
+
+This module is the one place that decides which keys are secret; the CLI, the dashboard and
+the logs all ask it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from mk0r_tui.core.errors import Mk0rError
+
+MASK = "••••"
+_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE|_KEY$|^KEY$)")
+_URL_NAME = re.compile(r"(_URL|_URI|_DSN)$")
+_BARE_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=~-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class EnvWriteError(Mk0rError):
+    """The `.env` could not be written; the previous file (if any) is untouched."""
+
+
+def is_secret(name: str, value: str | None = None) -> bool:
+    """True for values that must never be shown unmasked: keys, tokens, passwords and URLs
+    that embed a password."""
+    upper = name.upper()
+    if _SECRET_NAME.search(upper):
+        return True
+    if value is not None and _URL_NAME.search(upper):
+        return _url_password(value) is not None
+    return False
+
+
+def _url_password(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return parts.password if parts.scheme and parts.password else None
+
+
+def mask_value(name: str, value: str) -> str:
+    """`re_…3fa9` for tokens, `postgresql://user:••••@host/db` for URLs, `••••` for short ones."""
+    if not is_secret(name, value):
+        return value
+    if _url_password(value) is not None:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username}:{MASK}@{host}" if parts.username else f"{MASK}@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if len(value) < 12:
+        return MASK
+    prefix_match = re.match(r"^([A-Za-z]{1,6}_)", value)
+    prefix = prefix_match.group(1) if prefix_match else value[:2]
+    return f"{prefix}…{value[-4:]}"
+
+
+def masked_env(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: mask_value(k, v) for k, v in env.items()}
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The secret values in `env` (and the passwords inside URLs), for scrubbing text."""
+    found: list[str] = []
+    for name, value in env.items():
+        if not value or not is_secret(name, value):
+            continue
+        password = _url_password(value)
+        found.append(password if password else value)
+    return found
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value that appears in `text` with a mask."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, mask_value("TOKEN", secret))
+    return text
+
+
+def quote_value(value: str) -> str:
+    """Quote a value so python-dotenv and Node's dotenv both read back exactly `value`."""
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise ValueError("a .env value may not contain a newline or NUL")
+    if _BARE_VALUE.match(value):
+        return value
+    if "'" not in value and "\\" not in value:
+        return f"'{value}'"
+    if '"' not in value and "\\" not in value and "$" not in value:
+        return f'"{value}"'
+    raise ValueError("a .env value may not contain both a quote and a backslash")
+
+
+def render_env(env: Mapping[str, str], *, header: str | None = None) -> str:
+    lines: list[str] = []
+    if header:
+        lines.extend(f"# {line}" if line else "#" for line in header.splitlines())
+    for name, value in env.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+        lines.append(f"{name}={quote_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
+    """Write `data` to `path` through a temp file in the same folder, then rename.
+
+    Readers see the old file or the new one, never half of either; on any failure the temp
+    file is removed and the old file is untouched.
+    """
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise EnvWriteError(_describe_os_error(path, exc)) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise EnvWriteError(_describe_os_error(path, exc)) from None
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_env_file(path: Path, env: Mapping[str, str], *, header: str | None = None) -> Path:
+    atomic_write(Path(path), render_env(env, header=header), mode=0o600)
+    return Path(path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read a `.env` back (python-dotenv), or {} if there is none."""
+    from dotenv import dotenv_values
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+
+
+def _describe_os_error(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif exc.errno == errno.EDQUOT:
+        why = "the disk quota is exceeded"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+    elif exc.errno == errno.EROFS:
+        why = "the file system is read-only"
+    else:
+        why = exc.strerror or str(exc)
+    return f"cannot write {path}: {why}; the previous file, if any, is untouched"

@@ -1,0 +1,47 @@
+"""Plain-text descriptions of events and reports, shared by the CLI and the log (no secrets)."""
+
+from __future__ import annotations
+
+from mk0r_tui.core.events import (
+    Event,
+    ProviderFailed,
+    ProviderProgressed,
+    ProviderRetrying,
+    ProviderSkipped,
+    ProviderStarted,
+    ProviderSucceeded,
+    ResourceDeleted,
+    SessionProvisioned,
+    TeardownFailed,
+    TeardownStarted,
+)
+
+
+def describe_event(event: Event) -> str:
+    """One line, no secret: what happened to which provider."""
+    p = event.provider
+    match event:
+        case ProviderStarted():
+            return f"{p}: started ({event.slot.value})"
+        case ProviderProgressed():
+            return f"{p}: {event.message}"
+        case ProviderRetrying():
+            return f"{p}: retrying {event.attempt}/{event.max_attempts} in {event.delay_s:.1f}s ({event.reason})"
+        case ProviderSucceeded():
+            r = event.result
+            extra = f", {r.note}" if r.note else ""
+            return f"{p}: ok in {r.latency_ms or 0:.0f} ms ({r.attempts} attempt{'s' if r.attempts != 1 else ''}{extra})"
+        case ProviderFailed():
+            return f"{p}: FAILED after {event.result.latency_ms or 0:.0f} ms: {event.result.error}"
+        case ProviderSkipped():
+            return f"{p}: skipped ({event.result.note})"
+        case TeardownStarted():
+            return f"{p}: deleting {event.resource.kind} {event.resource.name}"
+        case ResourceDeleted():
+            what = "was already gone" if event.already_gone else f"deleted in {event.latency_ms:.0f} ms"
+            return f"{p}: {event.resource.kind} {event.resource.name} {what}"
+        case TeardownFailed():
+            return f"{p}: could not delete {event.resource.kind} {event.resource.name}: {event.error}"
+        case SessionProvisioned():
+            return "all providers settled" + ("" if event.ok else " (with failures)")
+    return f"{p}: {type(event).__name__}"

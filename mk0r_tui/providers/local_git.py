@@ -1,0 +1,96 @@
+"""A real local bare git repository, `<data dir>/repos/mk0r-<slug>.git`, the local stand-in
+for a GitHub repo. The app folder's `origin` points at it, so `git push` works."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+from mk0r_tui.core.config import Settings
+from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.errors import ConfigError, ProviderError
+from mk0r_tui.core.ledger import ResourceRow
+from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.providers.base import ProvisionContext
+
+
+def git_binary() -> str:
+    """The git executable, or a ConfigError that says how to get one."""
+    found = shutil.which("git")
+    if not found:
+        raise ConfigError("git is not installed or not on PATH; install git (e.g. `apt-get install git`) and try again")
+    return found
+
+
+async def run_git(*args: str, cwd: Path | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        git_binary(),
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(cwd or Path.home())},
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ProviderError(err.decode(errors="replace").strip() or f"exit {proc.returncode}", call=f"git {args[0]}")
+    return out.decode(errors="replace")
+
+
+class LocalGitProvider:
+    name: ClassVar[str] = "local-git"
+    slot: ClassVar[Slot] = Slot.REPO
+    env_keys: ClassVar[tuple[str, ...]] = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")
+    kind = "bare-repo"
+
+    def __init__(self, *, settings: Settings, credentials: Credentials | None = None) -> None:
+        self.settings = settings
+        self.root = settings.repos_dir
+
+    def path_for(self, name: str) -> Path:
+        if not name.startswith(RESOURCE_PREFIX) or "/" in name or ".." in name:
+            raise ProviderError(f"refusing to touch {name!r}: not an mk0r repository name")
+        return self.root / f"{name}.git"
+
+    async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome:
+        name = ctx.session.resource_name
+        path = self.path_for(name)
+        other = ctx.owned_by_other_session(self.kind, name)
+        if other:
+            raise ProviderError(f"{path} belongs to session {other!r}", call="git init")
+        row = ctx.intend(self.kind, name)
+        ctx.attempt()
+        if path.exists() and row.state == "pending" and not (path / "HEAD").exists():
+            shutil.rmtree(path)
+        if not (path / "HEAD").exists():
+            if path.exists() and row.state != "pending":
+                raise ProviderError(f"{path} exists and is not a git repository", call="git init")
+            self.root.mkdir(parents=True, exist_ok=True)
+            await run_git("init", "--bare", "--quiet", "--initial-branch=main", str(path), cwd=self.root)
+        url = path.resolve().as_uri()
+        ctx.created(row, str(path), url=url)
+        return ProvisionOutcome(
+            env={"GIT_REMOTE_URL": url, "LOCAL_GIT_REPO": str(path)},
+            resources=(ResourceRef(self.name, self.kind, name, str(path), url),),
+        )
+
+    async def teardown(self, resource: ResourceRow) -> bool:
+        path = self.path_for(resource.name)
+        if not path.exists():
+            return False
+        await asyncio.to_thread(shutil.rmtree, path)
+        return True
+
+    async def discover(self) -> list[FoundResource]:
+        if not self.root.exists():
+            return []
+        found = []
+        for path in sorted(self.root.glob(f"{RESOURCE_PREFIX}*.git")):
+            name = path.name[: -len(".git")]
+            found.append(FoundResource(self.name, self.kind, name, str(path), path.stat().st_mtime))
+        return found
+
+    async def aclose(self) -> None:
+        return None

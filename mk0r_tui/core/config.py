@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     target: Literal["auto", "local", "e2b"] = Field("auto", validation_alias=_env("MK0R_TARGET"))
 
     local_postgres_url: str | None = Field(None, validation_alias=_env("MK0R_LOCAL_POSTGRES_URL"))
+    postgres_dir_override: Path | None = Field(None, validation_alias=_env("MK0R_POSTGRES_DIR"))
 
     neon_api_url: str = Field("https://console.neon.tech/api/v2", validation_alias=_env("MK0R_NEON_API_URL"))
     neon_org_id: str | None = Field(None, validation_alias=_env("NEON_ORG_ID"))
@@ -80,7 +81,8 @@ class Settings(BaseSettings):
 
     @property
     def postgres_dir(self) -> Path:
-        return self.data_dir / "postgres"
+        """The embedded server's folder (shareable between data dirs with MK0R_POSTGRES_DIR)."""
+        return self.postgres_dir_override or self.data_dir / "postgres"
 
     @property
     def log_path(self) -> Path:

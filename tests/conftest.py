@@ -1,0 +1,62 @@
+"""Shared fixtures. Every test gets its own data dir, no keyring and no provisioning keys,
+so nothing on the developer's machine leaks in. One embedded Postgres serves the whole run
+(each test uses its own session keys, so their databases never collide)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from apispec import *  # noqa: F401,F403  (the respx_spec fixture)
+
+from mk0r_tui.core.credentials import KEY_NAMES
+
+CLOUD_ENV = KEY_NAMES + (
+    "MK0R_LOCAL_POSTGRES_URL", "MK0R_PROFILE", "MK0R_TARGET", "NEON_ORG_ID", "RESEND_DOMAIN_ID",
+    "GITHUB_OWNER", "POSTHOG_HOST", "E2B_DOMAIN", "E2B_API_URL",
+)
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("embedded-pg")
+    yield path
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    EmbeddedPostgres(path).stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch, shared_postgres_dir) -> Path:
+    """MK0R_HOME in tmp, keyring off (the fail backend), no cloud keys."""
+    home = tmp_path / "mk0r-home"
+    monkeypatch.setenv("MK0R_HOME", str(home))
+    monkeypatch.setenv("MK0R_POSTGRES_DIR", str(shared_postgres_dir))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    for name in CLOUD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def mk0r_home(isolated_env) -> Path:
+    return isolated_env
+
+
+@pytest.fixture
+def session_key() -> str:
+    """A fresh key whose 12-character slug is unique in this run."""
+    return uuid.uuid4().hex[:12] + "-test"
+
+
+@pytest.fixture
+async def runtime(mk0r_home):
+    from mk0r_tui.core.runtime import Runtime
+
+    rt = Runtime()
+    yield rt
+    await rt.aclose()
+    rt.close()

@@ -181,7 +181,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
     if sandbox_id:
         if target_spec.name != "e2b":
             raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
-        runtime.sandbox_id = sandbox_id  # read by the e2b target
+        runtime.settings = runtime.settings.model_copy(update={"e2b_sandbox_id": sandbox_id})
     show_progress = sys.stderr.isatty() or not as_json
     if show_progress:
         click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {target_spec.name}", err=True)

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     e2b_api_url: str | None = Field(None, validation_alias=_env("E2B_API_URL"))
     e2b_template: str = Field("base", validation_alias=_env("MK0R_E2B_TEMPLATE"))
     e2b_timeout_s: int = Field(3600, validation_alias=_env("MK0R_E2B_TIMEOUT_S"))
+    #: deliver into this existing sandbox instead of creating one (`provision --sandbox ID`)
+    e2b_sandbox_id: str | None = Field(None, validation_alias=_env("MK0R_E2B_SANDBOX_ID"))
 
     provider_timeout_s: float = Field(120.0, validation_alias=_env("MK0R_PROVIDER_TIMEOUT_S"))
     http_timeout_s: float = Field(30.0, validation_alias=_env("MK0R_HTTP_TIMEOUT_S"))

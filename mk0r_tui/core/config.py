@@ -61,7 +61,16 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(30.0, validation_alias=_env("MK0R_HTTP_TIMEOUT_S"))
     max_attempts: int = Field(5, ge=1, le=20, validation_alias=_env("MK0R_MAX_ATTEMPTS"))
     concurrency: int = Field(8, ge=1, validation_alias=_env("MK0R_CONCURRENCY"))
+    #: per-provider limits on requests in flight (shared by every session); unset = `concurrency`
+    neon_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_NEON"))
+    resend_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_RESEND"))
+    github_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_GITHUB"))
+    posthog_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_POSTHOG"))
     no_keyring: bool = Field(False, validation_alias=_env("MK0R_NO_KEYRING"))
+
+    def concurrency_for(self, provider: str) -> int:
+        """Requests one provider may have in flight at once in this process."""
+        return getattr(self, f"{provider}_concurrency", None) or self.concurrency
 
     @cached_property
     def data_dir(self) -> Path:

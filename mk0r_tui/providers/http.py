@@ -1,0 +1,493 @@
+"""The one HTTP behaviour every cloud provider shares.
+
+`ApiClient` wraps one `httpx.AsyncClient` per provider instance (and the runtime holds one
+instance per process, so every session shares its pool and its limits). It:
+
+- retries 429, 5xx (and any extra status a provider names, e.g. Neon's 423) and connection
+  failures with tenacity: exponential backoff with jitter, at most `settings.max_attempts`;
+- honours `Retry-After` (seconds or an HTTP date), `x-ratelimit-reset` (GitHub: epoch seconds)
+  and `ratelimit-reset` (Resend, IETF draft: seconds) when the remaining budget is 0, and holds
+  every later request of the process until that moment;
+- never retries 400/401/403/404/422 (a 403 that is a rate limit is a rate limit, not a refusal);
+- does not resend a request whose answer was lost after it was written when the request is not
+  idempotent: it raises `ProviderError(outcome_unknown=True)` and `create_or_adopt` looks the
+  resource up by name before deciding to create it again;
+- limits requests in flight per provider, optionally rate-limits them (Resend), and optionally
+  serialises mutating requests with a gap (GitHub's secondary-limit rule);
+- turns every failure into a `ProviderError` naming the call, the status, the provider's own
+  message and a hint, and parses answers into small pydantic models so a missing field or a
+  truncated body is a clear error.
+
+Time comes from a `Clock`, so tests drive waits with a fake one and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from mk0r_tui.core.config import Settings
+from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.errors import AuthenticationError, ProviderError
+
+log = logging.getLogger("mk0r_tui.http")
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
+#: attempts for "connection refused": fail fast-ish, nothing was sent anyway
+CONNECT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Wall time (for HTTP dates and reset epochs), monotonic time and sleep, injectable."""
+
+    now: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+SYSTEM_CLOCK = Clock()
+
+
+class RetryReporter(Protocol):
+    """What a provisioning context offers the client: the panel's "retrying n/N" and progress."""
+
+    def retrying(self, attempt: int, max_attempts: int, delay_s: float, reason: str) -> None: ...
+
+    def progress(self, message: str) -> None: ...
+
+
+class RetryableError(ProviderError):
+    """A failure worth another attempt; `retry_after` is the provider's own wait, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, min_wait_s: float = 0.0,
+                 connect: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, retryable=True, **kwargs)
+        self.retry_after = retry_after
+        self.min_wait_s = min_wait_s
+        self.connect = connect
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def provider_message(response: httpx.Response) -> str | None:
+    """The provider's own words from an error body (`message`, plus GitHub's `errors[].message`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:200] or None
+    if not isinstance(body, dict):
+        return None
+    message = body.get("message") or body.get("error")
+    details = []
+    for item in body.get("errors") or []:
+        if isinstance(item, dict):
+            detail = item.get("message") or " ".join(str(item.get(k)) for k in ("field", "code") if item.get(k))
+            if detail:
+                details.append(str(detail))
+        elif isinstance(item, str):
+            details.append(item)
+    parts = [str(message)] if message else []
+    parts.extend(d for d in details if d not in parts)
+    return ": ".join(parts) or None
+
+
+def parse_model(response: httpx.Response, model: type[M], call: str) -> M:
+    """The answer as `model`, or a ProviderError saying which field is missing or malformed."""
+    try:
+        data = response.json()
+    except ValueError:
+        raise ProviderError(
+            "the answer is not valid JSON (truncated or not JSON)", call=call, status=response.status_code,
+            hint="the provider or a proxy in between sent a broken body; try again",
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the body"
+        raise ProviderError(
+            f"unexpected answer: {where}: {first['msg'].lower()}", call=call, status=response.status_code,
+            hint="the provider's API may have changed; please report it",
+        ) from None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delta seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def rate_limit_reset(headers: httpx.Headers, now: float) -> float | None:
+    """Seconds until the budget resets when the provider says none is left, else None.
+
+    GitHub sends `x-ratelimit-reset` as an epoch; Resend sends the IETF draft's
+    `ratelimit-reset` as seconds from now.
+    """
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+        try:
+            return max(0.0, float(headers["x-ratelimit-reset"]) - now)
+        except ValueError:
+            return None
+    if headers.get("ratelimit-remaining") == "0" and headers.get("ratelimit-reset"):
+        try:
+            return max(0.0, float(headers["ratelimit-reset"]))
+        except ValueError:
+            return None
+    return None
+
+
+# -- the client ----------------------------------------------------------------------------
+
+
+Hinter = Callable[[int, str, str], str | None]  # (status, message, call) -> hint
+
+
+@dataclass
+class ApiClient:
+    """One provider's HTTP client. Build it with `for_provider`; close it with `aclose`."""
+
+    provider: str
+    base_url: str
+    settings: Settings
+    key_name: str | None
+    token: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    hinter: Hinter | None = None
+    retry_statuses: frozenset[int] = RETRYABLE_STATUSES
+    #: a rate limit without any header says how long: wait at least this (GitHub: 60 s)
+    unhinted_rate_limit_wait_s: float = 0.0
+    requests_per_second: float | None = None
+    mutation_gap_s: float | None = None
+    clock: Clock = SYSTEM_CLOCK
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+    _in_flight: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
+    _limiter: Any = field(default=None, init=False, repr=False)
+    _mutations: asyncio.Lock | None = field(default=None, init=False, repr=False)
+    _last_mutation: float | None = field(default=None, init=False, repr=False)
+    _not_before: float = field(default=0.0, init=False, repr=False)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.settings.max_attempts
+
+    @property
+    def longest_wait_s(self) -> float:
+        """A provider asking for a longer wait than this fails at once instead of hanging."""
+        return self.settings.provider_timeout_s
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            headers = {"User-Agent": "mk0r-tui", **self.headers}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.settings.http_timeout_s
+            )
+            self._in_flight = asyncio.Semaphore(self.settings.concurrency_for(self.provider))
+            if self.requests_per_second:
+                from aiolimiter import AsyncLimiter
+
+                # one request per 1/rps seconds, no burst: the team limit holds even at start
+                self._limiter = AsyncLimiter(1, 1.0 / self.requests_per_second)
+            if self.mutation_gap_s is not None:
+                self._mutations = asyncio.Lock()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- one request, with retries --------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        ctx: RetryReporter | None = None,
+        accept: tuple[int, ...] = (),
+        label: str | None = None,
+    ) -> httpx.Response:
+        """Send `method path`; return the response if it is 2xx or in `accept`, else raise.
+
+        `label` names the call in errors when the path holds an id the operator need not see.
+        """
+        if not self.token and self.key_name:
+            raise AuthenticationError(
+                f"{self.key_name} is not set", call=f"{method} {path}",
+                hint=f"run `mk0r-tui keys set {self.key_name}` or export it",
+            )
+        call = label or f"{method} {path}"
+        http = self._http()
+        retrying = AsyncRetrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: isinstance(exc, RetryableError)),
+            sleep=self.clock.sleep,
+            before_sleep=lambda state: self._before_sleep(state, call, ctx),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send_once(http, method, path, params, json, accept, call, ctx)
+        except RetryableError as exc:
+            attempts = retrying.statistics.get("attempt_number", self.max_attempts)
+            raise ProviderError(
+                f"{exc.args[0]} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})",
+                call=exc.call, status=exc.status, hint=exc.hint,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stop(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        limit = CONNECT_ATTEMPTS if isinstance(exc, RetryableError) and exc.connect else self.max_attempts
+        return state.attempt_number >= min(limit, self.max_attempts)
+
+    def _backoff(self, state: RetryCallState) -> float:
+        return wait_exponential_jitter(
+            multiplier=self.backoff_initial_s, max=self.backoff_max_s, jitter=self.backoff_initial_s
+        )(state)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return exc.retry_after
+        backoff = self._backoff(state)
+        if isinstance(exc, RetryableError) and exc.min_wait_s:
+            return exc.min_wait_s + backoff
+        return backoff
+
+    def _before_sleep(self, state: RetryCallState, call: str, ctx: RetryReporter | None) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        reason = _short_reason(exc)
+        log.info("%s %s: %s; retrying in %.1fs (%d/%d)", self.provider, call, reason, delay,
+                 state.attempt_number + 1, self.max_attempts)
+        if ctx is not None:
+            ctx.retrying(state.attempt_number + 1, self.max_attempts, delay, reason)
+
+    async def _send_once(self, http, method, path, params, json, accept, call, ctx) -> httpx.Response:
+        await self._respect_budget(ctx)
+        async with self._mutation_slot(method), self._slot():
+            started = self.clock.monotonic()
+            try:
+                response = await http.request(method, path, params=params, json=json)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise RetryableError(
+                    f"cannot reach {self.base_url} ({_transport_reason(exc)})", call=call, connect=True,
+                    hint="check the network and the provider's base URL setting",
+                ) from None
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if method.upper() in IDEMPOTENT_METHODS:
+                    raise RetryableError(f"no answer ({_transport_reason(exc)})", call=call) from None
+                raise ProviderError(
+                    f"no answer after the request was sent ({_transport_reason(exc)}); it may have been applied",
+                    call=call, outcome_unknown=True,
+                ) from None
+        log.debug("%s %s -> %d in %.0f ms", self.provider, call, response.status_code,
+                  (self.clock.monotonic() - started) * 1000)
+        self._note_budget(response)
+        status = response.status_code
+        if 200 <= status < 300 or status in accept:
+            return response
+        raise self._error_for(response, call)
+
+    def _error_for(self, response: httpx.Response, call: str) -> ProviderError:
+        status = response.status_code
+        message = provider_message(response) or response.reason_phrase or "error"
+        now = self.clock.now()
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+        if retry_after is None:
+            retry_after = rate_limit_reset(response.headers, now)
+        rate_limited = status == 429 or (status == 403 and (retry_after is not None or "rate limit" in message.lower()))
+        if rate_limited or status in self.retry_statuses:
+            if retry_after is not None and retry_after > self.longest_wait_s:
+                return ProviderError(
+                    message, call=call, status=status,
+                    hint=f"rate limited: the provider asks to wait {retry_after:.0f}s, longer than "
+                         f"MK0R_PROVIDER_TIMEOUT_S ({self.longest_wait_s:.0f}s); try again later",
+                )
+            if retry_after is not None:
+                self._not_before = max(self._not_before, now + retry_after)
+            return RetryableError(
+                message, call=call, status=status, retry_after=retry_after,
+                min_wait_s=self.unhinted_rate_limit_wait_s if rate_limited and retry_after is None else 0.0,
+                hint=self._hint(status, message, call),
+            )
+        error_cls = AuthenticationError if status in (401, 403) else ProviderError
+        return error_cls(message, call=call, status=status, hint=self._hint(status, message, call))
+
+    def _hint(self, status: int, message: str, call: str) -> str | None:
+        if self.hinter is not None:
+            hint = self.hinter(status, message, call)
+            if hint:
+                return hint
+        if status == 401 and self.key_name:
+            return f"check {self.key_name}: the provider did not accept it"
+        if status == 403 and self.key_name:
+            return f"{self.key_name} is not allowed to do this"
+        return None
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def _note_budget(self, response: httpx.Response) -> None:
+        now = self.clock.now()
+        reset = rate_limit_reset(response.headers, now)
+        if reset is not None:
+            self._not_before = max(self._not_before, now + reset)
+
+    async def _respect_budget(self, ctx: RetryReporter | None) -> None:
+        """Hold a request until a rate-limit window the provider announced has passed."""
+        wait = self._not_before - self.clock.now()
+        if wait > 0:
+            if ctx is not None:
+                ctx.progress(f"{self.provider} rate limit reached: waiting {wait:.0f}s")
+            await self.clock.sleep(wait)
+
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        assert self._in_flight is not None
+        async with self._in_flight:
+            if self._limiter is not None:
+                async with self._limiter:
+                    yield
+            else:
+                yield
+
+    @asynccontextmanager
+    async def _mutation_slot(self, method: str) -> AsyncIterator[None]:
+        """Mutating requests one at a time with `mutation_gap_s` between them."""
+        if self._mutations is None or method.upper() in SAFE_METHODS:
+            yield
+            return
+        async with self._mutations:
+            if self._last_mutation is not None:
+                wait = self._last_mutation + (self.mutation_gap_s or 0.0) - self.clock.monotonic()
+                if wait > 0:
+                    await self.clock.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_mutation = self.clock.monotonic()
+
+
+def _transport_reason(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    text = str(exc).strip()
+    if "refused" in text.lower():
+        return "connection refused"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _short_reason(exc: BaseException | None) -> str:
+    if isinstance(exc, ProviderError):
+        return f"HTTP {exc.status}" if exc.status else str(exc.args[0])
+    return type(exc).__name__ if exc else "retry"
+
+
+# -- create, or adopt what a lost answer created ------------------------------------------
+
+
+async def create_or_adopt(
+    ctx: RetryReporter,
+    what: str,
+    create: Callable[[], Awaitable[T]],
+    find: Callable[[], Awaitable[T | None]],
+    *,
+    attempts: int,
+) -> T:
+    """Run `create`; when its answer was lost after the request went out, look the resource up
+    by name (`find`) and adopt it, and only when it is not there send the create again. So a
+    retry never makes a second project, repo or key."""
+    for number in range(1, attempts + 1):
+        try:
+            return await create()
+        except ProviderError as exc:
+            if not exc.outcome_unknown or number == attempts:
+                raise
+            ctx.progress(f"no answer to {exc.call} after it was sent: looking {what} up by name")
+        found = await find()
+        if found is not None:
+            ctx.progress(f"{what} was created: adopting it")
+            return found
+        ctx.progress(f"{what} was not created: sending the create again")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def single_match(items: list[T], what: str, call: str) -> T | None:
+    """The one resource with our name; two with the same name is a clear error, not a guess."""
+    if len(items) > 1:
+        raise ProviderError(
+            f"found {len(items)} resources named {what}; expected at most one", call=call,
+            hint="delete the extra ones by hand, then provision again",
+        )
+    return items[0] if items else None
+
+
+# -- the shared shape of a cloud provider ---------------------------------------------------
+
+
+class CloudProvider:
+    """Construction and closing shared by the HTTP providers: one `ApiClient` each."""
+
+    key_name: str
+    clock: Clock = SYSTEM_CLOCK
+
+    def __init__(self, *, settings: Settings, credentials: Credentials, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        if clock is not None:
+            self.clock = clock
+        self.key = credentials.get(self.key_name)
+        self.api = self.build_client()
+
+    def build_client(self) -> ApiClient:  # pragma: no cover - every provider overrides it
+        raise NotImplementedError
+
+    def client_for(self, base_url: str, **options: Any) -> ApiClient:
+        return ApiClient(
+            provider=self.name,  # type: ignore[attr-defined]
+            base_url=base_url,
+            settings=self.settings,
+            key_name=self.key_name,
+            token=self.key.value,
+            clock=self.clock,
+            **options,
+        )
+
+    async def aclose(self) -> None:
+        await self.api.aclose()

@@ -1,0 +1,239 @@
+"""Test helpers for the cloud providers: a fake clock, answers built from the providers' own
+OpenAPI documents, and a router for the few answers those documents cannot describe.
+
+Answers are built from the spec (minimal instances of the documented schema, or GitHub's own
+examples) and then given the fields a test cares about, so they validate against the spec and
+stay readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from apispec import SpecCheckedRouter, _request_errors, _response_errors, _fail, load_spec
+
+from mk0r_tui.providers.http import Clock
+
+EPOCH = 1_700_000_000.0
+NEON = "https://console.neon.tech/api/v2"
+RESEND = "https://api.resend.com"
+GITHUB = "https://api.github.com"
+POSTHOG = "https://us.i.posthog.com"
+OP_ID = "0b4fd6d0-0000-4000-8000-000000000001"
+
+
+class FakeClock:
+    """Time that moves only when the code under test sleeps: waits are asserted, never spent."""
+
+    def __init__(self, start: float = EPOCH) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    @property
+    def clock(self) -> Clock:
+        return Clock(now=self.now, monotonic=self.now, sleep=self.sleep)
+
+
+# -- answers built from the specs ------------------------------------------------------------
+
+
+def _resolve(spec: dict, node: dict) -> dict:
+    while "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def minimal(spec_name: str, schema: dict | str, **overrides: Any) -> Any:
+    """The smallest instance of `schema` (a schema or a component name) the spec accepts,
+    with `overrides` merged in at the top level."""
+    spec = load_spec(spec_name).raw
+    node = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
+    value = _minimal(spec, node)
+    if overrides:
+        value.update(overrides)
+    return value
+
+
+def _minimal(spec: dict, node: dict) -> Any:
+    node = _resolve(spec, node)
+    if "allOf" in node:
+        merged: dict = {}
+        for part in node["allOf"]:
+            merged.update(_minimal(spec, part))
+        return merged
+    for key in ("oneOf", "anyOf"):
+        if key in node:
+            return _minimal(spec, node[key][0])
+    if "enum" in node:
+        return node["enum"][0]
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kind = next(k for k in kind if k != "null")
+    if kind == "object" or "properties" in node:
+        props = node.get("properties", {})
+        return {name: _minimal(spec, props.get(name, {})) for name in node.get("required", [])}
+    if kind == "array":
+        return []
+    if kind == "boolean":
+        return False
+    if kind in ("integer", "number"):
+        return node.get("minimum", 0)
+    fixed = {"date-time": "2024-01-01T00:00:00Z", "uuid": "00000000-0000-4000-8000-000000000000",
+             "email": "dev@example.com"}
+    if node.get("format") in fixed:
+        return fixed[node["format"]]
+    return "x" * max(1, node.get("minLength", 1))
+
+
+def github_example(example: str, **overrides: Any) -> Any:
+    value = copy.deepcopy(load_spec("github").raw["components"]["examples"][example]["value"])
+    if isinstance(value, dict):
+        value.update(overrides)
+    return value
+
+
+# Neon -----------------------------------------------------------------------------------
+
+
+def neon_project(project_id: str, name: str, **extra: Any) -> dict:
+    return minimal("neon", "Project", id=project_id, name=name, region_id="aws-us-east-2", pg_version=17, **extra)
+
+
+def neon_list_item(project_id: str, name: str, created_at: str = "2024-01-01T00:00:00Z") -> dict:
+    return minimal("neon", "ProjectListItem", id=project_id, name=name, region_id="aws-us-east-2", pg_version=17,
+                   created_at=created_at)
+
+
+def neon_operation(op_id: str, project_id: str, action: str = "start_compute", status: str = "running") -> dict:
+    return minimal("neon", "Operation", id=op_id, project_id=project_id, action=action, status=status)
+
+
+def neon_uri(password: str = "s3cret-pw", host: str = "ep-cool-1.us-east-2.aws.neon.tech",
+             role: str = "neondb_owner", db: str = "neondb") -> str:
+    return f"postgresql://{role}:{password}@{host}/{db}?sslmode=require"
+
+
+def neon_created(project_id: str, name: str, *, ops: list[dict] | None = None, password: str = "s3cret-pw") -> dict:
+    uri = neon_uri(password)
+    return {
+        "project": neon_project(project_id, name),
+        "connection_uris": [{
+            "connection_uri": uri,
+            "connection_parameters": {"database": "neondb", "password": password, "role": "neondb_owner",
+                                      "host": "ep-cool-1.us-east-2.aws.neon.tech",
+                                      "pooler_host": "ep-cool-1-pooler.us-east-2.aws.neon.tech"},
+        }],
+        "roles": [], "databases": [], "endpoints": [],
+        "operations": ops if ops is not None else [neon_operation(OP_ID, project_id)],
+        "branch": minimal("neon", "Branch", id="br-main-1", project_id=project_id, name="main"),
+    }
+
+
+def neon_list(items: list[dict], cursor: str | None = None) -> dict:
+    body: dict = {"projects": items, "applications": {}, "integrations": {}}
+    if cursor is not None:
+        body["pagination"] = {"cursor": cursor}
+    return body
+
+
+def neon_error(message: str, code: str = "") -> dict:
+    return {"code": code, "message": message}
+
+
+# GitHub ---------------------------------------------------------------------------------
+
+
+def github_repo(owner: str, name: str, **extra: Any) -> dict:
+    return github_example(
+        "full-repository", name=name, full_name=f"{owner}/{name}", private=True,
+        html_url=f"https://github.com/{owner}/{name}", clone_url=f"https://github.com/{owner}/{name}.git",
+        owner={**github_example("full-repository")["owner"], "login": owner}, has_discussions=False, **extra,
+    )
+
+
+def github_repo_item(owner: str, name: str, created_at: str = "2024-01-01T00:00:00Z") -> dict:
+    item = github_example("repository-items-default-response")[0]
+    return {**item, "name": name, "full_name": f"{owner}/{name}", "created_at": created_at,
+            "owner": {**item["owner"], "login": owner}}
+
+
+def github_user(login: str = "octo") -> dict:
+    return github_example("private-user-response-with-public-and-private-profile-information", login=login,
+                          user_view_type="private")
+
+
+def github_error(message: str) -> dict:
+    return {"message": message, "documentation_url": "https://docs.github.com/rest"}
+
+
+# Resend ---------------------------------------------------------------------------------
+
+
+def resend_list(items: list[dict], has_more: bool = False) -> dict:
+    return {"object": "list", "has_more": has_more, "data": items}
+
+
+def resend_error(status: int, message: str, name: str = "error") -> dict:
+    """Resend's documented error shape (resend.com/docs/api-reference/errors)."""
+    return {"statusCode": status, "message": message, "name": name}
+
+
+# -- answers no spec documents ----------------------------------------------------------------
+
+#: Mark a response the provider really sends but its OpenAPI document does not list (Resend
+#: documents no error status at all; GitHub no 429 or 5xx), or a deliberately broken body.
+OFF_SPEC = "x-test-off-spec"
+
+
+def off_spec(status: int, *, reason: str, json_body: Any = None, content: bytes | None = None,
+             headers: dict[str, str] | None = None) -> httpx.Response:
+    all_headers = {OFF_SPEC: reason, **(headers or {})}
+    if content is not None:
+        return httpx.Response(status, content=content, headers={"content-type": "application/json", **all_headers})
+    return httpx.Response(status, json=json_body, headers=all_headers)
+
+
+@contextmanager
+def partly_spec_checked_router() -> Iterator[SpecCheckedRouter]:
+    """Like `respx_spec`, except that a response marked `OFF_SPEC` is not checked against the
+    spec (its request still is). Every other request and response is validated."""
+    router = SpecCheckedRouter(assert_all_called=False)
+    with router:
+        yield router
+        failures = []
+        for call in router.calls:
+            errors = _request_errors(call.request, router.registry)
+            response = call.optional_response
+            if response is not None and OFF_SPEC not in response.headers:
+                errors += _response_errors(call.request, response, router.registry)
+            if errors:
+                failures.append(_fail(call.request, errors))
+        assert not failures, "HTTP calls break the provider API spec:\n" + "\n".join(failures)
+
+
+@pytest.fixture
+def respx_offspec() -> Iterator[SpecCheckedRouter]:
+    with partly_spec_checked_router() as router:
+        yield router
+
+
+def sent_json(call) -> Any:
+    return json.loads(call.request.content)

@@ -333,18 +333,23 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
 @cli.command()
 @click.option("--older-than", "older_than", default="0s", show_default=True, help="Only resources older than this (30s, 15m, 1h, 2d).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@click.option("--provider", "only", multiple=True, metavar="NAME", help="Scan only this provider (repeatable).")
 @click.option("--delete", "delete", is_flag=True, help="Delete what was found (needs --yes without a terminal).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def orphans(older_than: str, as_json: bool, delete: bool, yes: bool) -> None:
+def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool, yes: bool) -> None:
     """Find resources named mk0r-* that no live session owns, and pending rows left by a crash."""
-    from mk0r_tui.core.orchestrator import delete_orphans, find_orphans
+    from mk0r_tui.core.orchestrator import delete_orphans, find_orphans, scannable_providers
 
     threshold = parse_duration(older_than)
     runtime = _runtime()
     _warn_keyring(runtime)
+    available = scannable_providers(runtime)
+    unknown = [name for name in only if name not in available]
+    if unknown:
+        raise UsageError(f"unknown provider {', '.join(unknown)}: choose from {', '.join(available)} (cloud ones need their key)")
 
     async def scan():
-        return await find_orphans(runtime, older_than_s=threshold)
+        return await find_orphans(runtime, older_than_s=threshold, providers=list(only) or None)
 
     result = asyncio.run(scan())
     for warning in result.warnings:

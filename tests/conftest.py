@@ -21,12 +21,18 @@ CLOUD_ENV = KEY_NAMES + (
 
 
 @pytest.fixture(scope="session")
-def shared_postgres_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("embedded-pg")
-    yield path
+def shared_postgres_dir() -> Path:
+    """Outside pytest's basetemp on purpose: pytest prunes old basetemps, and a concurrent
+    run pruning ours would pull the data dir from under a live server."""
+    import shutil
+    import tempfile
+
     from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
 
+    path = Path(tempfile.mkdtemp(prefix="mk0r-test-pg-"))
+    yield path
     EmbeddedPostgres(path).stop()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

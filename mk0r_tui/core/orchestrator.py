@@ -341,11 +341,14 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
     in_flight_names = {
         (r.provider, r.kind, r.name) for r in runtime.ledger.resources(live_only=True) if r.session_key in runtime.in_flight
     }
-    pending = {(r.provider, r.kind, r.name): r for r in ledger_rows if r.state == ResourceState.PENDING.value}
-    seen_pending: dict[tuple[str, str, str], str] = {}
-
     names = list(providers) if providers is not None else scannable_providers(runtime)
     scan.scanned = names
+    pending = {
+        (r.provider, r.kind, r.name): r
+        for r in ledger_rows
+        if r.state == ResourceState.PENDING.value and (providers is None or r.provider in names)
+    }
+    seen_pending: dict[tuple[str, str, str], str] = {}
 
     async def discover(name: str) -> list[FoundResource]:
         try:

@@ -101,6 +101,8 @@ class EmbeddedPostgres:
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
 
     def _run(self, exe: str, *args: str, user: str | None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        if user is not None and self.pgdata.exists():
+            _pgserver_utils().ensure_prefix_permissions(self.pgdata)  # a parent may have been re-created 0700
         try:
             return subprocess.run(
                 [str(_bin_dir() / exe), *args],

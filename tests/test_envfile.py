@@ -1,0 +1,101 @@
+import errno
+import os
+import stat
+
+import pytest
+from dotenv import dotenv_values
+
+from mk0r_tui.core.envfile import (
+    EnvWriteError,
+    is_secret,
+    mask_value,
+    quote_value,
+    render_env,
+    scrub,
+    write_env_file,
+)
+
+TRICKY = {
+    "PLAIN": "abc123",
+    "URL": "postgresql://u:p%40ss@host:5432/db?sslmode=require",
+    "SPACES": "hello world",
+    "HASH": "a#b",
+    "DOLLAR": "cost $5 ${HOME}",
+    "DOUBLE": 'say "hi"',
+    "SINGLE": "it's",
+    "EMPTY": "",
+    "EQUALS": "a=b=c",
+    "UNICODE": "naïve café",
+}
+
+
+def test_render_reads_back_exactly_with_python_dotenv(tmp_path):
+    path = write_env_file(tmp_path / ".env", TRICKY, header="generated\nby a test")
+    assert dotenv_values(path, interpolate=False) == TRICKY
+
+
+def test_env_file_is_mode_0600(tmp_path):
+    path = write_env_file(tmp_path / ".env", {"A": "1"})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_values_that_cannot_round_trip_are_refused():
+    with pytest.raises(ValueError):
+        quote_value("line1\nline2")
+    with pytest.raises(ValueError):
+        quote_value("it's a \\ path")
+    with pytest.raises(ValueError):
+        render_env({"BAD-NAME": "x"})
+
+
+def test_disk_full_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    path = write_env_file(tmp_path / ".env", {"OLD": "value"})
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(EnvWriteError) as err:
+        write_env_file(path, {"NEW": "value"})
+    assert "disk is full" in str(err.value) and "untouched" in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(EnvWriteError) as err:
+        write_env_file(blocker / "app" / ".env", {"A": "1"})
+    assert str(blocker) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("RESEND_API_KEY", "re_123456789abcdef", True),
+        ("PGPASSWORD", "x", True),
+        ("NEON_ROLE_PASSWORD", "x", True),
+        ("GITHUB_PROVISIONING_TOKEN", "ghp_x", True),
+        ("DATABASE_URL", "postgresql://u:pw@h/db", True),
+        ("DATABASE_URL", "postgresql://h/db", False),
+        ("GITHUB_REPO_URL", "https://github.com/o/r", False),
+        ("VITE_POSTHOG_APP_ID", "mk0r-abc", False),
+        ("PGHOST", "127.0.0.1", False),
+    ],
+)
+def test_one_place_decides_what_is_secret(name, value, secret):
+    assert is_secret(name, value) is secret
+
+
+def test_masks_keep_just_enough_to_recognise():
+    assert mask_value("RESEND_API_KEY", "re_abcdefghijk3fa9") == "re_…3fa9"
+    assert mask_value("DATABASE_URL", "postgresql://user:hunter2@host:5432/db") == "postgresql://user:••••@host:5432/db"
+    assert mask_value("PGPASSWORD", "short") == "••••"
+    assert mask_value("PGHOST", "localhost") == "localhost"
+
+
+def test_scrub_removes_every_secret_from_text():
+    text = scrub("failed with token ghp_SECRETSECRET123 and pw hunter2hunter2", ["ghp_SECRETSECRET123", "hunter2hunter2"])
+    assert "SECRETSECRET" not in text and "hunter2hunter2" not in text

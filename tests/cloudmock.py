@@ -237,3 +237,36 @@ def respx_offspec() -> Iterator[SpecCheckedRouter]:
 
 def sent_json(call) -> Any:
     return json.loads(call.request.content)
+
+
+# -- providers wired to the real ledger -----------------------------------------------------
+
+
+def provision_context(runtime, session_key: str, provider: str, settings=None):
+    """A real ProvisionContext on the runtime's real ledger, with a Collector as the sink."""
+    from mk0r_tui.core.events import Collector
+    from mk0r_tui.core.models import Session
+    from mk0r_tui.providers.base import ProvisionContext
+
+    session = Session.parse(session_key)
+    runtime.ledger.ensure_session(session)
+    return ProvisionContext(session=session, provider=provider, settings=settings or runtime.settings,
+                            ledger=runtime.ledger, sink=Collector())
+
+
+def keyed(**keys: str):
+    from mk0r_tui.core.credentials import Credentials
+
+    return Credentials(keys, use_keyring=False)
+
+
+def progress_of(ctx) -> list[str]:
+    from mk0r_tui.core.events import ProviderProgressed
+
+    return [e.message for e in ctx.sink.of(ProviderProgressed)]
+
+
+def retries_of(ctx) -> list[tuple[int, int, float, str]]:
+    from mk0r_tui.core.events import ProviderRetrying
+
+    return [(e.attempt, e.max_attempts, e.delay_s, e.reason) for e in ctx.sink.of(ProviderRetrying)]

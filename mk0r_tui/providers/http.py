@@ -27,9 +27,9 @@ import asyncio
 import email.utils
 import logging
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -38,6 +38,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
+from mk0r_tui.core.ledger import Ledger, ResourceRow
+from mk0r_tui.core.models import ResourceState
 
 log = logging.getLogger("mk0r_tui.http")
 
@@ -446,6 +448,24 @@ async def create_or_adopt(
             return found
         ctx.progress(f"{what} was not created: sending the create again")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextmanager
+def dropped_if_refused(ledger: Ledger, row: ResourceRow) -> Iterator[None]:
+    """A create the provider refused outright (400/401/403/404/409/422) made nothing: the
+    pending intent is closed as deleted, so orphan scans do not chase it."""
+    try:
+        yield
+    except ProviderError as exc:
+        refused = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429 and not exc.outcome_unknown
+        if refused and row.id is not None and row.state == ResourceState.PENDING.value:
+            ledger.mark_state(row.id, ResourceState.DELETED, error=f"never created: {exc}")
+        raise
+
+
+def created_but_unreadable(exc: ProviderError) -> ProviderError:
+    """A 2xx create answer we cannot read still means the resource exists: look it up by name."""
+    return ProviderError(exc.args[0], call=exc.call, status=exc.status, hint=exc.hint, outcome_unknown=True)
 
 
 def single_match(items: list[T], what: str, call: str) -> T | None:

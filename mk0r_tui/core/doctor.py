@@ -1,0 +1,140 @@
+"""`mk0r-tui doctor`: for every keyed provider, is the key there, where from, does it work, and
+which region/org/owner would be used. UI-agnostic: returns data; the CLI prints it.
+
+A provider takes part in the authentication check by having `async check_auth() -> AuthCheck`
+(one cheap read-only call); one without it is reported as present but unchecked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+from mk0r_tui.core.config import Settings
+from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.envfile import scrub
+from mk0r_tui.core.errors import Mk0rError
+
+CheckStatus = Literal["ok", "failing", "missing", "unchecked"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCheck:
+    """What a provider's `check_auth` found. `problems` are reasons the key will not do the
+    whole job although it authenticates (e.g. a GitHub token without `delete_repo`)."""
+
+    ok: bool
+    detail: str
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCheck:
+    provider: str
+    key_name: str
+    key_present: bool
+    key_source: str | None
+    status: CheckStatus
+    detail: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "key": self.key_name,
+            "key_present": self.key_present,
+            "key_source": self.key_source,
+            "status": self.status,
+            "detail": self.detail,
+            "problems": list(self.problems),
+            "settings": dict(self.settings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorReport:
+    checks: tuple[ProviderCheck, ...]
+    keyring_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "failing" for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "keyring": self.keyring_message, "providers": [c.to_json() for c in self.checks]}
+
+
+def _neon(s: Settings) -> dict[str, str]:
+    return {"api": s.neon_api_url, "region": s.neon_region, "pg_version": str(s.neon_pg_version),
+            "org": s.neon_org_id or "(personal account: NEON_ORG_ID unset)"}
+
+
+def _resend(s: Settings) -> dict[str, str]:
+    return {"api": s.resend_api_url, "domain_id": s.resend_domain_id or "(any domain: RESEND_DOMAIN_ID unset)",
+            "requests_per_second": f"{s.resend_requests_per_second:g}"}
+
+
+def _github(s: Settings) -> dict[str, str]:
+    return {"api": s.github_api_url, "owner": s.github_owner or "(the token's user: GITHUB_OWNER unset)"}
+
+
+def _posthog(s: Settings) -> dict[str, str]:
+    return {"host": s.posthog_host}
+
+
+def _e2b(s: Settings) -> dict[str, str]:
+    return {"domain": s.e2b_domain, "template": s.e2b_template}
+
+
+SETTINGS_IN_USE: dict[str, Callable[[Settings], dict[str, str]]] = {
+    "neon": _neon, "resend": _resend, "github": _github, "posthog": _posthog, "e2b": _e2b,
+}
+#: providers whose key lives under a name the registry does not list (PostHog needs none to run)
+EXTRA_KEYS = {"posthog": "POSTHOG_PROJECT_KEY"}
+
+
+async def run_doctor(
+    settings: Settings, credentials: Credentials, *, providers: Mapping[str, Any] | None = None
+) -> DoctorReport:
+    """Check every keyed provider concurrently. `providers` may hold instances to use (tests,
+    or the runtime's shared ones); others are built here and closed afterwards."""
+    from mk0r_tui.providers import REGISTRY, TARGETS
+
+    given = dict(providers or {})
+    built: list[Any] = []
+    specs = [s for s in REGISTRY + TARGETS if s.key_name or s.name in EXTRA_KEYS]
+
+    async def check(spec) -> ProviderCheck:
+        key_name = spec.key_name or EXTRA_KEYS[spec.name]
+        cred = credentials.get(key_name)
+        shown = SETTINGS_IN_USE.get(spec.name, lambda s: {})(settings)
+        base = dict(provider=spec.name, key_name=key_name, key_present=cred.present, key_source=cred.source, settings=shown)
+        if not cred.present:
+            return ProviderCheck(**base, status="missing", detail=f"{key_name} is not set (env var or `mk0r-tui keys set`)")
+        try:
+            provider = given.get(spec.name)
+            if provider is None:
+                provider = spec.build(settings, credentials)
+                built.append(provider)
+        except ImportError as exc:
+            return ProviderCheck(**base, status="unchecked", detail=f"key present; provider not installed ({exc.name})")
+        if not hasattr(provider, "check_auth"):
+            return ProviderCheck(**base, status="unchecked", detail="key present (no authentication check for this provider)")
+        try:
+            async with asyncio.timeout(settings.provider_timeout_s):
+                result: AuthCheck = await provider.check_auth()
+        except TimeoutError:
+            return ProviderCheck(**base, status="failing", detail="timed out")
+        except Mk0rError as exc:
+            return ProviderCheck(**base, status="failing", detail=scrub(str(exc), credentials.secret_values()))
+        status: CheckStatus = "ok" if result.ok and not result.problems else "failing"
+        return ProviderCheck(**base, status=status, detail=result.detail, problems=result.problems)
+
+    try:
+        checks = await asyncio.gather(*(check(spec) for spec in specs))
+    finally:
+        for provider in built:
+            await provider.aclose()
+    return DoctorReport(tuple(checks), credentials.keyring_message)

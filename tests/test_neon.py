@@ -1,0 +1,304 @@
+"""Neon against respx mocks validated by neon.json, on the real ledger, with a fake clock."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from cloudmock import (
+    NEON,
+    OP_ID,
+    FakeClock,
+    keyed,
+    neon_created,
+    neon_error,
+    neon_list,
+    neon_list_item,
+    neon_operation,
+    neon_project,
+    neon_uri,
+    off_spec,
+    progress_of,
+    provision_context,
+    respx_offspec,  # noqa: F401 - fixture
+    retries_of,
+)
+from mk0r_tui.core.config import load_settings
+from mk0r_tui.core.errors import AuthenticationError, ProviderError
+from mk0r_tui.core.ledger import ResourceRow
+from mk0r_tui.core.models import ResourceState
+from mk0r_tui.providers.neon import NeonProvider
+
+TOKEN = "napi_neon_test_key_0123456789"
+PID = "shiny-wind-12345678"
+
+
+@pytest.fixture
+def fake() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def neon(runtime, fake):
+    provider = NeonProvider(settings=runtime.settings, credentials=keyed(NEON_PROVISIONING_KEY=TOKEN), clock=fake.clock)
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture
+def ctx(runtime, session_key):
+    return provision_context(runtime, session_key, "neon")
+
+
+def op_answer(status: str):
+    return httpx.Response(200, json={"operation": neon_operation(OP_ID, PID, status=status)})
+
+
+def mock_created(router, name: str, ops_statuses=("running", "finished")):
+    create = router.post(f"{NEON}/projects").mock(return_value=httpx.Response(201, json=neon_created(PID, name)))
+    poll = router.get(f"{NEON}/projects/{PID}/operations/{OP_ID}").mock(side_effect=[op_answer(s) for s in ops_statuses])
+    return create, poll
+
+
+async def test_provision_creates_waits_for_operations_and_returns_the_env(respx_spec, neon, ctx, runtime):
+    name = ctx.session.resource_name
+    create, poll = mock_created(respx_spec, name)
+
+    outcome = await neon.provision(ctx)
+
+    body = json.loads(create.calls[0].request.content)
+    assert body == {"project": {"name": name, "region_id": "aws-us-east-2", "pg_version": 17,
+                                "branch": {"database_name": "neondb", "role_name": "neondb_owner"}}}
+    assert create.calls[0].request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert poll.call_count == 2
+    assert "waiting for operation start_compute (running)" in progress_of(ctx)
+    assert outcome.env == {
+        "DATABASE_URL": neon_uri(), "NEON_PROJECT_ID": PID, "NEON_HOST": "ep-cool-1.us-east-2.aws.neon.tech",
+        "NEON_DB_NAME": "neondb", "NEON_ROLE_NAME": "neondb_owner", "NEON_ROLE_PASSWORD": "s3cret-pw",
+        "PGHOST": "ep-cool-1.us-east-2.aws.neon.tech", "PGDATABASE": "neondb", "PGUSER": "neondb_owner",
+        "PGPASSWORD": "s3cret-pw",
+    }
+    assert list(outcome.env)[0] == NeonProvider.env_keys[0]
+    (row,) = runtime.ledger.resources(ctx.session.key)
+    assert (row.state, row.kind, row.name, row.remote_id) == ("created", "project", name, PID)
+    assert "s3cret-pw" not in json.dumps(row.meta)
+
+
+async def test_org_and_region_settings_reach_the_request(respx_spec, runtime, ctx, fake):
+    settings = load_settings(neon_org_id="org-cool-123", neon_region="aws-eu-central-1", neon_pg_version=16)
+    provider = NeonProvider(settings=settings, credentials=keyed(NEON_PROVISIONING_KEY=TOKEN), clock=fake.clock)
+    create, _ = mock_created(respx_spec, ctx.session.resource_name, ("finished",))
+
+    await provider.provision(ctx)
+
+    sent = json.loads(create.calls[0].request.content)["project"]
+    assert (sent["org_id"], sent["region_id"], sent["pg_version"]) == ("org-cool-123", "aws-eu-central-1", 16)
+    await provider.aclose()
+
+
+async def test_a_second_provision_adopts_the_project_instead_of_creating_another(respx_spec, neon, ctx, runtime):
+    name = ctx.session.resource_name
+    create, _ = mock_created(respx_spec, name)
+    await neon.provision(ctx)
+    respx_spec.get(f"{NEON}/projects/{PID}").mock(return_value=httpx.Response(200, json={"project": neon_project(PID, name)}))
+    respx_spec.get(f"{NEON}/projects/{PID}/operations").mock(
+        return_value=httpx.Response(200, json={"operations": [neon_operation(OP_ID, PID, status="finished")]}))
+    uri = respx_spec.get(f"{NEON}/projects/{PID}/connection_uri").mock(
+        return_value=httpx.Response(200, json={"uri": neon_uri("again-pw")}))
+
+    outcome = await neon.provision(ctx)
+
+    assert create.call_count == 1
+    assert uri.calls[0].request.url.params["role_name"] == "neondb_owner"
+    assert outcome.env["NEON_ROLE_PASSWORD"] == "again-pw"
+    assert [r.remote_id for r in runtime.ledger.resources(ctx.session.key)] == [PID]
+
+
+async def test_429_with_retry_after_then_success_waits_on_the_clock(respx_spec, neon, ctx, fake):
+    name = ctx.session.resource_name
+    sent_at: list[float] = []
+
+    def answer(request):
+        sent_at.append(fake.now())
+        if len(sent_at) == 1:
+            return httpx.Response(429, json=neon_error("Too many requests"), headers={"Retry-After": "12"})
+        return httpx.Response(201, json=neon_created(PID, name, ops=[]))
+
+    respx_spec.post(f"{NEON}/projects").mock(side_effect=answer)
+
+    await neon.provision(ctx)
+
+    assert sent_at[1] - sent_at[0] >= 12
+    assert retries_of(ctx) == [(2, 5, 12.0, "HTTP 429")]
+
+
+async def test_500_twice_then_success(respx_spec, neon, ctx):
+    name = ctx.session.resource_name
+    route = respx_spec.post(f"{NEON}/projects").mock(side_effect=[
+        httpx.Response(500, json=neon_error("internal error")),
+        httpx.Response(503, json=neon_error("unavailable")),
+        httpx.Response(201, json=neon_created(PID, name, ops=[])),
+    ])
+
+    outcome = await neon.provision(ctx)
+
+    assert route.call_count == 3 and outcome.env["NEON_PROJECT_ID"] == PID
+    assert [r[0] for r in retries_of(ctx)] == [2, 3]
+
+
+async def test_timeout_after_send_adopts_the_one_project_that_was_made(respx_spec, neon, ctx, runtime):
+    name = ctx.session.resource_name
+    create = respx_spec.post(f"{NEON}/projects").mock(side_effect=httpx.ReadTimeout("timed out"))
+    search = respx_spec.get(f"{NEON}/projects").mock(return_value=httpx.Response(200, json=neon_list(
+        [neon_list_item(PID, name), neon_list_item("other-proj-1", name + "-x")])))
+    respx_spec.get(f"{NEON}/projects/{PID}/connection_uri").mock(return_value=httpx.Response(200, json={"uri": neon_uri()}))
+    respx_spec.get(f"{NEON}/projects/{PID}/operations").mock(
+        return_value=httpx.Response(200, json={"operations": [neon_operation(OP_ID, PID, status="running")]}))
+    respx_spec.get(f"{NEON}/projects/{PID}/operations/{OP_ID}").mock(return_value=op_answer("finished"))
+
+    outcome = await neon.provision(ctx)
+
+    assert create.call_count == 1
+    assert search.calls[0].request.url.params["search"] == name
+    assert outcome.env["NEON_PROJECT_ID"] == PID
+    (row,) = runtime.ledger.resources(ctx.session.key)
+    assert (row.state, row.remote_id) == ("created", PID)
+    assert f"project {name} was created: adopting it" in progress_of(ctx)
+
+
+async def test_timeout_after_send_with_nothing_made_creates_once_more(respx_spec, neon, ctx):
+    name = ctx.session.resource_name
+    create = respx_spec.post(f"{NEON}/projects").mock(side_effect=[
+        httpx.RemoteProtocolError("server disconnected"), httpx.Response(201, json=neon_created(PID, name, ops=[]))])
+    respx_spec.get(f"{NEON}/projects").mock(return_value=httpx.Response(200, json=neon_list([])))
+
+    outcome = await neon.provision(ctx)
+
+    assert create.call_count == 2 and outcome.env["NEON_PROJECT_ID"] == PID
+
+
+async def test_401_fails_clearly_and_closes_the_intent(respx_spec, neon, ctx, runtime):
+    respx_spec.post(f"{NEON}/projects").mock(return_value=httpx.Response(401, json=neon_error("authentication required")))
+
+    with pytest.raises(AuthenticationError) as caught:
+        await neon.provision(ctx)
+
+    assert "POST /projects → HTTP 401: authentication required (check NEON_PROVISIONING_KEY" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    (row,) = runtime.ledger.resources(ctx.session.key)
+    assert row.state == ResourceState.DELETED.value
+
+
+async def test_403_about_the_org_says_to_set_neon_org_id(respx_spec, neon, ctx):
+    respx_spec.post(f"{NEON}/projects").mock(return_value=httpx.Response(
+        403, json=neon_error("org_id is required, you can find it on your organization settings page")))
+
+    with pytest.raises(AuthenticationError, match="set NEON_ORG_ID"):
+        await neon.provision(ctx)
+
+
+async def test_a_failed_operation_fails_provisioning(respx_spec, neon, ctx):
+    mock_created(respx_spec, ctx.session.resource_name, ("running", "failed"))
+
+    with pytest.raises(ProviderError, match="operation start_compute failed"):
+        await neon.provision(ctx)
+
+
+async def test_locked_project_is_retried_while_polling(respx_spec, neon, ctx):
+    name = ctx.session.resource_name
+    respx_spec.post(f"{NEON}/projects").mock(return_value=httpx.Response(201, json=neon_created(PID, name)))
+    poll = respx_spec.get(f"{NEON}/projects/{PID}/operations/{OP_ID}").mock(side_effect=[
+        httpx.Response(423, json=neon_error("project already has running operations")), op_answer("finished")])
+
+    await neon.provision(ctx)
+
+    assert poll.call_count == 2
+
+
+async def test_a_truncated_create_answer_is_looked_up_by_name(respx_offspec, neon, ctx):
+    name = ctx.session.resource_name
+    create = respx_offspec.post(f"{NEON}/projects").mock(
+        return_value=off_spec(201, reason="truncated body", content=b'{"project": {"id": "shiny-'))
+    respx_offspec.get(f"{NEON}/projects").mock(return_value=httpx.Response(200, json=neon_list([neon_list_item(PID, name)])))
+    respx_offspec.get(f"{NEON}/projects/{PID}/connection_uri").mock(return_value=httpx.Response(200, json={"uri": neon_uri()}))
+    respx_offspec.get(f"{NEON}/projects/{PID}/operations").mock(return_value=httpx.Response(200, json={"operations": []}))
+
+    outcome = await neon.provision(ctx)
+
+    assert create.call_count == 1 and outcome.env["NEON_PROJECT_ID"] == PID
+
+
+async def test_malformed_list_answer_is_a_clear_error(respx_offspec, neon):
+    respx_offspec.get(f"{NEON}/projects").mock(return_value=off_spec(200, reason="missing field", json_body={"items": []}))
+
+    with pytest.raises(ProviderError, match=r"GET /projects → HTTP 200: unexpected answer: projects: field required"):
+        await neon.discover()
+
+
+# -- teardown ------------------------------------------------------------------------------------
+
+
+def row(remote_id: str | None, name: str = "mk0r-abc") -> ResourceRow:
+    return ResourceRow(None, None, "neon", "project", name, remote_id, None, "created")
+
+
+async def test_teardown_deletes_the_project(respx_spec, neon):
+    route = respx_spec.delete(f"{NEON}/projects/{PID}").mock(
+        return_value=httpx.Response(200, json={"project": neon_project(PID, "mk0r-abc")}))
+    assert await neon.teardown(row(PID)) is True
+    assert route.call_count == 1
+
+
+async def test_teardown_of_a_missing_project_is_done(respx_spec, neon):
+    respx_spec.delete(f"{NEON}/projects/{PID}").mock(return_value=httpx.Response(404, json=neon_error("project not found")))
+    assert await neon.teardown(row(PID)) is False
+
+
+async def test_teardown_of_a_pending_row_finds_the_project_by_name(respx_spec, neon):
+    respx_spec.get(f"{NEON}/projects").mock(return_value=httpx.Response(200, json=neon_list([neon_list_item(PID, "mk0r-abc")])))
+    delete = respx_spec.delete(f"{NEON}/projects/{PID}").mock(
+        return_value=httpx.Response(200, json={"project": neon_project(PID, "mk0r-abc")}))
+    assert await neon.teardown(row(None)) is True
+    assert delete.call_count == 1
+
+
+async def test_teardown_refused_is_an_error(respx_spec, neon):
+    respx_spec.delete(f"{NEON}/projects/{PID}").mock(return_value=httpx.Response(403, json=neon_error("forbidden")))
+    with pytest.raises(AuthenticationError, match=f"DELETE /projects/{PID} → HTTP 403"):
+        await neon.teardown(row(PID))
+
+
+# -- discovery -----------------------------------------------------------------------------------
+
+
+async def test_discovery_follows_the_cursor_over_several_pages(respx_spec, neon):
+    neon.page_size = 2
+    pages = [
+        neon_list([neon_list_item("p-1", "mk0r-aaa"), neon_list_item("p-2", "mk0r-bbb")], cursor="c1"),
+        neon_list([neon_list_item("p-3", "not-ours-mk0r-"), neon_list_item("p-4", "mk0r-ddd")], cursor="c2"),
+        neon_list([neon_list_item("p-5", "mk0r-eee", created_at="2024-06-01T12:00:00Z")], cursor="c3"),
+    ]
+    route = respx_spec.get(f"{NEON}/projects").mock(side_effect=[httpx.Response(200, json=p) for p in pages])
+
+    found = await neon.discover()
+
+    assert [f.name for f in found] == ["mk0r-aaa", "mk0r-bbb", "mk0r-ddd", "mk0r-eee"]
+    assert [c.request.url.params.get("cursor") for c in route.calls] == [None, "c1", "c2"]
+    assert all(c.request.url.params["search"] == "mk0r-" for c in route.calls)
+    assert found[-1].created_at == 1717243200.0
+
+
+async def test_a_custom_base_url_is_used(respx_spec, runtime, ctx, fake):
+    base = "https://neon.internal.example/api/v2"
+    respx_spec.spec_base(base, "neon")
+    settings = load_settings(neon_api_url=base)
+    provider = NeonProvider(settings=settings, credentials=keyed(NEON_PROVISIONING_KEY=TOKEN), clock=fake.clock)
+    route = respx_spec.post(f"{base}/projects").mock(
+        return_value=httpx.Response(201, json=neon_created(PID, ctx.session.resource_name, ops=[])))
+
+    await provider.provision(ctx)
+
+    assert route.call_count == 1
+    await provider.aclose()

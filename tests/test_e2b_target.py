@@ -141,6 +141,15 @@ def commands_of(backend: FakeSandboxBackend) -> list[str]:
     return [command for _, command, _ in backend.commands]
 
 
+async def provisioned_once(backend: FakeSandboxBackend, session_key: str):
+    """A session with one database, provisioned into a new fake sandbox."""
+    selection = services()[:1]
+    runtime, target = make_runtime(backend, selection)
+    session = Session.parse(session_key)
+    await provision(runtime, target, session, selection)
+    return runtime, target, session, selection
+
+
 async def test_delivers_env_instructions_gitignore_and_origin(backend, session_key):
     selection = services()
     runtime, target = make_runtime(backend, selection)
@@ -257,10 +266,7 @@ async def test_a_refused_create_is_a_clear_error_and_leaves_no_pending_row(backe
 
 
 async def test_a_sandbox_gone_since_the_last_run_is_replaced(backend, session_key):
-    selection = services()[:1]
-    runtime, target = make_runtime(backend, selection)
-    session = Session.parse(session_key)
-    await provision(runtime, target, session, selection)
+    runtime, target, session, selection = await provisioned_once(backend, session_key)
     (first,) = backend.sandboxes
     await backend.kill(first)  # timed out upstream
 
@@ -304,10 +310,7 @@ async def test_the_sandbox_option_connects_instead_of_creating(backend, session_
 
 
 async def test_teardown_kills_the_sandbox_and_a_gone_one_is_done(backend, session_key):
-    selection = services()[:1]
-    runtime, target = make_runtime(backend, selection)
-    session = Session.parse(session_key)
-    await provision(runtime, target, session, selection)
+    runtime, target, session, selection = await provisioned_once(backend, session_key)
     (sandbox_id,) = backend.sandboxes
 
     report = await teardown_session(runtime, session_key)
@@ -353,10 +356,7 @@ async def test_discovery_pages_through_our_sandboxes_only(backend, session_key):
 
 
 async def test_orphans_are_our_sandboxes_without_a_live_session(backend, session_key):
-    selection = services()[:1]
-    runtime, target = make_runtime(backend, selection)
-    session = Session.parse(session_key)
-    await provision(runtime, target, session, selection)
+    runtime, *_ = await provisioned_once(backend, session_key)
     backend.add("sbx-left", {"mk0r": "1", "mk0r_session": "mk0r-leftbehind1"})
 
     scan = await find_orphans(runtime, providers=["e2b"])

@@ -1,0 +1,471 @@
+"""The dashboard app: it owns every session's snapshot and runs the orchestrator in workers.
+
+Workers never touch widgets: the orchestrator's sink posts `SessionEventReceived`, the handler
+reduces it into an immutable `SessionState` (state.py) and marks the session dirty; one flush per
+batch of queued messages repaints the dashboard. Sessions not on screen keep being reduced, so
+switching the selection never loses anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import mk0r_tui
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from mk0r_tui.core.envfile import read_env_file, scrub
+from mk0r_tui.core.events import Event, ProviderSucceeded
+from mk0r_tui.core.models import ResourceState, Session, Slot
+from mk0r_tui.core.orchestrator import env_file_path, provision_services, teardown_session
+from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.tui.messages import SessionEventReceived
+from mk0r_tui.tui.screens.dashboard import DashboardScreen
+from mk0r_tui.tui.state import (
+    SessionState,
+    WorkEnded,
+    WorkKind,
+    WorkStarted,
+    from_ledger,
+    reduce,
+)
+from mk0r_tui.tui.widgets.event_log import LOG_LINES_KEPT, LogLine
+
+HISTORY_LENGTH = 40
+TICK_S = 1 / 8
+AGE_REFRESH_S = 10.0
+TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
+
+
+def styles_dir() -> Path:
+    """The `.tcss` folder: inside the installed package (the wheel maps `styles/` to
+    `mk0r_tui/styles`), else the checkout's top-level `styles/`."""
+    package = Path(mk0r_tui.__file__).resolve().parent
+    installed = package / "styles"
+    if installed.is_dir():
+        return installed
+    return package.parent / "styles"
+
+
+def stylesheets() -> list[Path]:
+    """`global.tcss` first (variables and shared rules), then one file per area."""
+    files = sorted(styles_dir().glob("*.tcss"))
+    return sorted(files, key=lambda p: (p.name != "global.tcss", p.name))
+
+
+class DashboardCommands(Provider):
+    """Command palette entries for the dashboard's actions; those that do not apply now are left out."""
+
+    COMMANDS: tuple[tuple[str, str, str], ...] = (
+        ("New session", "new_session", "Provision a new session"),
+        ("Retry selected session", "retry", "Provision again: failed providers retried, ok ones reused"),
+        ("Show .env of selected session", "env", "Secrets masked; reveal with x / X"),
+        ("Open repository of selected session", "open_repo", "GitHub in the browser, or the local path"),
+        ("Tear down selected session", "teardown", "Delete every resource (asks first)"),
+        ("Orphans", "orphans", "Find resources no live session owns"),
+        ("Provisioning keys", "keys", "Which keys are set, and where from"),
+        ("Filter sessions", "filter", "Filter the session list"),
+        ("Help", "app.help", "Every key"),
+    )
+
+    def _available(self) -> Iterable[tuple[str, str, str]]:
+        screen = self.screen
+        if not isinstance(screen, DashboardScreen):
+            return
+        for title, action, help_text in self.COMMANDS:
+            if action.startswith("app.") or screen.check_action(action, ()) is True:
+                yield title, action, help_text
+
+    def _runner(self, action: str):
+        screen = self.screen
+        return partial(screen.run_action, action)
+
+    async def discover(self) -> Hits:
+        for title, action, help_text in self._available():
+            yield DiscoveryHit(title, self._runner(action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, action, help_text in self._available():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), self._runner(action), help=help_text)
+
+
+class Mk0rApp(App[None]):
+    """The dashboard. `selection` and `target_provider` pass through to `provision_services`
+    (tests inject fake providers with them); by default the registry picks, as in the CLI."""
+
+    TITLE = "mk0r"
+    SUB_TITLE = "app backends, provisioned live"
+    CSS_PATH = stylesheets()
+    COMMANDS = App.COMMANDS | {DashboardCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (asks first while work is in flight)"),
+        Binding("ctrl+c", "interrupt", "Interrupt", id="app.interrupt", show=False, priority=True,
+                tooltip="Once: let in-flight work finish, then exit. Twice: exit now"),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key"),
+    ]
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        read_only: bool = False,
+        selection: Sequence[Any] | None = None,
+        target_provider: Any = None,
+        close_runtime: bool = False,
+    ) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.read_only = read_only
+        self.selection = selection
+        self.target_provider = target_provider
+        self.close_runtime = close_runtime
+        self.sessions: dict[str, SessionState] = {}
+        self.logs: dict[str, deque[LogLine]] = {}
+        self.history: dict[str, tuple[float, ...]] = {}
+        self._run_started: dict[str, float] = {}
+        self._work: dict[Worker, tuple[str, WorkKind]] = {}
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self._paused = False
+        self._draining = False
+        self._stop: Any = None
+        self.load_ledger()
+
+    # -- state -------------------------------------------------------------------------
+
+    def load_ledger(self) -> None:
+        """Every session the ledger knows, in three queries, plus each provider's latency history."""
+        ledger = self.runtime.ledger
+        runs = ledger.latest_runs_all()
+        resources: dict[str, list] = {}
+        for row in ledger.resources():
+            resources.setdefault(row.session_key, []).append(row)
+        for row in ledger.list_sessions():
+            self.sessions[row.key] = from_ledger(row, runs.get(row.key, {}), resources.get(row.key, []))
+        providers = {p.provider for s in self.sessions.values() for p in s.panels}
+        for provider in providers:
+            self.history[provider] = tuple(ledger.latency_history(provider, HISTORY_LENGTH))
+
+    def get_default_screen(self) -> Screen:
+        self.dashboard = DashboardScreen()
+        return self.dashboard
+
+    def on_mount(self) -> None:
+        import asyncio
+
+        self._stop = asyncio.Event()
+        self.set_interval(TICK_S, self._tick, name="tick")
+        self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
+
+    async def on_unmount(self) -> None:
+        if self.close_runtime:
+            await self.runtime.aclose()
+
+    def _tick(self) -> None:
+        """The one ticker: spinners and elapsed times of the selected session's running panels."""
+        if any(s.busy for s in self.sessions.values()):
+            self.dashboard.tick(time.time())
+
+    @on(SessionEventReceived)
+    def _session_event_received(self, message: SessionEventReceived) -> None:
+        event = message.event
+        key = event.session
+        session = self.sessions.get(key) or self._session_from_ledger(key, event)
+        self.sessions[key] = reduce(session, event)
+        line = self._log_line(event)
+        if line is not None:
+            self.logs.setdefault(key, deque(maxlen=LOG_LINES_KEPT)).append(line)
+            self.dashboard.event_logged(key, line)
+        if isinstance(event, ProviderSucceeded) and event.result.attempts > 0 and event.result.latency_ms is not None:
+            history = (*self.history.get(event.provider, ()), event.result.latency_ms)[-HISTORY_LENGTH:]
+            self.history[event.provider] = history
+            self.dashboard.history_changed(event.provider)
+        self._dirty.add(key)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
+    def _session_from_ledger(self, key: str, event: Any) -> SessionState:
+        row = self.runtime.ledger.get_session(key)
+        if row is not None:
+            ledger = self.runtime.ledger
+            return from_ledger(row, ledger.latest_runs(key), ledger.resources(key))
+        slug = getattr(event, "slug", None) or Session.parse(key).slug
+        return SessionState(key, slug, created_at=event.at, state="provisioning", updated_at=event.at)
+
+    def _log_line(self, event: Any) -> LogLine | None:
+        key = event.session
+        if isinstance(event, WorkStarted):
+            self._run_started[key] = event.at
+            words = "provisioning" + (f" → {event.target}" if event.target else "") if event.kind == "provision" else "teardown"
+            return LogLine(event.at, f"{words} started", "info")
+        if isinstance(event, WorkEnded):
+            if event.error:
+                return LogLine(event.at, f"{event.kind} stopped: {event.error}", "error")
+            return LogLine(event.at, f"{event.kind} finished: session is {event.state or 'unchanged'}".replace("_", " "), "muted")
+        if isinstance(event, Event):
+            return LogLine.from_event(event, since=self._run_started.get(key))
+        return None
+
+    def _flush(self) -> None:
+        """Repaint every session changed since the last flush: one repaint per batch of messages."""
+        self._flush_scheduled = False
+        if self._paused or not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        self.dashboard.sessions_changed(dirty)
+
+    def pause_refresh(self, paused: bool) -> None:
+        """Hold dashboard repaints while a destructive confirmation is open (state keeps reducing)."""
+        self._paused = paused
+        if not paused:
+            self._flush()
+
+    # -- work --------------------------------------------------------------------------
+
+    def _post(self, event: Any) -> None:
+        self.post_message(SessionEventReceived(event))
+
+    def plan_for(self, target: str | None) -> tuple[tuple[str, Slot], ...]:
+        """The (provider, slot) panels a provisioning run will show, known before it starts."""
+        from mk0r_tui.providers import select_providers, select_target
+
+        runtime = self.runtime
+        if self.selection is not None:
+            items = [runtime.provider(i) if isinstance(i, str) else i for i in self.selection]
+        else:
+            items = select_providers(runtime.settings, runtime.credentials)
+        target_item = self.target_provider or select_target(runtime.settings, runtime.credentials, target)
+        return tuple((item.name, item.slot) for item in (*items, target_item))
+
+    def start_provision(self, session: Session, target: str | None = None) -> Worker | None:
+        if self.read_only:
+            return None
+        current = self.sessions.get(session.key)
+        if current is not None and current.busy:
+            self.notify(f"mk0r-{session.slug} is already {current.busy}", severity="warning")
+            return None
+        plan = self.plan_for(target)
+        target_name = plan[-1][0]
+        self._post(WorkStarted(session=session.key, kind="provision", plan=plan, slug=session.slug, target=target_name))
+        worker = self._provision(session, target)
+        self._work[worker] = (session.key, "provision")
+        self.dashboard.select_when_shown(session.key)
+        return worker
+
+    @work(exclusive=False, exit_on_error=False, group="provision")
+    async def _provision(self, session: Session, target: str | None) -> None:
+        await provision_services(
+            self.runtime, session, sink=self._post, target=target,
+            selection=self.selection, target_provider=self.target_provider,
+        )
+
+    def start_teardown(self, key: str) -> Worker | None:
+        if self.read_only:
+            return None
+        self._post(WorkStarted(session=key, kind="teardown"))
+        worker = self._teardown(key)
+        self._work[worker] = (key, "teardown")
+        return worker
+
+    @work(exclusive=False, exit_on_error=False, group="teardown")
+    async def _teardown(self, key: str) -> None:
+        await teardown_session(self.runtime, key, sink=self._post, stop=self._stop)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        owner = self._work.pop(event.worker, None)
+        if owner is None:
+            return
+        key, kind = owner
+        error = None
+        if event.state is WorkerState.ERROR:
+            error = scrub(str(event.worker.error) or type(event.worker.error).__name__, self.runtime.secrets())
+            self.notify(error, title=f"{kind} of {key} failed", severity="error", timeout=10)
+        elif event.state is WorkerState.CANCELLED:
+            error = "cancelled"
+        row = self.runtime.ledger.get_session(key)
+        self._post(WorkEnded(session=key, kind=kind, state=row.state if row else None, error=error))
+        if self._draining and not self._work:
+            self.exit(message="In-flight work finished and was recorded in the ledger.")
+
+    @property
+    def busy_sessions(self) -> list[SessionState]:
+        return [s for s in self.sessions.values() if s.busy]
+
+    # -- session actions (the dashboard's keys call these) -------------------------------
+
+    def action_new_session(self) -> None:
+        from mk0r_tui.tui.screens.new_session import NewSessionRequest, NewSessionScreen
+
+        if self.read_only:
+            return
+        settings, credentials = self.runtime.settings, self.runtime.credentials
+
+        def chosen(request: NewSessionRequest | None) -> None:
+            if request is not None:
+                self.start_provision(request.session, request.target)
+
+        screen = NewSessionScreen(
+            self.runtime.ledger, default_target=settings.target, e2b_available=credentials.get("E2B_API_KEY").present
+        )
+        self.push_screen(screen, chosen)
+
+    def retry_session(self, key: str) -> None:
+        session = self.sessions.get(key)
+        if session is None or not session.can_retry:
+            return
+        self.start_provision(Session(session.key, session.slug), TARGET_CHOICE_OF.get(session.target or "", None))
+
+    def env_path(self, key: str) -> Path:
+        session = self.sessions[key]
+        if session.env_file:
+            return Path(session.env_file)
+        return env_file_path(self.runtime, Session(session.key, session.slug))
+
+    def show_env(self, key: str) -> None:
+        from mk0r_tui.tui.screens.env_viewer import EnvScreen
+
+        path = self.env_path(key)
+        if not path.exists():
+            self.notify(f"No .env yet at {path}", severity="warning")
+            return
+        self.push_screen(EnvScreen(self.sessions[key].slug, path))
+
+    def open_repo(self, key: str) -> None:
+        env = read_env_file(self.env_path(key))
+        if env.get("GITHUB_REPO_URL"):
+            self.open_url(env["GITHUB_REPO_URL"])
+            self.notify(f"Opened {env['GITHUB_REPO_URL']}")
+        elif env.get("LOCAL_GIT_REPO"):
+            self.notify(f"Local repository: {env['LOCAL_GIT_REPO']}", title="Repository", timeout=10)
+        else:
+            self.notify("This session has no repository in its .env", severity="warning")
+
+    def confirm_teardown(self, key: str) -> None:
+        from mk0r_tui.tui.screens.teardown import TeardownScreen
+
+        session = self.sessions.get(key)
+        if self.read_only or session is None or not session.can_teardown:
+            return
+        live = self.runtime.ledger.resources(key, live_only=True)
+
+        def confirmed(ok: bool | None) -> None:
+            self.pause_refresh(False)
+            if ok:
+                self.start_teardown(key)
+            else:
+                self.notify(f"Teardown of mk0r-{session.slug} cancelled: nothing deleted")
+
+        self.pause_refresh(True)
+        self.push_screen(TeardownScreen(session.slug, key, live), confirmed)
+
+    def _push_optional(self, module: str, name: str) -> None:
+        """Push a screen another part of the project provides, if it is there yet."""
+        import importlib
+
+        try:
+            screen_class = getattr(importlib.import_module(f"mk0r_tui.tui.screens.{module}"), name)
+        except (ImportError, AttributeError):
+            self.notify(f"The {module} screen is not available yet", severity="warning")
+            return
+        self.push_screen(screen_class(self.runtime, read_only=self.read_only))
+
+    def action_orphans(self) -> None:
+        self._push_optional("orphans", "OrphansScreen")
+
+    def action_keys(self) -> None:
+        self._push_optional("keys", "KeysScreen")
+
+    def action_help(self) -> None:
+        from mk0r_tui.tui.screens.help import HelpScreen
+
+        dashboard_keys = [b for b in DashboardScreen.BINDINGS if isinstance(b, Binding) and b.show]
+        if self.read_only:
+            dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown")]
+        from mk0r_tui.tui.screens.env_viewer import EnvScreen
+
+        sections = [("dashboard", dashboard_keys), ("app", self.BINDINGS), (".env viewer", EnvScreen.BINDINGS)]
+        self.push_screen(HelpScreen(sections))
+
+    # -- quitting ----------------------------------------------------------------------
+
+    def describe_busy(self) -> list[str]:
+        return [f"mk0r-{s.slug}: {s.busy}" for s in self.busy_sessions]
+
+    async def action_quit(self) -> None:
+        if not self.busy_sessions:
+            self.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "drain":
+                self.begin_drain()
+            elif choice == "now":
+                self.exit_now()
+
+        from mk0r_tui.tui.screens.confirm_quit import ConfirmQuitScreen
+
+        self.push_screen(ConfirmQuitScreen(self.describe_busy()), chosen)
+
+    def action_interrupt(self) -> None:
+        """First Ctrl+C: let in-flight work finish (and be recorded), then exit. Second: exit now."""
+        if not self.busy_sessions:
+            self.exit()
+        elif not self._draining:
+            self.begin_drain()
+        else:
+            self.exit_now()
+
+    def begin_drain(self) -> None:
+        self._draining = True
+        if self._stop is not None:
+            self._stop.set()
+        self.notify(
+            f"Letting {len(self.busy_sessions)} in-flight session(s) finish, then exiting. Ctrl+C again to exit now.",
+            title="Interrupted", severity="warning", timeout=30,
+        )
+
+    def maybe_orphaned(self) -> list[str]:
+        """Ledger resources of in-flight sessions caught mid-create or mid-delete."""
+        names = []
+        for session in self.busy_sessions:
+            for row in self.runtime.ledger.resources(session.key, live_only=True):
+                if row.state in (ResourceState.PENDING.value, ResourceState.DELETING.value):
+                    names.append(f"{row.provider} {row.kind} {row.name} ({row.state})")
+        return names
+
+    def exit_now(self) -> None:
+        left = self.maybe_orphaned()
+        busy = ", ".join(f"mk0r-{s.slug}" for s in self.busy_sessions)
+        if left:
+            message = f"Exited with work in flight ({busy}). May be orphaned: " + "; ".join(left)
+        else:
+            message = f"Exited with work in flight ({busy}); nothing was caught mid-create or mid-delete."
+        self.exit(return_code=130, message=message + "\nRun `mk0r-tui orphans` to find anything left behind.")
+
+
+def run_dashboard(runtime: Runtime, *, read_only: bool = False) -> None:
+    """Open the dashboard (the CLI calls this when `mk0r-tui` runs with no command)."""
+    try:
+        app = Mk0rApp(runtime, read_only=read_only, close_runtime=True)
+        app.run()
+    finally:
+        runtime.close()
+    if app.return_code:
+        raise SystemExit(app.return_code)
+
+
+__all__ = ["Mk0rApp", "run_dashboard", "styles_dir"]

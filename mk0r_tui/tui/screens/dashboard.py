@@ -1,0 +1,251 @@
+"""The main screen: the session list on the left; the selected session's provider panels and
+event log on the right. It renders the app's snapshots and turns keys into the app's actions."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from mk0r_tui.core.models import Slot, Status
+from mk0r_tui.tui.state import SessionState
+from mk0r_tui.tui.widgets.event_log import EventLog, LogLine
+from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
+from mk0r_tui.tui.widgets.session_list import SessionList
+
+if TYPE_CHECKING:
+    from mk0r_tui.tui.app import Mk0rApp
+
+#: actions that create or delete something: none of them exists in --read-only
+MUTATING_ACTIONS = frozenset({"new_session", "retry", "teardown"})
+#: actions about the selected session
+SESSION_ACTIONS = frozenset({"retry", "env", "open_repo", "teardown"})
+
+EMPTY_HINT = "No sessions yet. Press [b]n[/b] to provision one (the local profile needs no keys)."
+EMPTY_HINT_READ_ONLY = "No sessions yet. This dashboard is read-only: provision with `mk0r-tui provision`."
+
+
+def panel_class(provider: str) -> str:
+    """A CSS class naming the provider's panel (panels are rebuilt often, so no ids)."""
+    return "panel--" + re.sub(r"[^a-zA-Z0-9_-]", "_", provider)
+
+
+def session_title(session: SessionState) -> Content:
+    state = session.busy or session.state.replace("_", " ")
+    parts: list[str | tuple[str, str]] = [(session.resource_name, "bold"), ("  ", ""), (state, "$accent")]
+    if session.target:
+        parts += [("  → ", "$text-muted"), session.target]
+    parts += [("  key ", "$text-muted"), session.key]
+    return Content.assemble(*parts)
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [
+        Binding("n", "new_session", "New", id="dashboard.new_session", tooltip="Provision a new session"),
+        Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision the selected session again: failed providers are retried, ok ones reused"),
+        Binding("e", "env", ".env", id="dashboard.env", tooltip="Show the session's .env (secrets masked)"),
+        Binding("o", "open_repo", "Repo", id="dashboard.open_repo", tooltip="Open the session's repository"),
+        Binding("t", "teardown", "Teardown", id="dashboard.teardown", tooltip="Delete every resource of the selected session"),
+        Binding("O", "orphans", "Orphans", id="dashboard.orphans", tooltip="Find resources no live session owns"),
+        Binding("k", "keys", "Keys", id="dashboard.keys", tooltip="Provisioning keys: which are set, and where from"),
+        Binding("slash", "filter", "Filter", id="dashboard.filter", tooltip="Filter the session list"),
+        Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter", show=False),
+    ]
+
+    selected_key: reactive[str | None] = reactive(None, init=False)
+
+    app: "Mk0rApp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._select_when_shown: str | None = None
+
+    def select_when_shown(self, key: str) -> None:
+        """Move the cursor to `key` as soon as its row exists (a session just started)."""
+        session_list = self.query_one(SessionList)
+        if key in session_list.shown_keys:
+            session_list.show(self.app.sessions.values(), keep=key)
+        else:
+            self._select_when_shown = key
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="sidebar"):
+                yield Input(placeholder="filter: slug, state or provider", id="session-filter")
+                yield SessionList(id="sessions")
+            with Vertical(id="detail"):
+                yield Static(id="session-title")
+                yield VerticalScroll(id="panels")
+                yield EventLog(id="event-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#sidebar").border_title = "sessions"
+        self.query_one("#event-log").border_title = "events"
+        self.query_one(SessionList).show(self.app.sessions.values())
+        self.query_one(SessionList).focus()
+        if not self.app.sessions:
+            self._show_empty()
+
+    # -- rendering snapshots -------------------------------------------------------------
+
+    @property
+    def selected(self) -> SessionState | None:
+        return self.app.sessions.get(self.selected_key) if self.selected_key else None
+
+    def sessions_changed(self, keys: set[str]) -> None:
+        """Repaint what changed: rows in place (a rebuild only for rows not shown yet), and the
+        panels when the selected session is among `keys`."""
+        session_list = self.query_one(SessionList)
+        missing = False
+        for key in keys:
+            session = self.app.sessions.get(key)
+            if session is not None and not session_list.update_session(session):
+                missing = True
+        if missing:
+            keep = self._select_when_shown if self._select_when_shown in keys else None
+            session_list.show(self.app.sessions.values(), keep=keep)
+            if keep is not None and session_list.selected_key == keep:
+                self._select_when_shown = None
+        if self.selected_key in keys:
+            self._render_selected()
+        self.refresh_bindings()
+
+    def event_logged(self, key: str, line: LogLine) -> None:
+        if key == self.selected_key:
+            self.query_one(EventLog).append(line)
+
+    def history_changed(self, provider: str) -> None:
+        for panel in self.query(ProviderPanel):
+            if panel.panel is not None and panel.panel.provider == provider:
+                panel.show_history(self.app.history.get(provider, ()))
+
+    def tick(self, now: float) -> None:
+        session = self.selected
+        if session is None or not any(p.active for p in session.panels):
+            return
+        for panel in self.query(ProviderPanel):
+            panel.tick(now)
+
+    def refresh_ages(self) -> None:
+        self.query_one(SessionList).refresh_ages(self.app.sessions)
+
+    @on(SessionList.SessionHighlighted)
+    def _session_highlighted(self, message: SessionList.SessionHighlighted) -> None:
+        self.selected_key = message.session_key
+
+    def watch_selected_key(self, key: str | None) -> None:
+        session = self.selected
+        log = self.query_one(EventLog)
+        if session is None:
+            log.clear()
+            self._show_empty()
+            return
+        log.show(self.app.logs.get(key, ()))
+        self._render_selected(rebuild=True)
+        self.refresh_bindings()
+
+    def _show_empty(self) -> None:
+        grid = self.query_one("#panels", VerticalScroll)
+        grid.remove_children()
+        hint = EMPTY_HINT_READ_ONLY if self.app.read_only else EMPTY_HINT
+        grid.mount(Static(hint, classes="empty-hint"))
+        self.query_one("#session-title", Static).update("")
+
+    def _render_selected(self, rebuild: bool = False) -> None:
+        session = self.selected
+        if session is None:
+            return
+        self.query_one("#session-title", Static).update(session_title(session))
+        self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
+        grid = self.query_one("#panels", VerticalScroll)
+        shown = [p for p in grid.query_children(ProviderPanel)]
+        names = tuple(p.panel.provider for p in shown if p.panel is not None)
+        now = time.time()
+        if rebuild or names != session.provider_names or not shown:
+            grid.remove_children()
+            history = self.app.history
+            grid.mount_all(
+                ProviderPanel(state, now=now, history=history.get(state.provider, ()), classes=panel_class(state.provider))
+                for state in session.panels
+            )
+            return
+        for widget, state in zip(shown, session.panels):
+            widget.panel = state
+
+    # -- actions -------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MUTATING_ACTIONS and self.app.read_only:
+            return False
+        if action not in SESSION_ACTIONS:
+            return True
+        session = self.selected
+        if session is None:
+            return False
+        if action == "retry":
+            return True if session.can_retry else None
+        if action == "teardown":
+            return True if session.can_teardown else None
+        if action == "env":
+            return True if (session.env_file or any(p.status is Status.OK for p in session.panels)) and not session.deleted else None
+        if action == "open_repo":
+            repo_ok = any(p.slot is Slot.REPO and p.status is Status.OK for p in session.panels)
+            return True if repo_ok and not session.deleted else None
+        return True
+
+    def action_new_session(self) -> None:
+        self.app.action_new_session()
+
+    def action_retry(self) -> None:
+        if self.selected is not None:
+            self.app.retry_session(self.selected.key)
+
+    def action_env(self) -> None:
+        if self.selected is not None:
+            self.app.show_env(self.selected.key)
+
+    def action_open_repo(self) -> None:
+        if self.selected is not None:
+            self.app.open_repo(self.selected.key)
+
+    def action_teardown(self) -> None:
+        if self.selected is not None:
+            self.app.confirm_teardown(self.selected.key)
+
+    def action_orphans(self) -> None:
+        self.app.action_orphans()
+
+    def action_keys(self) -> None:
+        self.app.action_keys()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#session-filter", Input)
+        box.add_class("-visible")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#session-filter", Input)
+        if box.has_class("-visible") or box.value:
+            box.value = ""
+            box.remove_class("-visible")
+            self.query_one(SessionList).show(self.app.sessions.values(), filter_text="")
+            self.query_one(SessionList).focus()
+
+    @on(Input.Changed, "#session-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(SessionList).show(self.app.sessions.values(), filter_text=event.value)
+
+    @on(Input.Submitted, "#session-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(SessionList).focus()

@@ -1,0 +1,68 @@
+"""`t`: the teardown confirmation. It names exactly the live ledger resources that will be
+deleted, starts with focus on Cancel, and enables Delete only once the slug is typed."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+from rich.text import Text
+
+from mk0r_tui.core.ledger import ResourceRow
+
+
+class TeardownScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="teardown.cancel")]
+
+    def __init__(self, slug: str, session_key: str, resources: Sequence[ResourceRow]) -> None:
+        super().__init__()
+        self.slug = slug
+        self.session_key = session_key
+        self.resources = tuple(resources)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(f"Tear down mk0r-{self.slug}?", classes="dialog-title")
+            if self.resources:
+                yield Static(f"This deletes these {len(self.resources)} resource(s), for good:")
+                yield DataTable(id="doomed", cursor_type="none", show_cursor=False)
+            else:
+                yield Static("The ledger holds no live resource for this session: confirming only marks it deleted.")
+            yield Label(f"Type the slug [b]{self.slug}[/b] to confirm")
+            yield Input(placeholder=self.slug, id="confirm-slug")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Delete", variant="error", id="delete", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#dialog").border_title = "t · teardown"
+        if self.resources:
+            table = self.query_one("#doomed", DataTable)
+            table.add_columns("provider", "kind", "name", "id", "state")
+            for row in self.resources:
+                table.add_row(*(Text(v) for v in (row.provider, row.kind, row.name, row.remote_id or "(id unknown)", row.state)))
+        self.query_one("#cancel", Button).focus()
+
+    @on(Input.Changed, "#confirm-slug")
+    def _typed(self, event: Input.Changed) -> None:
+        self.query_one("#delete", Button).disabled = event.value.strip() != self.slug
+
+    @on(Input.Submitted, "#confirm-slug")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.slug:
+            self.dismiss(True)
+
+    @on(Button.Pressed, "#delete")
+    def _delete(self) -> None:
+        if self.query_one("#confirm-slug", Input).value.strip() == self.slug:
+            self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(False)

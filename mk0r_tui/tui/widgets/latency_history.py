@@ -1,0 +1,40 @@
+"""A provider's latency across sessions: a sparkline of its recent successful runs."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Label, Sparkline
+
+from mk0r_tui.tui.widgets.glyphs import format_duration
+
+
+def summarize_latencies(latencies_ms: Sequence[float]) -> str:
+    if not latencies_ms:
+        return "no history yet"
+    median = statistics.median(latencies_ms) / 1000
+    return f"p50 {format_duration(median)} · n={len(latencies_ms)}"
+
+
+class LatencyHistory(Horizontal):
+    """`history ▁▂▅▃▂  p50 812 ms · n=12`: fed from `Ledger.latency_history(provider)`."""
+
+    latencies_ms: reactive[tuple[float, ...]] = reactive((), init=False)
+
+    def compose(self) -> ComposeResult:
+        yield Label("history", classes="history-label")
+        yield Sparkline([], classes="history-sparkline")
+        yield Label(summarize_latencies(()), classes="history-summary")
+
+    def on_mount(self) -> None:
+        self.add_class("-empty")
+
+    def watch_latencies_ms(self, latencies_ms: tuple[float, ...]) -> None:
+        self.query_one(Sparkline).data = list(latencies_ms)
+        self.query_one(".history-summary", Label).update(summarize_latencies(latencies_ms))
+        # one bar would fill the whole sparkline and say nothing: show it from two runs on
+        self.set_class(len(latencies_ms) < 2, "-empty")

@@ -1,0 +1,115 @@
+"""One panel per provider of the selected session: status, timing, attempts, resources, error."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from mk0r_tui.core.models import Status
+from mk0r_tui.tui.state import PanelState, ResourceView
+from mk0r_tui.tui.widgets.glyphs import STATUS_COLOUR, format_duration, glyph
+from mk0r_tui.tui.widgets.latency_history import LatencyHistory
+
+_RESOURCE_STATE_STYLE = {
+    "live": "$success",
+    "pending": "$warning",
+    "deleting": "$accent",
+    "gone": "$text-disabled strike",
+    "failed": "$error",
+}
+
+
+def status_line(panel: PanelState, now: float) -> Content:
+    """`⠹ running 3.2 s`, `↻ retrying 2/5 1.4 s`, `✓ ok 812 ms`, `✗ failed 30.0 s`..."""
+    label = panel.status.value
+    if panel.status is Status.RETRYING and panel.retry is not None:
+        label = f"retrying {panel.retry[0]}/{panel.retry[1]}"
+    timing = format_duration(panel.elapsed_s(now))
+    text = f"{glyph(panel.status, now)} {label}" + (f" {timing}" if timing else "")
+    return Content.styled(text, f"bold {STATUS_COLOUR[panel.status]}")
+
+
+def _resource_line(view: ResourceView) -> Content:
+    ref = view.ref
+    parts: list[str | tuple[str, str]] = [
+        (f"{ref.kind} ", "$text-muted"),
+        (ref.name, _RESOURCE_STATE_STYLE.get(view.state, "")),
+    ]
+    if ref.remote_id and ref.remote_id != ref.name:
+        parts += [("  id ", "$text-muted"), ref.remote_id]
+    if view.state != "live":
+        parts += [("  ", ""), (view.state, _RESOURCE_STATE_STYLE.get(view.state, ""))]
+    line = Content.assemble(*parts)
+    if ref.url and ref.url.startswith(("http://", "https://")):
+        line = line.append(Content.assemble(("  ", ""), (ref.url, f"link {ref.url} underline")))
+    return line
+
+
+def panel_body(panel: PanelState, now: float) -> Content:
+    """Everything below the title: the latest step, attempts, resources, note and the full error."""
+    lines: list[Content] = []
+    facts = []
+    if panel.attempts:
+        facts.append(f"{panel.attempts} attempt{'s' if panel.attempts != 1 else ''}")
+    if panel.active and panel.message:
+        facts.append(panel.message)
+    if facts:
+        lines.append(Content.styled(" · ".join(facts), "$text-muted"))
+    lines.extend(_resource_line(view) for view in panel.resources)
+    if panel.note and panel.status is not Status.FAILED:
+        lines.append(Content.styled(panel.note, "$text-muted italic"))
+    if panel.error:
+        lines.append(Content.styled(panel.error, "$text-error"))
+    if not lines:
+        lines.append(Content.styled("waiting for the orchestrator" if panel.status is Status.WAITING else "", "$text-muted"))
+    return Content("\n").join(lines)
+
+
+class ProviderPanel(Vertical):
+    """Renders a `PanelState`; `tick(now)` moves the spinner and elapsed time while it runs.
+
+    It owns no state of its own: the app assigns a new immutable snapshot on every change.
+    """
+
+    panel: reactive[PanelState | None] = reactive(None, init=False)
+
+    def __init__(self, panel: PanelState, *, now: float, history: tuple[float, ...] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._now = now
+        self._history = history
+        self._composed = False
+        self.set_reactive(ProviderPanel.panel, panel)
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="panel-status")
+        yield Static(classes="panel-body")
+        yield LatencyHistory(classes="panel-history")
+
+    def on_mount(self) -> None:
+        self._composed = True
+        self.show_history(self._history)
+        self._render_panel()
+
+    def watch_panel(self) -> None:
+        self._render_panel()
+
+    def tick(self, now: float) -> None:
+        self._now = now
+        if self._composed and self.panel is not None and self.panel.active:
+            self.query_one(".panel-status", Static).update(status_line(self.panel, now))
+
+    def show_history(self, latencies_ms: tuple[float, ...]) -> None:
+        self.query_one(LatencyHistory).latencies_ms = latencies_ms
+
+    def _render_panel(self) -> None:
+        panel = self.panel
+        if panel is None or not self._composed:
+            return
+        self.border_title = f"{panel.provider} · {panel.slot.value}"
+        for status in Status:
+            self.set_class(status is panel.status, f"-{status.name.lower()}")
+        self.query_one(".panel-status", Static).update(status_line(panel, self._now))
+        self.query_one(".panel-body", Static).update(panel_body(panel, self._now))

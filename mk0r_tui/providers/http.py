@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from mk0r_tui.core.config import Settings
@@ -43,7 +43,6 @@ from mk0r_tui.core.models import ResourceState
 
 log = logging.getLogger("mk0r_tui.http")
 
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -110,8 +109,9 @@ def provider_message(response: httpx.Response) -> str | None:
     return ": ".join(parts) or None
 
 
-def parse_model(response: httpx.Response, model: type[M], call: str) -> M:
-    """The answer as `model`, or a ProviderError saying which field is missing or malformed."""
+def parse_model(response: httpx.Response, model: Any, call: str) -> Any:
+    """The answer as `model` (a pydantic model or a type like `list[Model]`), or a
+    ProviderError saying which field is missing or malformed."""
     try:
         data = response.json()
     except ValueError:
@@ -120,7 +120,7 @@ def parse_model(response: httpx.Response, model: type[M], call: str) -> M:
             hint="the provider or a proxy in between sent a broken body; try again",
         ) from None
     try:
-        return model.model_validate(data)
+        return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "the body"

@@ -1,0 +1,332 @@
+"""GitHub against respx mocks validated by github.json, on the real ledger, with a fake clock."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from cloudmock import (
+    GITHUB,
+    FakeClock,
+    github_error,
+    github_repo,
+    github_repo_item,
+    github_user,
+    keyed,
+    off_spec,
+    progress_of,
+    provision_context,
+    respx_offspec,  # noqa: F401 - fixture
+    retries_of,
+)
+from mk0r_tui.core.config import load_settings
+from mk0r_tui.core.errors import AuthenticationError, ProviderError
+from mk0r_tui.core.ledger import ResourceRow
+from mk0r_tui.core.models import ResourceState
+from mk0r_tui.providers.github import GitHubProvider
+
+TOKEN = "ghp_test_token_0123456789abcdef"
+EXISTS = {
+    **github_error("Repository creation failed."),
+    "errors": [{"resource": "Repository", "code": "custom", "field": "name", "message": "name already exists on this account"}],
+}
+
+
+@pytest.fixture
+def fake() -> FakeClock:
+    return FakeClock()
+
+
+def make(runtime, fake, **settings) -> GitHubProvider:
+    merged = {"github_mutation_gap_s": 1.0, **settings}
+    return GitHubProvider(settings=load_settings(**merged), credentials=keyed(GITHUB_PROVISIONING_TOKEN=TOKEN), clock=fake.clock)
+
+
+@pytest.fixture
+async def github(runtime, fake):
+    provider = make(runtime, fake)
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture
+def ctx(runtime, session_key):
+    return provision_context(runtime, session_key, "github")
+
+
+def me(router, login: str = "octo"):
+    return router.get(f"{GITHUB}/user").mock(return_value=httpx.Response(200, json=github_user(login)))
+
+
+async def test_provision_creates_a_private_empty_repo_for_the_user(respx_spec, github, ctx, runtime):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    create = respx_spec.post(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(201, json=github_repo("octo", name)))
+
+    outcome = await github.provision(ctx)
+
+    request = create.calls[0].request
+    assert json.loads(request.content) == {"name": name, "private": True, "auto_init": False}
+    assert request.headers["x-github-api-version"] == "2022-11-28"
+    assert request.headers["accept"] == "application/vnd.github+json"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert outcome.env == {
+        "GITHUB_REPO": f"octo/{name}",
+        "GITHUB_REPO_URL": f"https://github.com/octo/{name}",
+        "GIT_REMOTE_URL": f"https://github.com/octo/{name}.git",
+    }
+    assert list(outcome.env)[0] == GitHubProvider.env_keys[0]
+    (row,) = runtime.ledger.resources(ctx.session.key)
+    assert (row.state, row.remote_id, row.meta["owner"]) == ("created", f"octo/{name}", "octo")
+
+
+async def test_an_organisation_owner_uses_the_org_endpoint(respx_spec, runtime, ctx, fake):
+    provider = make(runtime, fake, github_owner="acme")
+    name = ctx.session.resource_name
+    create = respx_spec.post(f"{GITHUB}/orgs/acme/repos").mock(return_value=httpx.Response(201, json=github_repo("acme", name)))
+
+    outcome = await provider.provision(ctx)
+
+    assert create.call_count == 1 and outcome.env["GITHUB_REPO"] == f"acme/{name}"
+    await provider.aclose()
+
+
+async def test_github_enterprise_base_url_works(respx_spec, runtime, ctx, fake):
+    base = "https://ghe.example.com/api/v3"
+    respx_spec.spec_base(base, "github")
+    provider = make(runtime, fake, github_api_url=base)
+    name = ctx.session.resource_name
+    respx_spec.get(f"{base}/user").mock(return_value=httpx.Response(200, json=github_user("octo")))
+    create = respx_spec.post(f"{base}/user/repos").mock(return_value=httpx.Response(201, json=github_repo("octo", name)))
+
+    await provider.provision(ctx)
+
+    assert create.call_count == 1
+    await provider.aclose()
+
+
+async def test_a_second_provision_adopts_the_repo(respx_spec, github, ctx):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    create = respx_spec.post(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(201, json=github_repo("octo", name)))
+    respx_spec.get(f"{GITHUB}/repos/octo/{name}").mock(return_value=httpx.Response(200, json=github_repo("octo", name)))
+
+    await github.provision(ctx)
+    outcome = await github.provision(ctx)
+
+    assert create.call_count == 1 and outcome.env["GITHUB_REPO"] == f"octo/{name}"
+
+
+async def test_429_with_retry_after_then_success(respx_offspec, github, ctx, fake):
+    name = ctx.session.resource_name
+    me(respx_offspec)
+    sent_at: list[float] = []
+
+    def answer(request):
+        sent_at.append(fake.now())
+        if len(sent_at) == 1:
+            return off_spec(429, reason="github.json documents no 429", json_body=github_error("secondary rate limit"),
+                            headers={"retry-after": "20"})
+        return httpx.Response(201, json=github_repo("octo", name))
+
+    respx_offspec.post(f"{GITHUB}/user/repos").mock(side_effect=answer)
+
+    await github.provision(ctx)
+
+    assert sent_at[1] - sent_at[0] >= 20
+    assert retries_of(ctx) == [(2, 5, 20.0, "HTTP 429")]
+
+
+async def test_403_secondary_limit_with_retry_after_is_a_wait_not_a_refusal(respx_spec, github, ctx, fake):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    route = respx_spec.post(f"{GITHUB}/user/repos").mock(side_effect=[
+        httpx.Response(403, json=github_error("You have exceeded a secondary rate limit."), headers={"retry-after": "5"}),
+        httpx.Response(201, json=github_repo("octo", name)),
+    ])
+
+    await github.provision(ctx)
+
+    assert route.call_count == 2 and 5.0 in fake.sleeps
+
+
+async def test_500_twice_then_success(respx_offspec, github, ctx):
+    name = ctx.session.resource_name
+    me(respx_offspec)
+    boom = off_spec(500, reason="github.json documents no 5xx", json_body=github_error("Server Error"))
+    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(side_effect=[boom, boom, httpx.Response(201, json=github_repo("octo", name))])
+
+    await github.provision(ctx)
+
+    assert route.call_count == 3 and [r[0] for r in retries_of(ctx)] == [2, 3]
+
+
+async def test_timeout_after_send_adopts_the_repo_by_name(respx_spec, github, ctx, runtime):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    create = respx_spec.post(f"{GITHUB}/user/repos").mock(side_effect=httpx.ReadTimeout("timed out"))
+    lookup = respx_spec.get(f"{GITHUB}/repos/octo/{name}").mock(return_value=httpx.Response(200, json=github_repo("octo", name)))
+
+    outcome = await github.provision(ctx)
+
+    assert create.call_count == 1 and lookup.call_count == 1
+    assert outcome.env["GITHUB_REPO"] == f"octo/{name}"
+    assert [r.state for r in runtime.ledger.resources(ctx.session.key)] == ["created"]
+
+
+async def test_422_exists_and_ours_is_adopted(respx_spec, github, ctx, runtime):
+    name = ctx.session.resource_name
+    runtime.ledger.intend(ctx.session.key, "github", "repo", name)  # an earlier run crashed after its intent
+    me(respx_spec)
+    lookup = respx_spec.get(f"{GITHUB}/repos/octo/{name}").mock(side_effect=[
+        httpx.Response(404, json=github_error("Not Found")), httpx.Response(200, json=github_repo("octo", name))])
+    create = respx_spec.post(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(422, json=EXISTS))
+
+    outcome = await github.provision(ctx)
+
+    assert create.call_count == 1 and lookup.call_count == 2
+    assert outcome.env["GITHUB_REPO"] == f"octo/{name}"
+    assert f"octo/{name} already exists and this session made it: adopting it" in progress_of(ctx)
+
+
+async def test_422_exists_after_a_lost_answer_is_ours(respx_spec, github, ctx):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    respx_spec.post(f"{GITHUB}/user/repos").mock(side_effect=[httpx.ReadTimeout("timed out"), httpx.Response(422, json=EXISTS)])
+    respx_spec.get(f"{GITHUB}/repos/octo/{name}").mock(side_effect=[
+        httpx.Response(404, json=github_error("Not Found")), httpx.Response(200, json=github_repo("octo", name))])
+
+    outcome = await github.provision(ctx)
+
+    assert outcome.env["GITHUB_REPO"] == f"octo/{name}"
+
+
+async def test_422_exists_and_not_ours_fails_naming_the_repo(respx_spec, github, ctx, runtime):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    respx_spec.post(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(422, json=EXISTS))
+    lookup = respx_spec.get(f"{GITHUB}/repos/octo/{name}")
+
+    with pytest.raises(ProviderError) as caught:
+        await github.provision(ctx)
+
+    assert f"a repository named octo/{name} already exists and this session did not create it" in str(caught.value)
+    assert lookup.call_count == 0
+    assert [r.state for r in runtime.ledger.resources(ctx.session.key)] == [ResourceState.DELETED.value]
+
+
+async def test_401_is_an_authentication_error(respx_spec, github, ctx):
+    respx_spec.get(f"{GITHUB}/user").mock(return_value=httpx.Response(401, json=github_error("Bad credentials")))
+
+    with pytest.raises(AuthenticationError, match="GET /user → HTTP 401: Bad credentials .check GITHUB_PROVISIONING_TOKEN"):
+        await github.provision(ctx)
+
+
+async def test_403_on_create_is_not_retried(respx_spec, github, ctx):
+    me(respx_spec)
+    route = respx_spec.post(f"{GITHUB}/user/repos").mock(
+        return_value=httpx.Response(403, json=github_error("Resource not accessible by personal access token")))
+
+    with pytest.raises(AuthenticationError, match="needs the repo scope"):
+        await github.provision(ctx)
+    assert route.call_count == 1
+
+
+async def test_a_truncated_create_answer_is_looked_up_by_name(respx_offspec, github, ctx):
+    name = ctx.session.resource_name
+    me(respx_offspec)
+    create = respx_offspec.post(f"{GITHUB}/user/repos").mock(
+        return_value=off_spec(201, reason="truncated body", content=b'{"id": 1, "name": "mk0r-'))
+    respx_offspec.get(f"{GITHUB}/repos/octo/{name}").mock(return_value=httpx.Response(200, json=github_repo("octo", name)))
+
+    outcome = await github.provision(ctx)
+
+    assert create.call_count == 1 and outcome.env["GITHUB_REPO"] == f"octo/{name}"
+
+
+# -- teardown ------------------------------------------------------------------------------------
+
+
+def row(full_name: str | None, name: str = "mk0r-abc") -> ResourceRow:
+    return ResourceRow(None, None, "github", "repo", name, full_name, None, "created")
+
+
+async def test_teardown_deletes_the_repo(respx_spec, github):
+    route = respx_spec.delete(f"{GITHUB}/repos/octo/mk0r-abc").mock(return_value=httpx.Response(204))
+    assert await github.teardown(row("octo/mk0r-abc")) is True
+    assert route.call_count == 1
+
+
+async def test_teardown_of_a_missing_repo_is_done(respx_spec, github):
+    respx_spec.delete(f"{GITHUB}/repos/octo/mk0r-abc").mock(return_value=httpx.Response(404, json=github_error("Not Found")))
+    assert await github.teardown(row("octo/mk0r-abc")) is False
+
+
+async def test_teardown_of_a_pending_row_uses_the_owner_and_name(respx_spec, github):
+    me(respx_spec)
+    route = respx_spec.delete(f"{GITHUB}/repos/octo/mk0r-abc").mock(return_value=httpx.Response(204))
+    assert await github.teardown(row(None)) is True
+    assert route.call_count == 1
+
+
+async def test_teardown_403_names_the_missing_scope_and_the_org_policy(respx_spec, github):
+    respx_spec.delete(f"{GITHUB}/repos/octo/mk0r-abc").mock(
+        return_value=httpx.Response(403, json=github_error("Must have admin rights to Repository.")))
+
+    with pytest.raises(AuthenticationError) as caught:
+        await github.teardown(row("octo/mk0r-abc"))
+
+    text = str(caught.value)
+    assert text.startswith("DELETE /repos/octo/mk0r-abc → HTTP 403: Must have admin rights to Repository.")
+    assert "delete_repo scope" in text and "organisation does not let members delete" in text
+
+
+async def test_teardown_refuses_a_repo_that_is_not_ours(github):
+    with pytest.raises(ProviderError, match="not an mk0r repository"):
+        await github.teardown(row("octo/important"))
+
+
+# -- discovery -----------------------------------------------------------------------------------
+
+
+async def test_discovery_follows_link_pagination(respx_spec, github):
+    def page(items, next_page: int | None):
+        headers = {}
+        if next_page:
+            headers["link"] = (f'<{GITHUB}/user/repos?affiliation=owner&per_page=2&page={next_page}>; rel="next", '
+                               f'<{GITHUB}/user/repos?affiliation=owner&per_page=2&page=3>; rel="last"')
+        return httpx.Response(200, json=items, headers=headers)
+
+    github.page_size = 2
+    route = respx_spec.get(f"{GITHUB}/user/repos").mock(side_effect=[
+        page([github_repo_item("octo", "mk0r-aaa"), github_repo_item("octo", "blog")], 2),
+        page([github_repo_item("octo", "mk0r-bbb"), github_repo_item("octo", "mk0r-ccc")], 3),
+        page([github_repo_item("octo", "mk0r-ddd", created_at="2024-06-01T12:00:00Z")], None),
+    ])
+
+    found = await github.discover()
+
+    assert [f.remote_id for f in found] == ["octo/mk0r-aaa", "octo/mk0r-bbb", "octo/mk0r-ccc", "octo/mk0r-ddd"]
+    assert [c.request.url.params.get("page") for c in route.calls] == [None, "2", "3"]
+    assert found[-1].created_at == 1717243200.0
+
+
+async def test_discovery_never_follows_a_link_to_another_host(respx_spec, github):
+    respx_spec.get(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(
+        200, json=[], headers={"link": '<https://evil.example/user/repos?page=2>; rel="next"'}))
+
+    with pytest.raises(ProviderError, match="points away from"):
+        await github.discover()
+
+
+async def test_discovery_of_an_organisation(respx_spec, runtime, fake):
+    provider = make(runtime, fake, github_owner="acme")
+    route = respx_spec.get(f"{GITHUB}/orgs/acme/repos").mock(
+        return_value=httpx.Response(200, json=[github_repo_item("acme", "mk0r-zzz")]))
+
+    found = await provider.discover()
+
+    assert [f.remote_id for f in found] == ["acme/mk0r-zzz"] and route.calls[0].request.url.params["type"] == "all"
+    await provider.aclose()

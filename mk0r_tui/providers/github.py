@@ -9,7 +9,6 @@ minute before retrying a secondary limit.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import ClassVar
 
 from pydantic import BaseModel
@@ -25,6 +24,7 @@ from mk0r_tui.providers.http import (
     create_or_adopt,
     created_but_unreadable,
     dropped_if_refused,
+    iso_epoch,
     parse_model,
 )
 
@@ -76,14 +76,6 @@ def _hint(status: int, message: str, call: str) -> str | None:
 def _already_exists(exc: ProviderError) -> bool:
     return exc.status == 422 and "already exists" in str(exc.args[0]).lower()
 
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 class GitHubProvider(CloudProvider):
@@ -209,7 +201,7 @@ class GitHubProvider(CloudProvider):
             response = await self.api.request("GET", url, params=params if url == path else None, label=f"GET {path}")
             items = parse_model(response, list[_RepoItem], f"GET {path}")
             found.extend(
-                FoundResource(self.name, self.kind, item.name, item.full_name, _epoch(item.created_at))
+                FoundResource(self.name, self.kind, item.name, item.full_name, iso_epoch(item.created_at))
                 for item in items if item.name.startswith(RESOURCE_PREFIX)
             )
             pages += 1

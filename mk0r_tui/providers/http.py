@@ -24,6 +24,7 @@ Time comes from a `Clock`, so tests drive waits with a fake one and never sleep.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import logging
 import time
@@ -128,6 +129,16 @@ def parse_model(response: httpx.Response, model: Any, call: str) -> Any:
             f"unexpected answer: {where}: {first['msg'].lower()}", call=call, status=response.status_code,
             hint="the provider's API may have changed; please report it",
         ) from None
+
+
+def iso_epoch(text: str | None) -> float | None:
+    """Epoch seconds from the ISO 8601 timestamps providers send (`Z`, `+00:00` or `+00`)."""
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

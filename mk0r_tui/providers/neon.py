@@ -9,7 +9,6 @@ a project made earlier (a second provision, or a create whose answer was lost) a
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +26,7 @@ from mk0r_tui.providers.http import (
     create_or_adopt,
     created_but_unreadable,
     dropped_if_refused,
+    iso_epoch,
     parse_model,
     single_match,
 )
@@ -122,14 +122,6 @@ def env_from_uri(project_id: str, uri: str) -> dict[str, str]:
         "PGPASSWORD": password,
     }
 
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 class NeonProvider(CloudProvider):
@@ -294,7 +286,7 @@ class NeonProvider(CloudProvider):
             response = await self.api.request("GET", "/projects", params=params)
             page = parse_model(response, _ProjectList, "GET /projects")
             found.extend(
-                FoundResource(self.name, self.kind, p.name, p.id, _epoch(p.created_at))
+                FoundResource(self.name, self.kind, p.name, p.id, iso_epoch(p.created_at))
                 for p in page.projects
                 if p.name.startswith(RESOURCE_PREFIX)
             )

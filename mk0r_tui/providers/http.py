@@ -96,7 +96,7 @@ def provider_message(response: httpx.Response) -> str | None:
         return text[:200] or None
     if not isinstance(body, dict):
         return None
-    message = body.get("message") or body.get("error")
+    message = body.get("message") or body.get("error") or body.get("detail")
     details = []
     for item in body.get("errors") or []:
         if isinstance(item, dict):

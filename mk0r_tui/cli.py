@@ -417,6 +417,124 @@ def local_postgres_stop() -> None:
     click.echo("stopped" if stopped else "was not running")
 
 
+# -- keys and doctor ------------------------------------------------------------------------
+
+
+def _settings_and_credentials():
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.core.credentials import Credentials
+
+    settings = load_settings()
+    return settings, Credentials(use_keyring=not settings.no_keyring)
+
+
+def _known_key(name: str) -> str:
+    from mk0r_tui.core.credentials import KEY_NAMES
+
+    upper = name.strip().upper()
+    if upper not in KEY_NAMES:
+        raise UsageError(f"unknown key {name!r}; known keys: {', '.join(KEY_NAMES)}")
+    return upper
+
+
+def _keyring_call(action: Callable[[], T]) -> T:
+    """Run a keyring write; no usable keyring is one clear line and exit 2, never a traceback."""
+    from mk0r_tui.core.credentials import KeyringUnavailable
+
+    try:
+        return action()
+    except KeyringUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@cli.group()
+def keys() -> None:
+    """Provisioning keys in the OS keyring (environment variables override them)."""
+
+
+@keys.command("set")
+@click.argument("name")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from standard input instead of a hidden prompt.")
+def keys_set(name: str, from_stdin: bool) -> None:
+    """Store NAME (e.g. NEON_PROVISIONING_KEY) in the OS keyring."""
+    import os
+
+    from mk0r_tui.core.envfile import mask_value
+
+    key = _known_key(name)
+    _, credentials = _settings_and_credentials()
+    if from_stdin:
+        value = sys.stdin.readline().strip()
+    else:
+        value = click.prompt(key, hide_input=True, err=True, default="", show_default=False).strip()
+    if not value:
+        raise UsageError(f"no value given for {key}: nothing stored")
+    _keyring_call(lambda: credentials.set(key, value))
+    click.echo(f"stored {key} in the OS keyring ({mask_value(key, value)})", err=True)
+    if os.environ.get(key):
+        click.echo(f"note: {key} is also set in the environment, which overrides the keyring", err=True)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+def keys_list(as_json: bool) -> None:
+    """Every provisioning key: masked value and where it comes from (env or keyring)."""
+    from mk0r_tui.core.envfile import mask_value
+
+    _, credentials = _settings_and_credentials()
+    found = credentials.all()
+    message = credentials.keyring_message
+    if message:
+        click.echo(f"note: {message}", err=True)
+    rows = [
+        {"name": c.name, "present": c.present, "source": c.source, "value": mask_value(c.name, c.value) if c.value else None}
+        for c in found
+    ]
+    if as_json:
+        _emit(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:28} {row['source'] or '-':8} {row['value'] or '(not set)'}")
+
+
+@keys.command("delete")
+@click.argument("name")
+def keys_delete(name: str) -> None:
+    """Remove NAME from the OS keyring (an environment variable of that name is untouched)."""
+    key = _known_key(name)
+    _, credentials = _settings_and_credentials()
+    removed = _keyring_call(lambda: credentials.delete(key))
+    click.echo(f"deleted {key} from the OS keyring" if removed else f"{key} was not in the OS keyring", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def doctor(as_json: bool) -> None:
+    """Check every provider's key: present, where from, does it authenticate, what it would use.
+
+    Exit 0 when nothing is failing (a missing key is not a failure: its slot is skipped or
+    local), 1 when some key is present but does not work or lacks a scope.
+    """
+    from mk0r_tui.core.doctor import run_doctor
+
+    settings, credentials = _settings_and_credentials()
+    report = asyncio.run(run_doctor(settings, credentials))
+    if as_json:
+        _emit(report.to_json())
+    else:
+        if report.keyring_message:
+            click.echo(f"note: {report.keyring_message}", err=True)
+        for check in report.checks:
+            source = f"({check.key_source})" if check.key_source else ""
+            click.echo(f"{check.status:9} {check.provider:13} {check.key_name} {source}".rstrip())
+            click.echo(f"          {check.detail}")
+            for problem in check.problems:
+                click.echo(f"          problem: {problem}")
+            if check.settings:
+                click.echo("          " + "  ".join(f"{k}={v}" for k, v in check.settings.items()))
+    sys.exit(0 if report.ok else 1)
+
+
 def main() -> None:
     cli(prog_name="mk0r-tui")
 

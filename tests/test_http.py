@@ -6,6 +6,7 @@ Time is a fake clock: every wait is asserted from the clock, none is spent.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from email.utils import formatdate
@@ -421,3 +422,43 @@ async def test_the_token_never_reaches_the_log(respx_spec, fake, caplog):
 
     assert caplog.records and all(TOKEN not in r.getMessage() for r in caplog.records)
     await api.aclose()
+
+
+
+@pytest.fixture
+def local_server():
+    """A real keep-alive HTTP server on 127.0.0.1, so connections are really pooled."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            body = json.dumps(neon_list([])).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_one_client_serves_several_event_loops(local_server, fake):
+    """The CLI scans orphans in one `asyncio.run` and deletes them in the next, on one runtime:
+    a connection pooled in the first loop must not be reused in the second."""
+    api = client(fake, base=local_server)
+
+    answers = [asyncio.run(api.request("GET", "/projects")).status_code for _ in range(2)]
+    asyncio.run(api.aclose())
+
+    assert answers == [200, 200]

@@ -207,6 +207,7 @@ class ApiClient:
     _mutations: asyncio.Lock | None = field(default=None, init=False, repr=False)
     _last_mutation: float | None = field(default=None, init=False, repr=False)
     _not_before: float = field(default=0.0, init=False, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
 
     @property
     def max_attempts(self) -> int:
@@ -218,7 +219,15 @@ class ApiClient:
         return self.settings.provider_timeout_s
 
     def _http(self) -> httpx.AsyncClient:
+        """The pooled client, built on first use in this event loop. The CLI may run several
+        `asyncio.run`s with one runtime (scan, then delete): a client and the limits bound to a
+        finished loop cannot be reused there, so they are built again; rate-limit deadlines
+        (`_not_before`, the last mutation) are plain times and carry over."""
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is not loop:
+            self._client = None  # its connections belong to a closed loop; nothing to await there
         if self._client is None:
+            self._loop = loop
             headers = {"User-Agent": "mk0r-tui", **self.headers}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
@@ -236,9 +245,9 @@ class ApiClient:
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aclose()
-            self._client = None
+        self._client = None
 
     # -- one request, with retries --------------------------------------------------------
 

@@ -3,6 +3,7 @@ and a provider fake that only answers `discover` (what the orphans scan asks).""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Sequence
 
 from textual.app import App
@@ -26,21 +27,25 @@ class ScreenHost(App):
 
 
 class DiscoverOnly:
-    """Says `found` exists upstream (or raises `error`); teardown records what it was asked."""
+    """Says `found` exists upstream (or raises `error`); teardown records what it was asked,
+    after waiting for `gate` if one is given."""
 
     def __init__(self, name: str, slot: Slot = Slot.DATABASE, *, found: Sequence[FoundResource] = (),
-                 error: Exception | None = None) -> None:
+                 error: Exception | None = None, gate: asyncio.Event | None = None) -> None:
         self.name = name
         self.slot = slot
         self.env_keys = ()
         self.found = list(found)
         self.error = error
+        self.gate = gate
         self.torn_down: list[str] = []
 
     async def provision(self, ctx):  # pragma: no cover - never provisioned in screen tests
         raise AssertionError("screen tests do not provision")
 
     async def teardown(self, resource: ResourceRow) -> bool:
+        if self.gate is not None:
+            await self.gate.wait()
         self.torn_down.append(resource.name)
         before = len(self.found)
         self.found = [f for f in self.found if f.name != resource.name]

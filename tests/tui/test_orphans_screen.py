@@ -4,6 +4,7 @@ rows, read-only hides the destructive keys. Plus a snapshot with a frozen clock.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -170,6 +171,31 @@ async def test_cancel_deletes_nothing(orphan_runtime, leftover_repo):
         await settle(pilot)
         assert leftover_repo.exists()
     assert screen_messages(messages) == ["ScanFinished"]
+
+
+async def test_leaving_the_screen_does_not_cancel_a_deletion_in_flight(mk0r_home):
+    gate = asyncio.Event()
+    found = FoundResource("local-postgres", "database", "mk0r_slowdb", "mk0r_slowdb", None)
+    slow = DiscoverOnly("local-postgres", found=[found], gate=gate)
+    runtime = Runtime(providers={"local-postgres": slow})
+    app = host(runtime)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            await put_cursor_on(pilot, screen, orphan_key("local-postgres", "database", "mk0r_slowdb"))
+            await pilot.press("space", "d", "right", "enter")
+            await pilot.pause()
+            assert screen.deleting and screen.check_action("rescan", ()) is None
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, OrphansScreen)
+            gate.set()
+            await settle(pilot)
+            assert slow.torn_down == ["mk0r_slowdb"]
+            assert any("1 deleted" in n.message for n in app._notifications)
+    finally:
+        runtime.close()
 
 
 async def test_filters_by_name_and_by_age(orphan_runtime, leftover_repo, pending_row):

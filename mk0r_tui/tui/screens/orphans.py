@@ -138,9 +138,19 @@ class OrphansScreen(Screen):
             self.event = event
 
     class DeletionFinished(Message):
-        def __init__(self, outcomes: Sequence[TeardownOutcome]) -> None:
+        """All marked rows settled, or (`error`) the deletion itself broke off."""
+
+        def __init__(self, outcomes: Sequence[TeardownOutcome], *, error: str | None = None) -> None:
             super().__init__()
             self.outcomes = tuple(outcomes)
+            self.error = error
+
+        @property
+        def summary(self) -> str:
+            if self.error:
+                return f"deletion stopped: {self.error}"
+            counts = {name: sum(1 for o in self.outcomes if o.outcome == name) for name in ("deleted", "already_gone", "failed")}
+            return f"{counts['deleted']} deleted, {counts['already_gone']} already gone, {counts['failed']} failed"
 
     def __init__(self, runtime: Runtime, *, read_only: bool = False) -> None:
         super().__init__()
@@ -257,13 +267,22 @@ class OrphansScreen(Screen):
         scan = await find_orphans(self.runtime, older_than_s=0.0)
         self.post_message(self.ScanFinished(scan))
 
-    @work(exit_on_error=False, group="orphans-delete")
     async def _delete(self, orphans: list[Orphan]) -> None:
+        """Runs as an *app* worker: leaving the screen must not cancel deletes half done. The
+        core records each outcome in the ledger; this screen only shows them while it is up."""
+
         def sink(event: Event) -> None:
             self.post_message(self.DeletionProgressed(event))
 
-        outcomes = await delete_orphans(self.runtime, orphans, sink=sink)
-        self.post_message(self.DeletionFinished(outcomes))
+        try:
+            outcomes = await delete_orphans(self.runtime, orphans, sink=sink)
+        except Exception as exc:
+            self.post_message(self.DeletionFinished((), error=describe_error(exc, self.runtime.secrets())))
+            raise
+        finished = self.DeletionFinished(outcomes)
+        if not self.is_attached:
+            self.app.notify(f"Orphans: {finished.summary}", title="Deletion finished")
+        self.post_message(finished)
 
     def _start_deletion(self, orphans: list[Orphan]) -> None:
         self.deleting = True
@@ -272,7 +291,7 @@ class OrphansScreen(Screen):
             row = self.rows[orphan_key(orphan.provider, orphan.kind, orphan.name)]
             self._put(replace(row, marked=False, status=DELETING, error=None))
         self._show_status(f"deleting {len(orphans)}…")
-        self._delete(orphans)
+        self.app.run_worker(self._delete(orphans), name="delete orphans", group="orphans-delete", exit_on_error=False)
 
     # -- handlers (own the state) ------------------------------------------------------------
 
@@ -308,29 +327,24 @@ class OrphansScreen(Screen):
 
     def on_orphans_screen_deletion_finished(self, message: DeletionFinished) -> None:
         self.deleting = False
-        counts: dict[str, int] = {}
-        for outcome in message.outcomes:
-            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
-        parts = [f"{counts.get(name, 0)} {label}" for name, label in
-                 (("deleted", "deleted"), ("already_gone", "already gone"), ("failed", "failed"))]
-        self._show_status("done: " + ", ".join(parts) + " · r rescans")
+        if message.error:
+            for row in list(self.rows.values()):
+                if row.status == DELETING:
+                    self._put(replace(row, status=FAILED, error=message.error))
+            self._show_status(message.summary, error=True)
+        else:
+            self._show_status(f"done: {message.summary} · r rescans")
         self.refresh_bindings()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is not WorkerState.ERROR:
             return
-        error = describe_error(event.worker.error, self.runtime.secrets()) if event.worker.error else "unknown error"
         if event.worker.group == "orphans-scan":
+            error = describe_error(event.worker.error, self.runtime.secrets()) if event.worker.error else "unknown error"
             self.scanning = False
             self.query_one(DataTable).loading = False
             self._show_status(f"scan failed: {error}", error=True)
-        elif event.worker.group == "orphans-delete":
-            self.deleting = False
-            for row in list(self.rows.values()):
-                if row.status == DELETING:
-                    self._put(replace(row, status=FAILED, error=error))
-            self._show_status(f"deletion stopped: {error}", error=True)
-        self.refresh_bindings()
+            self.refresh_bindings()
 
     @on(DataTable.RowHighlighted, "#orphans-table")
     def _row_highlighted(self) -> None:

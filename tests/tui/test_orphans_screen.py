@@ -27,12 +27,23 @@ LEFTOVER_KEY = orphan_key("local-git", "bare-repo", LEFTOVER)
 
 
 @pytest.fixture
-def orphan_runtime(mk0r_home):
-    """The real local-git and local-folder providers; Postgres answers "nothing there", so a
-    test never sees (or deletes) another test's databases on the shared embedded server."""
-    rt = Runtime(providers={"local-postgres": DiscoverOnly("local-postgres")})
-    yield rt
-    rt.close()
+def runtime_with_postgres(mk0r_home):
+    """`runtime_with_postgres(fake)`: a runtime whose local-postgres is `fake` (the real local-git
+    and local-folder stay), so a test never sees or deletes another test's databases."""
+    made: list[Runtime] = []
+
+    def make(postgres: DiscoverOnly) -> Runtime:
+        made.append(Runtime(providers={"local-postgres": postgres}))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        rt.close()
+
+
+@pytest.fixture
+def orphan_runtime(runtime_with_postgres):
+    return runtime_with_postgres(DiscoverOnly("local-postgres"))
 
 
 @pytest.fixture
@@ -173,29 +184,25 @@ async def test_cancel_deletes_nothing(orphan_runtime, leftover_repo):
     assert screen_messages(messages) == ["ScanFinished"]
 
 
-async def test_leaving_the_screen_does_not_cancel_a_deletion_in_flight(mk0r_home):
+async def test_leaving_the_screen_does_not_cancel_a_deletion_in_flight(runtime_with_postgres):
     gate = asyncio.Event()
     found = FoundResource("local-postgres", "database", "mk0r_slowdb", "mk0r_slowdb", None)
     slow = DiscoverOnly("local-postgres", found=[found], gate=gate)
-    runtime = Runtime(providers={"local-postgres": slow})
-    app = host(runtime)
-    try:
-        async with app.run_test(size=(120, 30)) as pilot:
-            await settle(pilot)
-            screen = app.screen
-            await put_cursor_on(pilot, screen, orphan_key("local-postgres", "database", "mk0r_slowdb"))
-            await pilot.press("space", "d", "right", "enter")
-            await pilot.pause()
-            assert screen.deleting and screen.check_action("rescan", ()) is None
-            await pilot.press("escape")
-            await pilot.pause()
-            assert not isinstance(app.screen, OrphansScreen)
-            gate.set()
-            await settle(pilot)
-            assert slow.torn_down == ["mk0r_slowdb"]
-            assert any("1 deleted" in n.message for n in app._notifications)
-    finally:
-        runtime.close()
+    app = host(runtime_with_postgres(slow))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await put_cursor_on(pilot, screen, orphan_key("local-postgres", "database", "mk0r_slowdb"))
+        await pilot.press("space", "d", "right", "enter")
+        await pilot.pause()
+        assert screen.deleting and screen.check_action("rescan", ()) is None
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, OrphansScreen)
+        gate.set()
+        await settle(pilot)
+        assert slow.torn_down == ["mk0r_slowdb"]
+        assert any("1 deleted" in n.message for n in app._notifications)
 
 
 async def test_filters_by_name_and_by_age(orphan_runtime, leftover_repo, pending_row):
@@ -246,21 +253,17 @@ async def test_read_only_hides_marking_and_deleting(orphan_runtime, leftover_rep
         assert leftover_repo.exists()
 
 
-async def test_a_failing_discovery_is_a_warning_not_a_failed_scan(mk0r_home, leftover_repo):
+async def test_a_failing_discovery_is_a_warning_not_a_failed_scan(runtime_with_postgres, leftover_repo):
     broken = DiscoverOnly("local-postgres", error=ProviderError("connection refused", call="connect"))
-    runtime = Runtime(providers={"local-postgres": broken})
-    app = host(runtime)
-    try:
-        async with app.run_test(size=(120, 30)) as pilot:
-            await settle(pilot)
-            screen = app.screen
-            warnings = screen.query_one("#orphans-warnings", Static)
-            assert warnings.display
-            assert "local-postgres: discovery failed" in str(warnings.render())
-            assert "connection refused" in str(warnings.render())
-            assert LEFTOVER_KEY in table_keys(screen), "the other providers were still scanned"
-    finally:
-        runtime.close()
+    app = host(runtime_with_postgres(broken))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        warnings = screen.query_one("#orphans-warnings", Static)
+        assert warnings.display
+        assert "local-postgres: discovery failed" in str(warnings.render())
+        assert "connection refused" in str(warnings.render())
+        assert LEFTOVER_KEY in table_keys(screen), "the other providers were still scanned"
 
 
 FROZEN = datetime(2025, 3, 14, 12, 0, tzinfo=timezone.utc)

@@ -216,3 +216,15 @@ async def test_first_interrupt_lets_in_flight_deletes_finish(session_key):
     assert scan.orphans == []  # still owned by the live session: teardown can resume
     resumed = await teardown_session(runtime, session_key)
     assert resumed.ok and runtime.ledger.get_session(session_key).state == "deleted"
+
+
+async def test_a_failed_provider_can_keep_env_that_is_still_valid(session_key):
+    from mk0r_tui.core.errors import ProviderError
+
+    runtime = make_runtime()
+    tag = FakeProvider("tagger", Slot.ANALYTICS, error=ProviderError("capture refused", status=401, kept_env={"APP_TAG": "mk0r-x"}))
+    report = await run(runtime, Session.parse(session_key), [tag])
+    result = next(r for r in report.results if r.name == "tagger")
+    assert result.status is Status.FAILED
+    assert report.env == {"APP_TAG": "mk0r-x"}
+    assert not report.ok

@@ -64,6 +64,7 @@ async def test_a_wrong_key_fails_clearly(respx_spec, ctx, fake):
     text = str(caught.value)
     assert text.startswith("POST /i/v0/e/ → HTTP 401: Project API key invalid.")
     assert "check POSTHOG_PROJECT_KEY" in text and KEY not in text
+    assert caught.value.kept_env == {"VITE_POSTHOG_APP_ID": ctx.session.analytics_app_id}, "the tag survives a bad key"
     await provider.aclose()
 
 

@@ -33,8 +33,11 @@ class ProviderError(Mk0rError):
         hint: str | None = None,
         retryable: bool = False,
         outcome_unknown: bool = False,
+        kept_env: dict[str, str] | None = None,
     ) -> None:
         self.call = call
+        #: env still valid despite the failure (e.g. the analytics tag when the capture failed)
+        self.kept_env = dict(kept_env or {})
         self.status = status
         self.hint = hint
         self.retryable = retryable

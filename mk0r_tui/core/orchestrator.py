@@ -128,7 +128,8 @@ async def _run_provider(runtime, session, provider, sink, previous_env, *, env=N
             message = describe_error(exc, runtime.secrets())
         if not isinstance(exc, (Mk0rError, TimeoutError)):
             log.error("%s failed for %s: %s", name, session.slug, message, exc_info=(type(exc), exc, None))
-        result = ProviderResult(name, slot, Status.FAILED, latency, max(ctx.attempts, 1), error=message)
+        kept = getattr(exc, "kept_env", None) or {}
+        result = ProviderResult(name, slot, Status.FAILED, latency, max(ctx.attempts, 1), error=message, env=kept)
         sink(ProviderFailed(session=session.key, provider=name, result=result))
         return result
     latency = (time.monotonic() - started) * 1000
@@ -141,9 +142,10 @@ async def _run_provider(runtime, session, provider, sink, previous_env, *, env=N
 
 
 def flatten_env(results: Sequence[ProviderResult]) -> dict[str, str]:
+    """Every ok provider's env, plus what a failed provider said is still valid."""
     env: dict[str, str] = {}
     for result in results:
-        if result.status is Status.OK:
+        if result.status in (Status.OK, Status.FAILED):
             env.update(result.env)
     return env
 

@@ -60,6 +60,8 @@ class PostHogProvider:
             await self.api.request("POST", CAPTURE_PATH, json=event, ctx=ctx)
         except ProviderError as exc:
             if not exc.outcome_unknown:
+                # the tag is still right; the key or host is not, so only the tag stays
+                exc.kept_env = {"VITE_POSTHOG_APP_ID": app_id}
                 raise
             return ProvisionOutcome(env=self.tag_env(ctx), note=f"{EVENT} sent, but no answer came back")
         return ProvisionOutcome(env=self.tag_env(ctx), note=f"{EVENT} captured")

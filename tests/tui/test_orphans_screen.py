@@ -16,7 +16,6 @@ from screen_host import DiscoverOnly, ScreenHost
 from textual.widgets import DataTable, Input, Select, Static
 
 from mk0r_tui.core.errors import ProviderError
-from mk0r_tui.core.events import ResourceDeleted, TeardownStarted
 from mk0r_tui.core.models import FoundResource, Session, Slot
 from mk0r_tui.core.runtime import Runtime
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, human_age

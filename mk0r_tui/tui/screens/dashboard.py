@@ -68,6 +68,8 @@ class DashboardScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._select_when_shown: str | None = None
+        #: the panels on screen now (a query would also find ones still being removed)
+        self._panels: list[ProviderPanel] = []
 
     def select_when_shown(self, key: str) -> None:
         """Move the cursor to `key` as soon as its row exists (a session just started)."""
@@ -100,6 +102,10 @@ class DashboardScreen(Screen):
     # -- rendering snapshots -------------------------------------------------------------
 
     @property
+    def provider_panels(self) -> tuple[ProviderPanel, ...]:
+        return tuple(self._panels)
+
+    @property
     def selected(self) -> SessionState | None:
         return self.app.sessions.get(self.selected_key) if self.selected_key else None
 
@@ -126,7 +132,7 @@ class DashboardScreen(Screen):
             self.query_one(EventLog).append(line)
 
     def history_changed(self, provider: str) -> None:
-        for panel in self.query(ProviderPanel):
+        for panel in self._panels:
             if panel.panel is not None and panel.panel.provider == provider:
                 panel.show_history(self.app.history.get(provider, ()))
 
@@ -134,7 +140,7 @@ class DashboardScreen(Screen):
         session = self.selected
         if session is None or not any(p.active for p in session.panels):
             return
-        for panel in self.query(ProviderPanel):
+        for panel in self._panels:
             panel.tick(now)
 
     def refresh_ages(self) -> None:
@@ -158,6 +164,7 @@ class DashboardScreen(Screen):
     def _show_empty(self) -> None:
         grid = self.query_one("#panels", VerticalScroll)
         grid.remove_children()
+        self._panels = []
         hint = EMPTY_HINT_READ_ONLY if self.app.read_only else EMPTY_HINT
         grid.mount(Static(hint, classes="empty-hint"))
         self.query_one("#session-title", Static).update("")
@@ -169,18 +176,17 @@ class DashboardScreen(Screen):
         self.query_one("#session-title", Static).update(session_title(session))
         self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
         grid = self.query_one("#panels", VerticalScroll)
-        shown = [p for p in grid.query_children(ProviderPanel)]
-        names = tuple(p.panel.provider for p in shown if p.panel is not None)
-        now = time.time()
-        if rebuild or names != session.provider_names or not shown:
+        names = tuple(p.panel.provider for p in self._panels if p.panel is not None)
+        if rebuild or names != session.provider_names or not self._panels:
             grid.remove_children()
-            history = self.app.history
-            grid.mount_all(
+            history, now = self.app.history, time.time()
+            self._panels = [
                 ProviderPanel(state, now=now, history=history.get(state.provider, ()), classes=panel_class(state.provider))
                 for state in session.panels
-            )
+            ]
+            grid.mount_all(self._panels)
             return
-        for widget, state in zip(shown, session.panels):
+        for widget, state in zip(self._panels, session.panels):
             widget.panel = state
 
     # -- actions -------------------------------------------------------------------------

@@ -84,9 +84,12 @@ class ProviderPanel(Vertical):
         self.set_reactive(ProviderPanel.panel, panel)
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="panel-status")
-        yield Static(classes="panel-body")
-        yield LatencyHistory(classes="panel-history")
+        self._status = Static(classes="panel-status")
+        self._body = Static(classes="panel-body")
+        self._history_widget = LatencyHistory(classes="panel-history")
+        yield self._status
+        yield self._body
+        yield self._history_widget
 
     def on_mount(self) -> None:
         self._composed = True
@@ -99,10 +102,13 @@ class ProviderPanel(Vertical):
     def tick(self, now: float) -> None:
         self._now = now
         if self._composed and self.panel is not None and self.panel.active:
-            self.query_one(".panel-status", Static).update(status_line(self.panel, now))
+            self._status.update(status_line(self.panel, now))
 
     def show_history(self, latencies_ms: tuple[float, ...]) -> None:
-        self.query_one(LatencyHistory).latencies_ms = latencies_ms
+        if self._composed:
+            self._history_widget.latencies_ms = latencies_ms
+        else:
+            self._history = latencies_ms
 
     def _render_panel(self) -> None:
         panel = self.panel
@@ -111,5 +117,5 @@ class ProviderPanel(Vertical):
         self.border_title = f"{panel.provider} · {panel.slot.value}"
         for status in Status:
             self.set_class(status is panel.status, f"-{status.name.lower()}")
-        self.query_one(".panel-status", Static).update(status_line(panel, self._now))
-        self.query_one(".panel-body", Static).update(panel_body(panel, self._now))
+        self._status.update(status_line(panel, self._now))
+        self._body.update(panel_body(panel, self._now))

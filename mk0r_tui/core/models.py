@@ -88,8 +88,6 @@ def validate_session_key(key: str) -> str:
             f"session key {key!r} gives the slug {slug!r}, which may only hold a-z, 0-9 and '-' "
             f"(found {' '.join(repr(c) for c in bad)})"
         )
-    if slug.startswith("-") or slug.endswith("-"):
-        raise UsageError(f"session key {key!r} gives the slug {slug!r}, which may not start or end with '-'")
     return slug
 
 

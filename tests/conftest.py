@@ -4,7 +4,6 @@ so nothing on the developer's machine leaks in. One embedded Postgres serves the
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -66,3 +65,37 @@ async def runtime(mk0r_home):
     yield rt
     await rt.aclose()
     rt.close()
+
+
+class MemoryKeyring:
+    """A working keyring backend in a dict, so tests never touch the machine's real one."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        from keyring.errors import PasswordDeleteError
+
+        if (service, username) not in self.store:
+            raise PasswordDeleteError(username)
+        del self.store[(service, username)]
+
+
+@pytest.fixture
+def memory_keyring():
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    previous = keyring.get_keyring()
+    backend = type("MemoryKeyringBackend", (MemoryKeyring, KeyringBackend), {})()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)

@@ -9,9 +9,7 @@ import httpx
 import keyring
 import pytest
 from click.testing import CliRunner
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
-from keyring.errors import PasswordDeleteError
 
 from cloudmock import GITHUB, NEON, RESEND, github_error, github_user, keyed, minimal, resend_list
 from mk0r_tui.cli import cli
@@ -23,33 +21,6 @@ GITHUB_TOKEN = "ghp_doctor_token_abcdefghijkl"
 RESEND_KEY = "re_doctor_key_abcdefghijkl"
 
 
-class MemoryKeyring(KeyringBackend):
-    """A working keyring backend that keeps passwords in a dict."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.store:
-            raise PasswordDeleteError("not found")
-        del self.store[(service, username)]
-
-
-@pytest.fixture
-def memory_keyring():
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(fail.Keyring())
 
 
 @pytest.fixture

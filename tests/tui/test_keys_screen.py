@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import keyring
 import pytest
 import time_machine
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 from screen_host import ScreenHost
 from textual.widgets import DataTable, Input, Static
 
@@ -27,34 +24,6 @@ NEON_KEYRING_SECRET = "neon_KeyringSecretValue0000"
 ALL_SECRETS = (RESEND_SECRET, GITHUB_SECRET, NEON_ENV_SECRET, NEON_KEYRING_SECRET)
 
 
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in a dict, so tests never touch the machine's real one."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.store:
-            raise PasswordDeleteError(username)
-        del self.store[(service, username)]
-
-
-@pytest.fixture
-def memory_keyring():
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 @pytest.fixture

@@ -1,0 +1,224 @@
+"""Shared setup for the benchmarks: the machine, the fake upstream, a runtime pointed at it,
+and the way figures are printed (a plain table, goals with PASS/MISS, one JSON line last).
+
+Every figure is measured in the run that prints it; nothing here is a constant result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from fakeupstream import FakeUpstream  # noqa: E402
+
+from mk0r_tui.core.config import Settings  # noqa: E402
+from mk0r_tui.core.credentials import Credentials  # noqa: E402
+from mk0r_tui.core.ledger import Ledger  # noqa: E402
+from mk0r_tui.core.runtime import Runtime  # noqa: E402
+
+#: injected latency per request, ms (the issue's figures: Resend's two calls are 150 ms each)
+LATENCY_MS = {"neon": 800, "resend": 150, "github": 400, "posthog": 50}
+CLOUD_PROVIDERS = ("posthog", "neon", "resend", "github")
+BENCH_KEYS = {
+    "NEON_PROVISIONING_KEY": "bench-neon-key",
+    "RESEND_PROVISIONING_KEY": "bench-resend-key",
+    "GITHUB_PROVISIONING_TOKEN": "bench-github-token",
+    "POSTHOG_PROJECT_KEY": "phc_bench",
+}
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "mem_total_gib": mem_gib,
+        "platform": platform.platform(terse=True),
+    }
+
+
+def print_header(title: str, script: str) -> dict[str, Any]:
+    info = machine()
+    print(f"== {title}")
+    print(f"machine: {info['nproc']} CPU ({info['cpu']}), {info['mem_total_gib']} GiB RAM, "
+          f"Python {info['python']}, {info['platform']}")
+    print(f"reproduce: .venv/bin/python bench/{script}")
+    print()
+    return info
+
+
+# -- figures -------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100), the plain definition: no interpolation."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "p95": percentile(values, 95),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    measured: float
+    limit: float
+    unit: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.measured <= self.limit
+
+    def line(self) -> str:
+        verdict = "PASS" if self.ok else "MISS"
+        return f"{verdict}  {self.name}: {self.measured:.3f}{self.unit} (goal <= {self.limit:g}{self.unit})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "measured": round(self.measured, 4), "goal_max": self.limit, "ok": self.ok}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def finish(bench: str, info: dict[str, Any], goals: Sequence[Goal], figures: dict[str, Any]) -> int:
+    """Print the goals and the one JSON line; the exit status is 0 either way (a miss is a
+    figure, not a crash), so run_all.sh runs every bench."""
+    if goals:
+        print()
+        for goal in goals:
+            print(goal.line())
+    print()
+    print(json.dumps({
+        "bench": bench,
+        "machine": info,
+        "goals": [g.to_json() for g in goals],
+        "figures": figures,
+        "command": f".venv/bin/python bench/{bench}.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    }, default=_json_default, separators=(",", ":")))
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    return str(value)
+
+
+# -- the fake upstream and a runtime pointed at it -----------------------------------------
+
+
+@contextlib.contextmanager
+def fake_upstream(latency_ms: dict[str, float] | None = None, **config: Any) -> Iterator[FakeUpstream]:
+    """The fake in its own process, so its event loop never competes with ours for the GIL."""
+    config = {"latency_ms": dict(latency_ms if latency_ms is not None else LATENCY_MS), **config}
+    with FakeUpstream(config=config, use_subprocess=True) as fake:
+        yield fake
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as path:
+        yield Path(path)
+
+
+def cloud_settings(fake: FakeUpstream, home: Path, **overrides: Any) -> Settings:
+    """Settings for the cloud profile against the fake, delivered to a local folder."""
+    values: dict[str, Any] = {
+        "home": home,
+        "profile": "cloud",
+        "target": "local",
+        "neon_api_url": fake.neon_url,
+        "resend_api_url": fake.resend_url,
+        "github_api_url": fake.github_url,
+        "posthog_host": fake.posthog_url,
+        "github_mutation_gap_s": 0.0,
+        "no_keyring": True,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def bench_credentials(keys: dict[str, str] | None = None) -> Credentials:
+    return Credentials(environ=dict(BENCH_KEYS if keys is None else keys), use_keyring=False)
+
+
+def make_runtime(settings: Settings, credentials: Credentials | None = None) -> Runtime:
+    settings.ensure_data_dir()
+    return Runtime(settings, credentials or bench_credentials(), Ledger(settings.ledger_path))
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.aclose()
+    runtime.close()
+
+
+def max_in_flight(state: dict[str, Any]) -> dict[str, int]:
+    return {p: int(state["requests"][p]["max_in_flight"]) for p in CLOUD_PROVIDERS}
+
+
+def requests_by_route(state: dict[str, Any], provider: str) -> dict[str, int]:
+    return dict(state["requests"][provider]["by_route"])
+
+
+def run(coro) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,125 @@
+"""One session through `provision_services` against the fake upstream: does running the
+providers concurrently cost nothing beyond the slowest one?
+
+Goal: wall time / slowest provider's latency <= 1.05. Beside it, the same session shape run
+with the providers one after another (the same orchestrator and providers; a shared lock
+lets only one provider's `provision` run at a time), so the gain from concurrency is visible.
+The wall time includes writing the .env and delivering to the local folder (git init etc.).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import _common as c
+
+from mk0r_tui.core.models import ProvisionOutcome, Session, Slot
+from mk0r_tui.core.orchestrator import provision_services
+from mk0r_tui.providers import select_providers
+
+
+class OneAtATime:
+    """Wraps a provider so that only one wrapped provider provisions at a time."""
+
+    def __init__(self, inner, lock: asyncio.Lock, spent_ms: dict[str, float]) -> None:
+        self.inner = inner
+        self.lock = lock
+        self.spent_ms = spent_ms
+        self.name: str = inner.name
+        self.slot: Slot = inner.slot
+        self.env_keys = inner.env_keys
+
+    async def provision(self, ctx) -> ProvisionOutcome:
+        async with self.lock:
+            started = time.perf_counter()
+            try:
+                return await self.inner.provision(ctx)
+            finally:
+                self.spent_ms[self.name] = (time.perf_counter() - started) * 1000
+
+
+async def one_run(runtime, *, sequential: bool) -> dict:
+    session = Session.new()
+    specs = select_providers(runtime.settings, runtime.credentials)
+    inside_ms: dict[str, float] = {}
+    selection = [runtime.provider(s.name) for s in specs]
+    if sequential:
+        lock = asyncio.Lock()
+        selection = [OneAtATime(p, lock, inside_ms) for p in selection]
+    started = time.perf_counter()
+    report = await provision_services(runtime, session, selection=selection, target="local")
+    wall_ms = (time.perf_counter() - started) * 1000
+    if not report.ok:
+        failed = {r.name: r.error for r in report.results if r.error}
+        raise SystemExit(f"provisioning failed, no figure to give: {failed}")
+    latencies = {r.name: r.latency_ms for r in report.results if r.slot is not Slot.TARGET}
+    if sequential:
+        latencies = inside_ms
+    target_ms = next(r.latency_ms for r in report.results if r.slot is Slot.TARGET)
+    slowest = max(latencies, key=latencies.get)
+    return {"wall_ms": wall_ms, "latency_ms": latencies, "slowest": slowest, "slowest_ms": latencies[slowest],
+            "sum_ms": sum(latencies.values()), "target_ms": target_ms,
+            "ratio": wall_ms / latencies[slowest]}
+
+
+async def bench(repeats: int) -> tuple[list[dict], list[dict], dict]:
+    with c.fake_upstream() as fake, c.scratch_dir("mk0r-bench-single-") as home:
+        runtime = c.make_runtime(c.cloud_settings(fake, home))
+        try:
+            for name in (*c.CLOUD_PROVIDERS, "local-folder"):
+                runtime.provider(name)  # imports and client set-up are not what is measured
+            concurrent, sequential = [], []
+            for _ in range(repeats):
+                concurrent.append(await one_run(runtime, sequential=False))
+                sequential.append(await one_run(runtime, sequential=True))
+            state = fake.state()
+        finally:
+            await c.close_runtime(runtime)
+    return concurrent, sequential, state
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    info = c.print_header("single session: concurrent providers vs one after another", "single_session.py")
+    print("injected latency per request (ms):", c.LATENCY_MS, " MK0R_GITHUB_MUTATION_GAP_S=0, target local folder")
+    concurrent, sequential, state = c.run(bench(args.repeats))
+
+    rows = []
+    for i, (con, seq) in enumerate(zip(concurrent, sequential), 1):
+        rows.append([i, con["wall_ms"], con["slowest"], con["slowest_ms"], con["ratio"], con["target_ms"],
+                     seq["wall_ms"], seq["sum_ms"]])
+    print()
+    print(c.table(["run", "concurrent wall ms", "slowest", "slowest ms", "wall/slowest", "target ms",
+                   "sequential wall ms", "sequential sum of providers ms"], rows))
+    print()
+    per_provider = {p: c.summary([r["latency_ms"][p] for r in concurrent]) for p in concurrent[0]["latency_ms"]}
+    print(c.table(["provider (concurrent run)", "median ms", "min ms", "max ms"],
+                  [[p, s["median"], s["min"], s["max"]] for p, s in per_provider.items()]))
+    routes = {p: c.requests_by_route(state, p) for p in c.CLOUD_PROVIDERS}
+    print()
+    print("requests the fake served over all runs:", routes)
+
+    ratio = c.summary([r["ratio"] for r in concurrent])
+    con_wall = c.summary([r["wall_ms"] for r in concurrent])
+    seq_wall = c.summary([r["wall_ms"] for r in sequential])
+    print()
+    print(c.table(["figure", "median", "min", "max"], [
+        ["concurrent wall ms", con_wall["median"], con_wall["min"], con_wall["max"]],
+        ["sequential wall ms", seq_wall["median"], seq_wall["min"], seq_wall["max"]],
+        ["concurrent wall / slowest provider", ratio["median"], ratio["min"], ratio["max"]],
+        ["sequential wall / concurrent wall", seq_wall["median"] / con_wall["median"], "", ""],
+    ]))
+    goals = [c.Goal("wall / slowest provider (median of runs)", ratio["median"], 1.05),
+             c.Goal("wall / slowest provider (worst run)", ratio["max"], 1.05)]
+    return c.finish("single_session", info, goals, {
+        "concurrent": concurrent, "sequential": sequential, "ratio": ratio,
+        "concurrent_wall_ms": con_wall, "sequential_wall_ms": seq_wall, "requests_by_route": routes,
+    })
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -99,3 +99,26 @@ def test_masks_keep_just_enough_to_recognise():
 def test_scrub_removes_every_secret_from_text():
     text = scrub("failed with token ghp_SECRETSECRET123 and pw hunter2hunter2", ["ghp_SECRETSECRET123", "hunter2hunter2"])
     assert "SECRETSECRET" not in text and "hunter2hunter2" not in text
+
+
+def test_node_reads_back_exactly_what_was_written(tmp_path):
+    """Node's own .env parser (process.loadEnvFile, Node ≥ 20.12) follows dotenv's rules."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    path = write_env_file(tmp_path / ".env", TRICKY)
+    script = (
+        "const before = new Set(Object.keys(process.env));"
+        f"process.loadEnvFile({json.dumps(str(path))});"
+        "const out = {}; for (const k of Object.keys(process.env)) if (!before.has(k)) out[k] = process.env[k];"
+        "console.log(JSON.stringify(out));"
+    )
+    result = subprocess.run([node, "-e", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    if result.returncode != 0 and "loadEnvFile is not a function" in result.stderr:
+        pytest.skip("this node has no process.loadEnvFile")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == TRICKY

@@ -34,6 +34,7 @@ from mk0r_tui.tui.state import (
     WorkEnded,
     WorkKind,
     WorkStarted,
+    events_from_runs,
     from_ledger,
     reduce,
 )
@@ -152,7 +153,11 @@ class Mk0rApp(App[None]):
         for row in ledger.resources():
             resources.setdefault(row.session_key, []).append(row)
         for row in ledger.list_sessions():
-            self.sessions[row.key] = from_ledger(row, runs.get(row.key, {}), resources.get(row.key, []))
+            session_runs = runs.get(row.key, {})
+            self.sessions[row.key] = from_ledger(row, session_runs, resources.get(row.key, []))
+            lines = [LogLine.from_event(e) for e in events_from_runs(row.key, session_runs.values())]
+            lines.append(LogLine(row.updated_at, f"recorded in the ledger: session {row.state.replace('_', ' ')}", "muted"))
+            self.logs[row.key] = deque(lines, maxlen=LOG_LINES_KEPT)
         providers = {p.provider for s in self.sessions.values() for p in s.panels}
         for provider in providers:
             self.history[provider] = tuple(ledger.latency_history(provider, HISTORY_LENGTH))

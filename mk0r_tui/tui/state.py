@@ -26,7 +26,7 @@ from mk0r_tui.core.events import (
     TeardownStarted,
 )
 from mk0r_tui.core.ledger import ResourceRow, RunRow, SessionRow
-from mk0r_tui.core.models import ResourceRef, ResourceState, Session, Slot, Status
+from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session, Slot, Status
 
 SLOT_RANK = {slot: rank for rank, slot in enumerate((Slot.ANALYTICS, Slot.DATABASE, Slot.EMAIL, Slot.REPO, Slot.TARGET))}
 
@@ -316,6 +316,21 @@ def from_ledger(
         row.key, row.slug, created_at=row.created_at, state=row.state, target=row.target, env_file=row.env_file,
         panels=_sorted_panels(panels), updated_at=row.updated_at,
     )
+
+
+def events_from_runs(session_key: str, runs: Iterable[RunRow]) -> list[Event]:
+    """The recorded outcome of each provider's latest run, as the events that reported it, so a
+    session loaded from the ledger has a log that reads like one watched live."""
+    kinds = {Status.OK: ProviderSucceeded, Status.FAILED: ProviderFailed, Status.SKIPPED: ProviderSkipped}
+    events: list[Event] = []
+    for run in sorted(runs, key=lambda r: r.finished_at):
+        status = Status(run.status)
+        kind = kinds.get(status)
+        if kind is None:
+            continue
+        result = ProviderResult(run.provider, Slot(run.slot), status, run.latency_ms, run.attempts, error=run.error, note=run.note)
+        events.append(kind(session=session_key, provider=run.provider, result=result, at=run.finished_at))
+    return events
 
 
 def newest_first(sessions: Iterable[SessionState]) -> list[SessionState]:

@@ -51,7 +51,7 @@ def session_title(session: SessionState) -> Content:
 class DashboardScreen(Screen):
     BINDINGS = [
         Binding("n", "new_session", "New", id="dashboard.new_session", tooltip="Provision a new session"),
-        Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision the selected session again: failed providers are retried, ok ones reused"),
+        Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision again: retry what failed, reuse what is ok"),
         Binding("e", "env", ".env", id="dashboard.env", tooltip="Show the session's .env (secrets masked)"),
         Binding("o", "open_repo", "Repo", id="dashboard.open_repo", tooltip="Open the session's repository"),
         Binding("t", "teardown", "Teardown", id="dashboard.teardown", tooltip="Delete every resource of the selected session"),

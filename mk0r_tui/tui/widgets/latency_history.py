@@ -21,14 +21,14 @@ def summarize_latencies(latencies_ms: Sequence[float]) -> str:
 
 
 class LatencyHistory(Horizontal):
-    """`history ▁▂▅▃▂  p50 812 ms · n=12`: fed from `Ledger.latency_history(provider)`."""
+    """`history  p50 812 ms · n=12 ▁▂▅▃▂`: fed from `Ledger.latency_history(provider)`."""
 
     latencies_ms: reactive[tuple[float, ...]] = reactive((), init=False)
 
     def compose(self) -> ComposeResult:
         yield Label("history", classes="history-label")
-        yield Sparkline([], classes="history-sparkline")
         yield Label(summarize_latencies(()), classes="history-summary")
+        yield Sparkline([], classes="history-sparkline")
 
     def on_mount(self) -> None:
         self.add_class("-empty")

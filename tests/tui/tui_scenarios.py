@@ -1,0 +1,105 @@
+"""Deterministic dashboard scenes for snapshot tests: ledger rows written directly (under a
+frozen clock) and hand-made events injected into the app, so every pixel is reproducible."""
+
+from __future__ import annotations
+
+from mk0r_tui.core.envfile import write_env_file
+from mk0r_tui.core.events import (
+    ProviderProgressed,
+    ProviderRetrying,
+    ProviderSkipped,
+    ProviderStarted,
+    ProviderSucceeded,
+)
+from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session, Slot, Status
+from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.tui.state import WorkStarted
+
+from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD
+
+READY = Session.parse("7f3c9a21-ready-demo")
+PARTIAL = Session.parse("b41e07d9-partial-demo")
+DELETED = Session.parse("0c5d2e88-deleted-demo")
+LIVE = Session.parse("e9a4b6f0-live-demo")
+
+PLAN = (
+    ("posthog", Slot.ANALYTICS), ("local-postgres", Slot.DATABASE), ("resend", Slot.EMAIL),
+    ("local-git", Slot.REPO), ("local-folder", Slot.TARGET),
+)
+DB_LATENCIES = (812.0, 640.0, 930.0, 702.0, 1210.0, 655.0, 590.0, 780.0, 845.0, 610.0)
+GIT_LATENCIES = (61.0, 48.0, 75.0, 52.0, 90.0, 44.0, 58.0, 66.0)
+
+
+def seed_ledger(runtime: Runtime, now: float) -> None:
+    """Three finished sessions (ready, partial, deleted) and some latency history."""
+    ledger = runtime.ledger
+    for age, session, state in ((3600.0, DELETED, "deleted"), (900.0, PARTIAL, "partial"), (240.0, READY, "ready")):
+        ledger.ensure_session(session, target="local-folder")
+        ledger._write("UPDATE sessions SET created_at = ? WHERE key = ?", (now - age, session.key))
+    for index, latency in enumerate(DB_LATENCIES):
+        ledger.record_run(DELETED.key, ProviderResult("local-postgres", Slot.DATABASE, Status.OK, latency, 1))
+    for latency in GIT_LATENCIES:
+        ledger.record_run(DELETED.key, ProviderResult("local-git", Slot.REPO, Status.OK, latency, 1))
+
+    for session in (READY, PARTIAL):
+        ledger.record_run(session.key, ProviderResult("posthog", Slot.ANALYTICS, Status.OK, 0.4, 1, note="tag only (set POSTHOG_PROJECT_KEY to send events)"))
+        ledger.record_run(session.key, ProviderResult("resend", Slot.EMAIL, Status.SKIPPED, note="set RESEND_PROVISIONING_KEY (no local email provider)"))
+    _created(runtime, READY, "local-postgres", "role", READY.pg_identifier)
+    _created(runtime, READY, "local-postgres", "database", READY.pg_identifier)
+    ledger.record_run(READY.key, ProviderResult("local-postgres", Slot.DATABASE, Status.OK, 731.0, 1))
+    _created(runtime, READY, "local-git", "bare-repo", READY.resource_name, remote_id=f"/srv/mk0r/repos/{READY.resource_name}.git")
+    ledger.record_run(READY.key, ProviderResult("local-git", Slot.REPO, Status.OK, 57.0, 1))
+    _created(runtime, READY, "local-folder", "app-folder", READY.resource_name, remote_id=f"/srv/mk0r/apps/{READY.slug}")
+    ledger.record_run(READY.key, ProviderResult("local-folder", Slot.TARGET, Status.OK, 118.0, 1))
+    env_path = runtime.settings.apps_dir / READY.slug / ".env"
+    write_env_file(env_path, {
+        "VITE_POSTHOG_APP_ID": READY.analytics_app_id,
+        "DATABASE_URL": f"postgresql://{READY.pg_identifier}:{FAKE_DB_PASSWORD}@127.0.0.1:54329/{READY.pg_identifier}",
+        "PGHOST": "127.0.0.1", "PGPORT": "54329", "PGUSER": READY.pg_identifier,
+        "PGPASSWORD": FAKE_DB_PASSWORD, "PGDATABASE": READY.pg_identifier,
+        "RESEND_API_KEY": FAKE_API_KEY,
+        "GIT_REMOTE_URL": f"file:///srv/mk0r/repos/{READY.resource_name}.git",
+        "LOCAL_GIT_REPO": f"/srv/mk0r/repos/{READY.resource_name}.git",
+    }, header="demo")
+    ledger.set_session_state(READY.key, "ready", env_file=str(env_path))
+
+    _created(runtime, PARTIAL, "local-git", "bare-repo", PARTIAL.resource_name, remote_id=f"/srv/mk0r/repos/{PARTIAL.resource_name}.git")
+    ledger.record_run(PARTIAL.key, ProviderResult("local-git", Slot.REPO, Status.OK, 63.0, 1))
+    ledger.record_run(PARTIAL.key, ProviderResult(
+        "local-postgres", Slot.DATABASE, Status.FAILED, 30012.0, 3,
+        error="connect → cannot connect to Postgres at 127.0.0.1:5432: connection refused (check MK0R_LOCAL_POSTGRES_URL)",
+    ))
+    ledger.record_run(PARTIAL.key, ProviderResult("local-folder", Slot.TARGET, Status.OK, 121.0, 1))
+    ledger.set_session_state(PARTIAL.key, "partial")
+
+    row = ledger.intend(DELETED.key, "local-git", "bare-repo", DELETED.resource_name)
+    ledger.mark_created(row.id, f"/srv/mk0r/repos/{DELETED.resource_name}.git")
+    ledger.mark_state(row.id, ResourceState.DELETED)
+    ledger.set_session_state(DELETED.key, "deleted")
+
+
+def _created(runtime: Runtime, session: Session, provider: str, kind: str, name: str, *, remote_id: str | None = None) -> None:
+    row = runtime.ledger.intend(session.key, provider, kind, name)
+    runtime.ledger.mark_created(row.id, remote_id or name)
+
+
+def live_events(now: float) -> list:
+    """A session caught mid-provision: analytics ok, the database retrying, the repo running,
+    email skipped, the target waiting."""
+    key = LIVE.key
+    repo = ResourceRef("local-git", "bare-repo", LIVE.resource_name, f"/srv/mk0r/repos/{LIVE.resource_name}.git")
+    del repo
+    return [
+        WorkStarted(session=key, kind="provision", plan=PLAN, slug=LIVE.slug, target="local-folder", at=now - 4.2),
+        ProviderStarted(session=key, provider="posthog", slot=Slot.ANALYTICS, at=now - 4.1),
+        ProviderSucceeded(session=key, provider="posthog", at=now - 4.1, result=ProviderResult(
+            "posthog", Slot.ANALYTICS, Status.OK, 0.3, 1, note="tag only (set POSTHOG_PROJECT_KEY to send events)")),
+        ProviderStarted(session=key, provider="local-postgres", slot=Slot.DATABASE, at=now - 4.1),
+        ProviderSkipped(session=key, provider="resend", at=now - 4.1, result=ProviderResult(
+            "resend", Slot.EMAIL, Status.SKIPPED, note="set RESEND_PROVISIONING_KEY (no local email provider)")),
+        ProviderStarted(session=key, provider="local-git", slot=Slot.REPO, at=now - 4.0),
+        ProviderProgressed(session=key, provider="local-postgres", message="starting embedded Postgres", at=now - 4.0),
+        ProviderRetrying(session=key, provider="local-postgres", attempt=2, max_attempts=5, delay_s=1.5,
+                         reason="connection refused: the server is still starting", at=now - 1.5),
+        ProviderProgressed(session=key, provider="local-git", message="git init --bare mk0r-e9a4b6f0-liv.git", at=now - 0.8),
+    ]

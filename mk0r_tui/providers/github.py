@@ -9,6 +9,7 @@ minute before retrying a secondary limit.
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from pydantic import BaseModel
@@ -86,6 +87,7 @@ class GitHubProvider(CloudProvider):
     kind = "repo"
     page_size = 100
     _login: str | None = None
+    _login_lookup: "asyncio.Task[str] | None" = None
 
     def build_client(self) -> ApiClient:
         return self.client_for(
@@ -97,13 +99,30 @@ class GitHubProvider(CloudProvider):
         )
 
     async def owner(self, ctx: ProvisionContext | None = None) -> str:
-        """GITHUB_OWNER, else the token's own login (asked once)."""
+        """GITHUB_OWNER, else the token's own login, asked once per process. Sessions that start
+        together share the first one's `GET /user` (its answer or its error) instead of each
+        sending one: 100 sessions at once otherwise queue 100 of them ahead of the first create."""
         if self.settings.github_owner:
             return self.settings.github_owner
-        if self._login is None:
-            response = await self.api.request("GET", "/user", ctx=ctx)
-            self._login = parse_model(response, _User, "GET /user").login
+        if self._login is not None:
+            return self._login
+        loop = asyncio.get_running_loop()
+        lookup = self._login_lookup
+        if lookup is None or lookup.get_loop() is not loop:  # the CLI may run several loops
+            lookup = loop.create_task(self._ask_login(ctx))
+            lookup.add_done_callback(self._login_lookup_done)
+            self._login_lookup = lookup
+        return await asyncio.shield(lookup)
+
+    async def _ask_login(self, ctx: ProvisionContext | None) -> str:
+        response = await self.api.request("GET", "/user", ctx=ctx)
+        self._login = parse_model(response, _User, "GET /user").login
         return self._login
+
+    def _login_lookup_done(self, lookup: "asyncio.Task[str]") -> None:
+        """A failed lookup is forgotten, so a later provision asks again."""
+        if self._login_lookup is lookup:
+            self._login_lookup = None
 
     # -- provision ------------------------------------------------------------------------
 

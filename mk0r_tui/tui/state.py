@@ -240,7 +240,8 @@ def reduce(session: SessionState, event: UiEvent) -> SessionState:
             return replace(session, state=state, env_file=event.env_file or session.env_file, busy=None, updated_at=at)
         case TeardownStarted():
             panel = _with_resource(_panel_for(session, event.provider), event.resource, "deleting")
-            panel = replace(panel, status=Status.TEARING_DOWN, started_at=at, latency_ms=None, error=None)
+            first = panel.started_at if panel.status is Status.TEARING_DOWN else at
+            panel = replace(panel, status=Status.TEARING_DOWN, started_at=first, latency_ms=None, error=None)
             return _with_panel(session, panel, at)
         case ResourceDeleted():
             panel = _with_resource(_panel_for(session, event.provider), event.resource, "gone")
@@ -261,6 +262,8 @@ def _settle_teardown(panel: PanelState) -> PanelState:
         return panel
     if any(view.state in ("deleting",) for view in panel.resources):
         return replace(panel, status=Status.FAILED, error="teardown: interrupted while deleting")
+    if panel.status is Status.SKIPPED:
+        return panel
     if all(view.state == "gone" for view in panel.resources):
         return replace(panel, status=Status.GONE)
     return panel

@@ -125,6 +125,7 @@ def test_teardown_goes_tearing_down_then_gone_or_failed():
     session = reduce(session, WorkEnded(session=KEY, kind="teardown", state="teardown_incomplete"))
     assert session.busy is None and session.state == "teardown_incomplete"
     assert session.panel("posthog").status is Status.GONE, "nothing was alive there"
+    assert session.panel("neon").latency_ms is not None
     assert session.panel("github").status is Status.FAILED
 
 
@@ -178,3 +179,30 @@ def test_only_progress_of_the_same_provider_and_session_collapses():
     assert not progressed().can_replace(progressed(session="another-session"))
     started_message = SessionEventReceived(ProviderStarted(session=KEY, provider="neon", slot=Slot.DATABASE))
     assert not started_message.can_replace(progressed()) and not progressed().can_replace(started_message)
+
+
+def test_a_skipped_provider_stays_skipped_after_teardown():
+    skipped = ProviderResult("posthog", Slot.ANALYTICS, Status.SKIPPED, note="set POSTHOG_PROJECT_KEY")
+    session = run(
+        started(),
+        ProviderSkipped(session=KEY, provider="posthog", result=skipped),
+        WorkStarted(session=KEY, kind="teardown"),
+        WorkEnded(session=KEY, kind="teardown", state="deleted"),
+    )
+    assert session.panel("posthog").status is Status.SKIPPED
+
+
+def test_teardown_elapsed_counts_from_the_first_delete_of_a_provider():
+    role = ResourceRef("local-postgres", "role", "r")
+    database = ResourceRef("local-postgres", "database", "d")
+    ok = ProviderResult("local-postgres", Slot.DATABASE, Status.OK, 10.0, 1, resources=(role, database))
+    session = run(
+        started(),
+        ProviderSucceeded(session=KEY, provider="local-postgres", result=ok),
+        TeardownStarted(session=KEY, provider="local-postgres", resource=database, at=300.0),
+        ResourceDeleted(session=KEY, provider="local-postgres", resource=database, at=300.2),
+        TeardownStarted(session=KEY, provider="local-postgres", resource=role, at=300.2),
+    )
+    assert session.panel("local-postgres").elapsed_s(now=300.5) == 0.5
+    session = reduce(session, ResourceDeleted(session=KEY, provider="local-postgres", resource=role, at=300.6))
+    assert session.panel("local-postgres").status is Status.GONE and round(session.panel("local-postgres").latency_ms) == 600

@@ -59,7 +59,7 @@ class EnvScreen(Screen):
     def _refresh_row(self, name: str) -> None:
         table = self.query_one(DataTable)
         for (column, _), cell in zip(COLUMNS, self._cells(name, self.env[name])):
-            table.update_cell(name, column, cell)
+            table.update_cell(name, column, cell, update_width=True)
 
     @property
     def selected_name(self) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -48,6 +48,16 @@ class TeardownScreen(ModalScreen[bool]):
             for row in self.resources:
                 table.add_row(*(Text(v) for v in (row.provider, row.kind, row.name, row.remote_id or "(id unknown)", row.state)))
         self.query_one("#cancel", Button).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Focus starts on Cancel; typing goes to the slug field anyway, so the operator can
+        just type the slug (Enter on Cancel still cancels)."""
+        box = self.query_one("#confirm-slug", Input)
+        if event.is_printable and event.character and self.focused is not box:
+            event.stop()
+            event.prevent_default()
+            box.focus()
+            box.insert_text_at_cursor(event.character)
 
     @on(Input.Changed, "#confirm-slug")
     def _typed(self, event: Input.Changed) -> None:

@@ -12,6 +12,8 @@ from textual.widgets import Label, Sparkline
 
 from mk0r_tui.tui.widgets.glyphs import format_duration
 
+MIN_SPARKLINE_POINTS = 3
+
 
 def summarize_latencies(latencies_ms: Sequence[float]) -> str:
     if not latencies_ms:
@@ -36,5 +38,5 @@ class LatencyHistory(Horizontal):
     def watch_latencies_ms(self, latencies_ms: tuple[float, ...]) -> None:
         self.query_one(Sparkline).data = list(latencies_ms)
         self.query_one(".history-summary", Label).update(summarize_latencies(latencies_ms))
-        # one bar would fill the whole sparkline and say nothing: show it from two runs on
-        self.set_class(len(latencies_ms) < 2, "-empty")
+        # one or two bars fill the sparkline and say nothing: show it from three runs on
+        self.set_class(len(latencies_ms) < MIN_SPARKLINE_POINTS, "-empty")

@@ -175,9 +175,9 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
 
     session = Session.parse(session_key) if session_key is not None else Session.new()
     runtime = _runtime()
-    _warn_keyring(runtime)
     target_spec = select_target(runtime.settings, runtime.credentials, target)
     _preflight(runtime, target_spec.name)
+    _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
     if sandbox_id:
         if target_spec.name != "e2b":
             raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
@@ -342,8 +342,8 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
 
     threshold = parse_duration(older_than)
     runtime = _runtime()
-    _warn_keyring(runtime)
     available = scannable_providers(runtime)
+    _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
     unknown = [name for name in only if name not in available]
     if unknown:
         raise UsageError(f"unknown provider {', '.join(unknown)}: choose from {', '.join(available)} (cloud ones need their key)")

@@ -173,6 +173,8 @@ def _describe_os_error(path: Path, exc: OSError) -> str:
         why = "permission denied"
     elif exc.errno == errno.EROFS:
         why = "the file system is read-only"
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        why = "a file is in the way of its folder"
     else:
         why = exc.strerror or str(exc)
     return f"cannot write {path}: {why}; the previous file, if any, is untouched"

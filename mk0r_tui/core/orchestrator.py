@@ -268,21 +268,25 @@ async def _delete_one(runtime: Runtime, row: ResourceRow, sink: EventSink, sessi
 
 
 async def _delete_rows(runtime, rows: Sequence[ResourceRow], sink, session_key, stop) -> list[TeardownOutcome]:
-    """Providers in parallel; within one provider, newest first (a database before its role)."""
-    by_provider: dict[str, list[ResourceRow]] = {}
+    """Providers in parallel, and within a provider every session (or lone orphan) in parallel,
+    at most `MK0R_CONCURRENCY_<PROVIDER>` deletes of one provider at once; one session's rows of
+    one provider go newest first (a database before its role). Deleting orphans one provider at
+    a time, one by one, made 200 Neon orphans take 200 round trips end to end."""
+    groups: dict[tuple, list[ResourceRow]] = {}
     for row in rows:
-        by_provider.setdefault(row.provider, []).append(row)
+        owner = ("session", row.session_key) if row.session_key else ("orphan", row.kind, row.name, row.remote_id)
+        groups.setdefault((row.provider, owner), []).append(row)
     outcomes: list[TeardownOutcome] = []
-    limit = asyncio.Semaphore(runtime.settings.concurrency)
+    limits = {p: asyncio.Semaphore(runtime.settings.concurrency_for(p)) for p in {r.provider for r in rows}}
 
-    async def one_provider(provider_rows: list[ResourceRow]) -> None:
-        for row in sorted(provider_rows, key=lambda r: -(r.id or 0)):
-            async with limit:
+    async def one_group(provider: str, group_rows: list[ResourceRow]) -> None:
+        for row in sorted(group_rows, key=lambda r: -(r.id or 0)):
+            async with limits[provider]:
                 outcomes.append(await _delete_one(runtime, row, sink, row.session_key or session_key, stop))
 
     async with asyncio.TaskGroup() as group:
-        for provider_rows in by_provider.values():
-            group.create_task(one_provider(provider_rows))
+        for (provider, _owner), group_rows in groups.items():
+            group.create_task(one_group(provider, group_rows))
     return outcomes
 
 
@@ -312,6 +316,12 @@ async def teardown_session(
 # -- orphans -----------------------------------------------------------------------------
 
 
+#: a session still in this state when no teardown of it runs here was torn down by a process that
+#: died (a second Ctrl+C, a kill): what it left is an orphan. `teardown_incomplete` is not: that
+#: teardown ended cleanly, its session still owns the rest and a new teardown resumes it.
+DIED_IN_TEARDOWN_STATE = "tearing_down"
+
+
 @dataclass
 class OrphanScan:
     orphans: list[Orphan] = field(default_factory=list)
@@ -332,14 +342,22 @@ def scannable_providers(runtime: Runtime) -> list[str]:
 
 
 async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers: Sequence[str] | None = None) -> OrphanScan:
-    """Resources named `mk0r-*` with no live ledger row, and pending rows (a crash between
-    intent and answer). Deletes nothing."""
+    """Resources named `mk0r-*` with no live ledger row, pending rows (a crash between intent
+    and answer), and what a teardown that died left behind (rows still `deleting`, or live in a
+    session still `tearing_down`). Deletes nothing."""
     now = time.time()
     scan = OrphanScan()
     ledger_rows = [r for r in runtime.ledger.resources(live_only=True) if r.session_key not in runtime.in_flight]
-    known_created = {
-        (r.provider, r.kind, r.name) for r in ledger_rows if r.state != ResourceState.PENDING.value
-    } | {(r.provider, r.kind, r.remote_id) for r in ledger_rows if r.remote_id and r.state != ResourceState.PENDING.value}
+    unfinished = {s.key for s in runtime.ledger.list_sessions() if s.state == DIED_IN_TEARDOWN_STATE}
+
+    def unconfirmed(row: ResourceRow) -> bool:
+        """A create or a delete that was asked for and never confirmed."""
+        return row.state != ResourceState.CREATED.value or row.session_key in unfinished
+
+    settled = [r for r in ledger_rows if not unconfirmed(r)]
+    known_created = {(r.provider, r.kind, r.name) for r in settled} | {
+        (r.provider, r.kind, r.remote_id) for r in settled if r.remote_id
+    }
     in_flight_names = {
         (r.provider, r.kind, r.name) for r in runtime.ledger.resources(live_only=True) if r.session_key in runtime.in_flight
     }
@@ -348,7 +366,7 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
     pending = {
         (r.provider, r.kind, r.name): r
         for r in ledger_rows
-        if r.state == ResourceState.PENDING.value and (providers is None or r.provider in names)
+        if unconfirmed(r) and (providers is None or r.provider in names)
     }
     seen_pending: dict[tuple[str, str, str], str] = {}
 
@@ -379,11 +397,16 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
         if age < older_than_s:
             continue
         exists = key in seen_pending
-        reason = (
-            "pending: the create was sent but never confirmed (crash?); it exists upstream"
-            if exists
-            else "pending: intent recorded, create never confirmed (crash?)"
-        )
+        if row.state == ResourceState.PENDING.value:
+            reason = (
+                "pending: the create was sent but never confirmed (crash?); it exists upstream"
+                if exists
+                else "pending: intent recorded, create never confirmed (crash?)"
+            )
+        else:
+            reason = f"teardown of session {row.session_key} did not finish" + (
+                "; the delete was sent but never confirmed" if row.state == ResourceState.DELETING.value else ""
+            ) + ("; it exists upstream" if exists else "")
         scan.orphans.append(
             Orphan(row.provider, row.kind, row.name, seen_pending.get(key) or row.remote_id, age, reason, ledger_id=row.id)
         )

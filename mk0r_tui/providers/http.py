@@ -293,10 +293,14 @@ class ApiClient:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _stop(self, state: RetryCallState) -> bool:
+    def _attempt_limit(self, state: RetryCallState) -> int:
+        """Attempts allowed for the failure at hand: fewer for a connection that is refused."""
         exc = state.outcome.exception() if state.outcome else None
         limit = CONNECT_ATTEMPTS if isinstance(exc, RetryableError) and exc.connect else self.max_attempts
-        return state.attempt_number >= min(limit, self.max_attempts)
+        return min(limit, self.max_attempts)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        return state.attempt_number >= self._attempt_limit(state)
 
     def _backoff(self, state: RetryCallState) -> float:
         return wait_exponential_jitter(
@@ -316,10 +320,11 @@ class ApiClient:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         reason = _short_reason(exc)
+        limit = self._attempt_limit(state)
         log.info("%s %s: %s; retrying in %.1fs (%d/%d)", self.provider, call, reason, delay,
-                 state.attempt_number + 1, self.max_attempts)
+                 state.attempt_number + 1, limit)
         if ctx is not None:
-            ctx.retrying(state.attempt_number + 1, self.max_attempts, delay, reason)
+            ctx.retrying(state.attempt_number + 1, limit, delay, reason)
 
     async def _send_once(self, http, method, path, params, json, accept, call, ctx) -> httpx.Response:
         await self._respect_budget(ctx)
@@ -429,9 +434,12 @@ class ApiClient:
 def _transport_reason(exc: BaseException) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx says "All connection attempts failed"; the cause says why
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
     text = str(exc).strip()
-    if "refused" in text.lower():
-        return "connection refused"
     return text.splitlines()[0] if text else type(exc).__name__
 
 

@@ -137,7 +137,7 @@ class Mk0rApp(App[None]):
         self._run_started: dict[str, float] = {}
         self._work: dict[Worker, tuple[str, WorkKind]] = {}
         self._dirty: set[str] = set()
-        self._flush_scheduled = False
+        self._repaint_scheduled = False
         self._paused = False
         self._draining = False
         self._stop: Any = None
@@ -197,9 +197,9 @@ class Mk0rApp(App[None]):
             self.history[event.provider] = history
             self.dashboard.history_changed(event.provider)
         self._dirty.add(key)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.call_later(self._flush)
+        if not self._repaint_scheduled:
+            self._repaint_scheduled = True
+            self.call_later(self._repaint_dirty)
 
     def _session_from_ledger(self, key: str, event: Any) -> SessionState:
         row = self.runtime.ledger.get_session(key)
@@ -223,9 +223,9 @@ class Mk0rApp(App[None]):
             return LogLine.from_event(event, since=self._run_started.get(key))
         return None
 
-    def _flush(self) -> None:
+    def _repaint_dirty(self) -> None:
         """Repaint every session changed since the last flush: one repaint per batch of messages."""
-        self._flush_scheduled = False
+        self._repaint_scheduled = False
         if self._paused or not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
@@ -235,7 +235,7 @@ class Mk0rApp(App[None]):
         """Hold dashboard repaints while a destructive confirmation is open (state keeps reducing)."""
         self._paused = paused
         if not paused:
-            self._flush()
+            self._repaint_dirty()
 
     # -- work --------------------------------------------------------------------------
 

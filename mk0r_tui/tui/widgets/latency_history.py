@@ -28,15 +28,18 @@ class LatencyHistory(Horizontal):
     latencies_ms: reactive[tuple[float, ...]] = reactive((), init=False)
 
     def compose(self) -> ComposeResult:
+        self._summary = Label(summarize_latencies(()), classes="history-summary")
+        self._sparkline = Sparkline([], classes="history-sparkline")
         yield Label("history", classes="history-label")
-        yield Label(summarize_latencies(()), classes="history-summary")
-        yield Sparkline([], classes="history-sparkline")
+        yield self._summary
+        yield self._sparkline
 
     def on_mount(self) -> None:
         self.add_class("-empty")
 
     def watch_latencies_ms(self, latencies_ms: tuple[float, ...]) -> None:
-        self.query_one(Sparkline).data = list(latencies_ms)
-        self.query_one(".history-summary", Label).update(summarize_latencies(latencies_ms))
+        # the children are held, not queried: this may run while the panel is being replaced
+        self._sparkline.data = list(latencies_ms)
+        self._summary.update(summarize_latencies(latencies_ms))
         # one or two bars fill the sparkline and say nothing: show it from three runs on
         self.set_class(len(latencies_ms) < MIN_SPARKLINE_POINTS, "-empty")

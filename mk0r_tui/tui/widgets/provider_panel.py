@@ -80,7 +80,7 @@ class ProviderPanel(Vertical):
         super().__init__(**kwargs)
         self._now = now
         self._history = history
-        self._composed = False
+        self._built = False
         self.set_reactive(ProviderPanel.panel, panel)
 
     def compose(self) -> ComposeResult:
@@ -92,7 +92,7 @@ class ProviderPanel(Vertical):
         yield self._history_widget
 
     def on_mount(self) -> None:
-        self._composed = True
+        self._built = True
         self.show_history(self._history)
         self._render_panel()
 
@@ -101,18 +101,18 @@ class ProviderPanel(Vertical):
 
     def tick(self, now: float) -> None:
         self._now = now
-        if self._composed and self.panel is not None and self.panel.active:
+        if self._built and self.panel is not None and self.panel.active:
             self._status.update(status_line(self.panel, now))
 
     def show_history(self, latencies_ms: tuple[float, ...]) -> None:
-        if self._composed:
+        if self._built:
             self._history_widget.latencies_ms = latencies_ms
         else:
             self._history = latencies_ms
 
     def _render_panel(self) -> None:
         panel = self.panel
-        if panel is None or not self._composed:
+        if panel is None or not self._built:
             return
         self.border_title = f"{panel.provider} · {panel.slot.value}"
         for status in Status:

@@ -1,0 +1,170 @@
+"""Regenerate the README's screenshots by driving the real dashboard with the local profile.
+
+    .venv/bin/python scripts/export_screenshots.py [--out screenshots]
+
+Everything runs for real (embedded Postgres, local git, local folder) in a throwaway data
+dir. Two things are staged: the database provider is held for a moment so the first picture
+catches provisioning mid-flight, and the failure picture points the database provider at a
+closed port (`MK0R_LOCAL_POSTGRES_URL`), so its error is the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = (150, 44)
+CLOSED_PORT_URL = "postgresql://admin:not-a-real-password@127.0.0.1:9/postgres"
+
+
+def prepare_environment(home: Path) -> None:
+    """A clean local profile: no cloud keys, no keyring, our own data dir."""
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    os.environ.update({"MK0R_HOME": str(home), "MK0R_PROFILE": "local", "MK0R_TARGET": "local",
+                       "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    from mk0r_tui.core.credentials import KEY_NAMES
+
+    for name in (*KEY_NAMES, "MK0R_LOCAL_POSTGRES_URL"):
+        os.environ.pop(name, None)
+
+
+class Held:
+    """Wraps a real provider; `provision` waits for `release` first (for a mid-flight picture)."""
+
+    def __init__(self, inner, release: asyncio.Event) -> None:
+        self.inner = inner
+        self.release = release
+        self.name, self.slot, self.env_keys = inner.name, inner.slot, inner.env_keys
+
+    async def provision(self, ctx):
+        ctx.progress("starting embedded Postgres")
+        await self.release.wait()
+        return await self.inner.provision(ctx)
+
+    async def teardown(self, resource):
+        return await self.inner.teardown(resource)
+
+    async def discover(self):
+        return await self.inner.discover()
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+def leave_an_orphan(path: Path) -> None:
+    """A real bare repo named like ours that no session owns: what a crash or a manual copy leaves."""
+    subprocess.run(["git", "init", "--bare", "--quiet", str(path)], check=True)
+
+
+async def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not reach the expected state")
+        await asyncio.sleep(0.05)
+
+
+async def shoot(app, pilot, out: Path, name: str) -> None:
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    path = app.save_screenshot(filename=f"{name}.svg", path=str(out))
+    print(f"wrote {path}")
+
+
+async def main_scenes(out: Path) -> None:
+    from mk0r_tui.core.models import Session, Status
+    from mk0r_tui.core.runtime import Runtime
+    from mk0r_tui.providers.local_postgres import LocalPostgresProvider
+    from mk0r_tui.tui.app import Mk0rApp
+
+    runtime = Runtime()
+    release = asyncio.Event()
+    real_db = LocalPostgresProvider(settings=runtime.settings)
+    runtime._providers["local-postgres"] = Held(real_db, release)
+    app = Mk0rApp(runtime)
+    async with app.run_test(size=SIZE) as pilot:
+        # a couple of earlier sessions, so the list and the latency history are not empty
+        for key in ("4c1d7e2a-earlier-1", "9b3f0a6c-earlier-2"):
+            release.set()
+            app.start_provision(Session.parse(key))
+            await app.workers.wait_for_complete()
+        release.clear()
+        session = Session.parse("e9a4b6f0-demo-session")
+        app.start_provision(session)
+        def repo_done() -> bool:
+            current = app.sessions.get(session.key)
+            panel = current.panel("local-git") if current else None
+            return panel is not None and panel.status is Status.OK
+
+        await wait_until(repo_done)
+        await pilot.pause(0.6)
+        await shoot(app, pilot, out, "dashboard-mid-provision")
+        release.set()
+        await app.workers.wait_for_complete()
+        await shoot(app, pilot, out, "dashboard-all-ok")
+
+        await pilot.press("e")
+        await shoot(app, pilot, out, "env-masked")
+        await pilot.press("escape")
+        await pilot.pause()
+
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press(*session.slug[:5])
+        await shoot(app, pilot, out, "teardown-modal")
+        await pilot.press("escape")
+        await pilot.pause()
+
+        leave_an_orphan(runtime.settings.repos_dir / "mk0r-5ea1ed0d-lost.git")
+        await pilot.press("O")
+        await pilot.pause()
+        if type(app.screen).__name__ == "OrphansScreen":
+            await app.workers.wait_for_complete()
+            await shoot(app, pilot, out, "orphans")
+        else:
+            print("skipped orphans.svg: the orphans screen is not available")
+    await real_db.aclose()
+    runtime.close()
+
+
+async def failure_scene(out: Path) -> None:
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.core.models import Session
+    from mk0r_tui.core.runtime import Runtime
+    from mk0r_tui.tui.app import Mk0rApp
+
+    runtime = Runtime(load_settings(local_postgres_url=CLOSED_PORT_URL))
+    app = Mk0rApp(runtime)
+    async with app.run_test(size=SIZE) as pilot:
+        app.start_provision(Session.parse("0f7d2c91-failing-demo"))
+        await app.workers.wait_for_complete()
+        await shoot(app, pilot, out, "dashboard-failure")
+    await runtime.aclose()
+    runtime.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "screenshots")
+    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "mk0r-screenshots")
+    args = parser.parse_args()
+    prepare_environment(args.home)
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main_scenes(args.out))
+    asyncio.run(failure_scene(args.out))
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    EmbeddedPostgres(args.home / "postgres").stop()
+
+
+if __name__ == "__main__":
+    main()

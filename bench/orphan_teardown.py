@@ -1,0 +1,144 @@
+"""Orphan teardown of 500 resources that exist upstream with no ledger row.
+
+The resources are made in the fake directly (no latency while making them): Neon projects,
+Resend segments and API keys, GitHub repositories, all named `mk0r-*`. Then, with the
+injected latency on: `find_orphans` (paginated discovery of every provider) and
+`delete_orphans` with the configured concurrency. The bound for the deletes is what the
+configured limits allow (in flight per provider, Resend requests/s, GitHub one mutation at a
+time); the fake's max in flight per provider proves no limit was exceeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import time
+
+import httpx
+
+import _common as c
+
+from mk0r_tui.core.orchestrator import delete_orphans, find_orphans
+
+#: how the orphans are spread (Resend's share is half segments, half keys)
+SHARE = {"neon": 0.4, "resend": 0.4, "github": 0.2}
+
+
+def make_orphans(fake, total: int) -> dict[str, int]:
+    counts = {"neon": round(total * SHARE["neon"]), "github": round(total * SHARE["github"])}
+    counts["resend"] = total - counts["neon"] - counts["github"]
+    auth = {"Authorization": "Bearer bench"}
+    with httpx.Client(headers=auth, trust_env=False, timeout=10) as http:
+        for i in range(counts["neon"]):
+            r = http.post(fake.neon_url + "/projects",
+                          json={"project": {"name": f"mk0r-orphan{i:05d}", "region_id": "aws-us-east-2", "pg_version": 17}})
+            r.raise_for_status()
+        for i in range(counts["resend"]):
+            if i % 2 == 0:
+                r = http.post(fake.resend_url + "/segments", json={"name": f"mk0r-orphan{i:05d} Users"})
+            else:
+                r = http.post(fake.resend_url + "/api-keys", json={"name": f"mk0r-orphan{i:05d}", "permission": "sending_access"})
+            r.raise_for_status()
+        for i in range(counts["github"]):
+            r = http.post(fake.github_url + "/user/repos", json={"name": f"mk0r-orphan{i:05d}", "private": True})
+            r.raise_for_status()
+    return counts
+
+
+def delete_bound(counts: dict[str, int], settings) -> dict[str, dict]:
+    bounds = {}
+    for provider, n in counts.items():
+        latency_s = c.LATENCY_MS[provider] / 1000
+        limit = settings.concurrency_for(provider)
+        terms = {"in-flight limit": math.ceil(n / limit) * latency_s}
+        if provider == "resend":
+            terms["requests/s"] = n / settings.resend_requests_per_second
+        if provider == "github":
+            terms["one mutation at a time"] = n * latency_s + (n - 1) * settings.github_mutation_gap_s
+        binding = max(terms, key=terms.get)
+        bounds[provider] = {"limit": limit, "deletes": n, "terms": terms, "bound_s": terms[binding], "binding": binding}
+    return bounds
+
+
+async def bench(total: int, overrides: dict) -> dict:
+    with c.fake_upstream(latency_ms={p: 0 for p in c.LATENCY_MS}) as fake, c.scratch_dir("mk0r-bench-orphans-") as home:
+        counts = make_orphans(fake, total)
+        fake.control(latency_ms=dict(c.LATENCY_MS), reset_counters=True)
+        settings = c.cloud_settings(fake, home, **overrides)
+        runtime = c.make_runtime(settings)
+        try:
+            started = time.perf_counter()
+            scan = await find_orphans(runtime)
+            find_s = time.perf_counter() - started
+            scan_state = fake.state()
+            fake.control(reset_counters=True)
+            started = time.perf_counter()
+            outcomes = await delete_orphans(runtime, scan.orphans)
+            delete_s = time.perf_counter() - started
+            state = fake.state()
+        finally:
+            await c.close_runtime(runtime)
+    left = {"neon": len(state["neon"]), "resend": len(state["resend"]["segments"]) + len(state["resend"]["api_keys"]),
+            "github": len(state["github"])}
+    by_outcome: dict[str, int] = {}
+    for outcome in outcomes:
+        by_outcome[outcome.outcome] = by_outcome.get(outcome.outcome, 0) + 1
+    return {"settings": settings, "counts": counts, "found": len(scan.orphans), "warnings": scan.warnings,
+            "find_s": find_s, "delete_s": delete_s, "scan_state": scan_state, "state": state,
+            "left": left, "by_outcome": by_outcome}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orphans", type=int, default=500)
+    args = parser.parse_args()
+    info = c.print_header(f"orphan teardown of {args.orphans} resources", "orphan_teardown.py")
+    overrides = {} if "MK0R_RESEND_RPS" in os.environ else {"resend_requests_per_second": 10.0}
+    print("injected latency per request (ms):", c.LATENCY_MS)
+    result = c.run(bench(args.orphans, overrides))
+    settings, state = result["settings"], result["state"]
+    print(f"configured: MK0R_CONCURRENCY={settings.concurrency}, MK0R_RESEND_RPS={settings.resend_requests_per_second:g}, "
+          f"MK0R_GITHUB_MUTATION_GAP_S={settings.github_mutation_gap_s:g}")
+    print(f"made upstream: {result['counts']}  found as orphans: {result['found']}  "
+          f"deleted: {result['by_outcome']}  left upstream: {result['left']}")
+    if result["warnings"]:
+        print("scan warnings:", result["warnings"])
+    print()
+    scan_in_flight = c.max_in_flight(result["scan_state"])
+    in_flight = c.max_in_flight(state)
+    bounds = delete_bound(result["counts"], settings)
+    rows = []
+    for p, b in bounds.items():
+        rows.append([p, b["limit"], b["deletes"], state["requests"][p]["by_route"].get(next(
+            (r for r in state["requests"][p]["by_route"] if r.startswith("DELETE")), ""), 0),
+            result["scan_state"]["requests"][p]["total"], scan_in_flight[p], in_flight[p], b["bound_s"], b["binding"]])
+    print(c.table(["provider", "limit", "orphans", "DELETEs served", "scan requests", "scan max in flight",
+                   "delete max in flight", "delete bound s", "bound set by"], rows))
+    for p in bounds:
+        print(f"  {p} delete requests by route: {c.requests_by_route(state, p)}")
+    bound_s = max(b["bound_s"] for b in bounds.values())
+    print()
+    print(c.table(["figure", "value"], [
+        ["find_orphans s", result["find_s"]],
+        ["delete_orphans s", result["delete_s"]],
+        ["delete bound s", bound_s],
+        ["delete / bound", result["delete_s"] / bound_s],
+    ]))
+    deleted = result["by_outcome"].get("deleted", 0)
+    goals = [c.Goal("orphans not found", args.orphans - result["found"], 0),
+             c.Goal("orphans left upstream", sum(result["left"].values()), 0),
+             c.Goal("delete_orphans / bound", result["delete_s"] / bound_s, 1.3)]
+    goals += [c.Goal(f"{p} max in flight (configured limit)", max(in_flight[p], scan_in_flight[p]), bounds[p]["limit"])
+              for p in bounds]
+    return c.finish("orphan_teardown", info, goals, {
+        "orphans": args.orphans, "made": result["counts"], "found": result["found"], "deleted": deleted,
+        "outcomes": result["by_outcome"], "left": result["left"], "find_s": result["find_s"],
+        "delete_s": result["delete_s"], "delete_bound_s": bound_s, "bounds": bounds,
+        "scan_max_in_flight": scan_in_flight, "delete_max_in_flight": in_flight,
+    })
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

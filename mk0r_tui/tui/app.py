@@ -302,7 +302,11 @@ class Mk0rApp(App[None]):
         elif event.state is WorkerState.CANCELLED:
             error = "cancelled"
         row = self.runtime.ledger.get_session(key)
-        self._post(WorkEnded(session=key, kind=kind, state=row.state if row else None, error=error))
+        state = row.state if row else None
+        if error and state in (None, "provisioning", "tearing_down"):
+            # the core left its in-progress word behind when it raised: say what it means
+            state = "failed" if kind == "provision" else "teardown_incomplete"
+        self._post(WorkEnded(session=key, kind=kind, state=state, error=error))
         if self._draining and not self._work:
             self.exit(message="In-flight work finished and was recorded in the ledger.")
 
@@ -411,8 +415,12 @@ class Mk0rApp(App[None]):
         return [f"mk0r-{s.slug}: {s.busy}" for s in self.busy_sessions]
 
     async def action_quit(self) -> None:
+        from mk0r_tui.tui.screens.confirm_quit import ConfirmQuitScreen
+
         if not self.busy_sessions:
             self.exit()
+            return
+        if isinstance(self.screen, ConfirmQuitScreen):
             return
 
         def chosen(choice: str | None) -> None:
@@ -420,8 +428,6 @@ class Mk0rApp(App[None]):
                 self.begin_drain()
             elif choice == "now":
                 self.exit_now()
-
-        from mk0r_tui.tui.screens.confirm_quit import ConfirmQuitScreen
 
         self.push_screen(ConfirmQuitScreen(self.describe_busy()), chosen)
 

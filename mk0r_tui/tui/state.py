@@ -201,9 +201,10 @@ def reduce(session: SessionState, event: UiEvent) -> SessionState:
             if event.kind == "teardown":
                 panels = tuple(_settle_teardown(p) for p in panels)
             else:
+                unfinished = (Status.RUNNING, Status.RETRYING, Status.WAITING) if event.error else (Status.RUNNING, Status.RETRYING)
+                why = f"not finished: {event.error}" if event.error else "interrupted before it finished"
                 panels = tuple(
-                    replace(p, status=Status.FAILED, error=p.error or "interrupted before it finished")
-                    if p.status in (Status.RUNNING, Status.RETRYING) else p
+                    replace(p, status=Status.FAILED, error=p.error or why) if p.status in unfinished else p
                     for p in panels
                 )
             return replace(session, panels=panels, busy=None, state=event.state or session.state, updated_at=at)

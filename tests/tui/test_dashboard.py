@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from textual.widgets import Button, DataTable, Input
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerFailed, WorkerState
 
 from tui_fakes import REPO_URL, FakeProvider, fake_set
 
@@ -50,7 +50,11 @@ class Conversation:
 
 
 async def settle(app, pilot) -> None:
-    await app.workers.wait_for_complete()
+    """Wait for every worker; a failed one is not an error here (tests check how it is shown)."""
+    try:
+        await app.workers.wait_for_complete()
+    except WorkerFailed:
+        pass
     for _ in range(3):
         await pilot.pause()
 
@@ -549,3 +553,22 @@ def test_styles_are_found_and_shipped():
     assert all(Path(p).parent == styles_dir() for p in Mk0rApp.CSS_PATH)
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]["styles"] == "mk0r_tui/styles"
+
+
+async def test_a_worker_that_raises_settles_the_session_and_says_why(make_app, fakes, session_key):
+    """provision_services itself failing (here: a provider nobody registered) must not leave the
+    session looking busy: the worker's error arrives through Worker.StateChanged."""
+    app = make_app(fakes)
+    app.selection = ["fake-db", "no-such-provider"]
+    app.plan_for = lambda target: (("fake-db", Slot.DATABASE), ("fake-target", Slot.TARGET))
+    talk = Conversation()
+    async with app.run_test(size=SIZE, message_hook=talk) as pilot:
+        await provision(pilot, session_key)
+        session = app.sessions[session_key]
+        assert session.busy is None and session.state != "provisioning"
+        assert {p.status for p in session.panels} == {Status.FAILED}
+        assert all("no-such-provider" in p.error for p in session.panels)
+        assert any("no-such-provider" in n for n in notifications(app))
+        errored = [m for m in talk.messages if isinstance(m, Worker.StateChanged) and m.state is WorkerState.ERROR]
+        assert errored and talk.kinds(session_key)[-1] == "WorkEnded"
+        assert app.screen.check_action("retry", ()) is True

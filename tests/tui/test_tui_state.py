@@ -135,7 +135,8 @@ def test_work_ended_marks_providers_still_running_as_interrupted():
         ProviderStarted(session=KEY, provider="neon", slot=Slot.DATABASE),
         WorkEnded(session=KEY, kind="provision", state="provisioning", error="cancelled"),
     )
-    assert session.panel("neon").status is Status.FAILED and "interrupted" in session.panel("neon").error
+    assert session.panel("neon").status is Status.FAILED and session.panel("neon").error == "not finished: cancelled"
+    assert session.panel("posthog").status is Status.FAILED, "a provider that never started did not finish either"
     assert session.can_retry
 
 

@@ -35,7 +35,7 @@ class TeardownScreen(ModalScreen[bool]):
             else:
                 yield Static("The ledger holds no live resource for this session: confirming only marks it deleted.")
             yield Label(f"Type the slug [b]{self.slug}[/b] to confirm")
-            yield Input(placeholder=self.slug, id="confirm-slug")
+            yield Input(placeholder=self.slug, id="confirm-slug", select_on_focus=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Delete", variant="error", id="delete", disabled=True)

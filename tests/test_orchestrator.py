@@ -228,3 +228,12 @@ async def test_a_failed_provider_can_keep_env_that_is_still_valid(session_key):
     assert result.status is Status.FAILED
     assert report.env == {"APP_TAG": "mk0r-x"}
     assert not report.ok
+
+
+async def test_a_run_that_breaks_before_settling_does_not_stay_provisioning(session_key):
+    import pytest
+
+    runtime = make_runtime()
+    with pytest.raises(KeyError):
+        await run(runtime, Session.parse(session_key), ["no-such-provider"])
+    assert runtime.ledger.get_session(session_key).state == "interrupted"

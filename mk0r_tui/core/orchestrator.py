@@ -210,6 +210,10 @@ async def provision_services(
         ledger.set_session_state(session.key, state, env_file=env_file)
         sink(SessionProvisioned(session=session.key, provider="*", ok=report.ok, env_file=env_file))
         return report
+    except BaseException:
+        # interrupted or broken before every provider settled: never leave it "provisioning"
+        ledger.set_session_state(session.key, "interrupted")
+        raise
     finally:
         runtime.in_flight.discard(session.key)
 

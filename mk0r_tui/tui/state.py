@@ -106,7 +106,7 @@ class SessionState:
         """Something did not finish ok, and nothing runs: provisioning again retries it."""
         if self.busy or self.state in ("deleted", "tearing_down", "teardown_incomplete"):
             return False
-        return any(p.status in (Status.FAILED, Status.WAITING) for p in self.panels) or self.state in ("failed", "partial")
+        return any(p.status in (Status.FAILED, Status.WAITING) for p in self.panels) or self.state in ("failed", "partial", "interrupted")
 
     @property
     def can_teardown(self) -> bool:

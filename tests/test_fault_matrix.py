@@ -470,24 +470,26 @@ def _wait_for_deletes_in_flight(fake: FakeUpstream, count: int, proc: subprocess
     raise AssertionError("the deletes never started")
 
 
-def _teardown_process(env: dict[str, str], key: str) -> subprocess.Popen:
-    return subprocess.Popen(cli_command("teardown", key, "--yes"), env=env, stdout=subprocess.PIPE,
+def _interrupted_teardown(fake: FakeUpstream, home: Path, key: str, delete_delay_ms: int):
+    """Provision `key` with the CLI, then start `teardown --yes` with slow deletes and Ctrl+C
+    it once the three first deletes (neon, github, the newest Resend row: its key) are in flight."""
+    env = cli_env(fake, home)
+    _provision_via_cli(env, key)
+    fake.add_fault(method="DELETE", delay_ms=delete_delay_ms, times=-1)
+    proc = subprocess.Popen(cli_command("teardown", key, "--yes"), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    _wait_for_deletes_in_flight(fake, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    return env, proc
 
 
 @pytest.mark.slow
 def test_11_first_ctrl_c_lets_in_flight_deletes_finish_and_records_them(fake, tmp_path):
     from mk0r_tui.core.ledger import Ledger
 
-    home = tmp_path / "home"
-    env = cli_env(fake, home)
-    key = "sigintone000-a"
-    _provision_via_cli(env, key)
-    fake.add_fault(method="DELETE", delay_ms=600, times=-1)
+    home, key = tmp_path / "home", "sigintone000-a"
 
-    proc = _teardown_process(env, key)
-    _wait_for_deletes_in_flight(fake, 3, proc)  # neon, github and the newest Resend row (its key)
-    proc.send_signal(signal.SIGINT)
+    env, proc = _interrupted_teardown(fake, home, key, delete_delay_ms=600)
     out, err = proc.communicate(timeout=20)
 
     assert proc.returncode == 1 and "finishing in-flight deletes" in err and "Traceback" not in err
@@ -509,15 +511,9 @@ def test_11_first_ctrl_c_lets_in_flight_deletes_finish_and_records_them(fake, tm
 
 @pytest.mark.slow
 def test_11_second_ctrl_c_exits_now_names_what_may_be_left_and_orphans_finds_it(fake, tmp_path):
-    home = tmp_path / "home"
-    env = cli_env(fake, home)
     key = "siginttwo000-a"
-    _provision_via_cli(env, key)
-    fake.add_fault(method="DELETE", delay_ms=3000, times=-1)
 
-    proc = _teardown_process(env, key)
-    _wait_for_deletes_in_flight(fake, 3, proc)
-    proc.send_signal(signal.SIGINT)
+    env, proc = _interrupted_teardown(fake, tmp_path / "home", key, delete_delay_ms=3000)
     time.sleep(0.2)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)

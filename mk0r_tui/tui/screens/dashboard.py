@@ -70,6 +70,7 @@ class DashboardScreen(Screen):
         self._select_when_shown: str | None = None
         #: the panels on screen now (a query would also find ones still being removed)
         self._panels: list[ProviderPanel] = []
+        self._action_availability: tuple[bool | None, ...] | None = None
 
     def select_when_shown(self, key: str) -> None:
         """Move the cursor to `key` as soon as its row exists (a session just started)."""
@@ -125,7 +126,16 @@ class DashboardScreen(Screen):
                 self._select_when_shown = None
         if self.selected_key in keys:
             self._render_selected()
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
+
+    def _refresh_bindings_if_changed(self, *, force: bool = False) -> None:
+        """Refresh the footer only when an action became available or unavailable.
+        `refresh_bindings` recomposes the Footer; doing it for every batch of events made a
+        burst of 2,000 events/s back the message queue up by seconds, and keys waited behind it."""
+        availability = tuple(self.check_action(action, ()) for action in sorted(MUTATING_ACTIONS | SESSION_ACTIONS))
+        if force or availability != self._action_availability:
+            self._action_availability = availability
+            self.refresh_bindings()
 
     def event_logged(self, key: str, line: LogLine) -> None:
         if key == self.selected_key:
@@ -159,7 +169,7 @@ class DashboardScreen(Screen):
             return
         log.show(self.app.logs.get(key, ()))
         self._render_selected(rebuild=True)
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed(force=True)
 
     def _show_empty(self) -> None:
         grid = self.query_one("#panels", VerticalScroll)

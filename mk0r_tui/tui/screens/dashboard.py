@@ -128,12 +128,14 @@ class DashboardScreen(Screen):
             self._render_selected()
         self._refresh_bindings_if_changed()
 
-    def _refresh_bindings_if_changed(self, *, force: bool = False) -> None:
+    def _refresh_bindings_if_changed(self) -> None:
         """Refresh the footer only when an action became available or unavailable.
         `refresh_bindings` recomposes the Footer; doing it for every batch of events made a
-        burst of 2,000 events/s back the message queue up by seconds, and keys waited behind it."""
+        burst of 2,000 events/s back the message queue up by seconds, and keys waited behind it.
+        Every refresh of this screen's bindings goes through here, so the footer always shows
+        the availability last recorded."""
         availability = tuple(self.check_action(action, ()) for action in sorted(MUTATING_ACTIONS | SESSION_ACTIONS))
-        if force or availability != self._action_availability:
+        if availability != self._action_availability:
             self._action_availability = availability
             self.refresh_bindings()
 
@@ -166,10 +168,11 @@ class DashboardScreen(Screen):
         if session is None:
             log.clear()
             self._show_empty()
+            self._refresh_bindings_if_changed()
             return
         log.show(self.app.logs.get(key, ()))
         self._render_selected(rebuild=True)
-        self._refresh_bindings_if_changed(force=True)
+        self._refresh_bindings_if_changed()
 
     def _show_empty(self) -> None:
         grid = self.query_one("#panels", VerticalScroll)

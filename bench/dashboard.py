@@ -1,9 +1,11 @@
 """The dashboard: time to first frame, and a burst of 2,000 events/s into the panels.
 
-1. First frame: `Mk0rApp` (a ledger of 20 sessions) against a bare Textual `App`, each in a
+1. First frame: `Mk0rApp` (a ledger of 20 sessions) against a bare Textual `App` (an empty
+   screen) and against a Textual app with the same widget tree but no mk0r code, each in a
    fresh process, measured the same way: from the start of the process's imports to the end of
    the first `pilot.pause()` inside `run_test` (the first screen mounted and refreshed). A
    second app in the same process gives the warm figure (imports done). Goal: <= 1.3 x bare.
+   The same-widgets app tells what Textual charges for those widgets.
 2. Burst: a thread posts the app's own `SessionEventReceived` messages (as the orchestrator's
    sink does) at 2,000/s for a few seconds, for 10 sessions x 5 providers, the selected one
    among them. After it: every session's reduced state and the selected session's panels show
@@ -45,6 +47,8 @@ def first_frame_sample(kind: str, home: str) -> dict:
 
         def build():
             return Mk0rApp(c.make_runtime(settings, c.bench_credentials({})), read_only=True)
+    elif kind == "widgets":
+        build = same_widgets_app_class()
     else:
         def build():
             return App()
@@ -63,10 +67,57 @@ def first_frame_sample(kind: str, home: str) -> dict:
     return {"cold_ms": cold, "warm_ms": warm}
 
 
+def same_widgets_app_class():
+    """A Textual app with the dashboard's widget tree (header, filter, a 20-row table, five
+    panels of two statics and a sparkline row, a log, a footer with eight keys) and none of
+    mk0r's code: what those widgets cost in Textual itself."""
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.containers import Horizontal, Vertical, VerticalScroll
+    from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Sparkline, Static
+
+    class SameWidgetsApp(App):
+        BINDINGS = [Binding(key, "bell", f"key {key}") for key in "nreotOk/"]
+
+        def compose(self) -> ComposeResult:
+            yield Header()
+            with Horizontal():
+                with Vertical():
+                    yield Input()
+                    yield DataTable()
+                with Vertical():
+                    yield Static("title")
+                    with VerticalScroll():
+                        for _ in range(5):
+                            with Vertical():
+                                yield Static("status")
+                                yield Static("body")
+                                with Horizontal():
+                                    yield Label("history")
+                                    yield Label("p50")
+                                    yield Sparkline([1, 2, 3])
+                    yield RichLog()
+            yield Footer()
+
+        def on_mount(self) -> None:
+            table = self.query_one(DataTable)
+            table.add_columns("session", "state", "age", "providers")
+            for i in range(SESSIONS_IN_LEDGER):
+                table.add_row(f"mk0r-{i:012d}", "ready", "2m", "5 ok")
+            log = self.query_one(RichLog)
+            for i in range(10):
+                log.write(f"line {i}")
+
+    return SameWidgetsApp
+
+
+KINDS = ("bare", "widgets", "mk0r")
+
+
 def first_frame(samples: int, home) -> dict:
-    figures: dict[str, list[dict]] = {"bare": [], "mk0r": []}
+    figures: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for _ in range(samples):
-        for kind in ("bare", "mk0r"):  # alternated, so drift on a shared machine hits both
+        for kind in KINDS:  # alternated, so drift on a shared machine hits each alike
             done = subprocess.run([sys.executable, __file__, "--first-frame", kind, "--home", str(home)],
                                   capture_output=True, text=True, timeout=60)
             if done.returncode != 0:
@@ -210,7 +261,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=5, help="first-frame processes per app")
     parser.add_argument("--rate", type=int, default=2000, help="events per second in the burst")
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--first-frame", choices=("bare", "mk0r"), help=argparse.SUPPRESS)
+    parser.add_argument("--first-frame", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_frame:
@@ -236,11 +287,15 @@ def main() -> int:
     warm = {k: c.summary([s["warm_ms"] for s in v]) for k, v in frames.items()}
     cold_ratio = cold["mk0r"]["median"] / cold["bare"]["median"]
     warm_ratio = warm["mk0r"]["median"] / warm["bare"]["median"]
+    cold_vs_widgets = cold["mk0r"]["median"] / cold["widgets"]["median"]
+    warm_vs_widgets = warm["mk0r"]["median"] / warm["widgets"]["median"]
     print(f"first frame ({args.samples} fresh processes each, alternated; Mk0rApp with {SESSIONS_IN_LEDGER} sessions in the ledger, {SIZE[0]}x{SIZE[1]}):")
     print(c.table(["app", "new process: median ms", "p95 ms", "warm (2nd app) median ms", "p95 ms"], [
         ["bare textual App", cold["bare"]["median"], cold["bare"]["p95"], warm["bare"]["median"], warm["bare"]["p95"]],
+        ["same widgets, no mk0r code", cold["widgets"]["median"], cold["widgets"]["p95"], warm["widgets"]["median"], warm["widgets"]["p95"]],
         ["Mk0rApp", cold["mk0r"]["median"], cold["mk0r"]["p95"], warm["mk0r"]["median"], warm["mk0r"]["p95"]],
-        ["ratio (median)", cold_ratio, "", warm_ratio, ""],
+        ["Mk0rApp / bare (median)", cold_ratio, "", warm_ratio, ""],
+        ["Mk0rApp / same widgets (median)", cold_vs_widgets, "", warm_vs_widgets, ""],
     ]))
     lat = c.summary(result["input_latency_ms"]) if result["input_latency_ms"] else None
     print()
@@ -257,6 +312,7 @@ def main() -> int:
     ]))
     goals = [c.Goal("first frame Mk0rApp / bare App (new process, median)", cold_ratio, 1.3),
              c.Goal("first frame Mk0rApp / bare App (warm, median)", warm_ratio, 1.3),
+             c.Goal("first frame Mk0rApp / same widgets without mk0r (new process, median)", cold_vs_widgets, 1.3),
              c.Goal("burst rate shortfall (1 - achieved/asked)", max(0.0, 1 - result["rate"] / args.rate), 0.05),
              c.Goal("sessions whose final state is wrong", 0 if result["state_ok"] else 1, 0),
              c.Goal("selected panels not showing the last event",
@@ -265,6 +321,7 @@ def main() -> int:
     return c.finish("dashboard", info, goals, {
         "first_frame_new_process_ms": cold, "first_frame_warm_ms": warm,
         "ratio_new_process": cold_ratio, "ratio_warm": warm_ratio,
+        "ratio_vs_same_widgets_new_process": cold_vs_widgets, "ratio_vs_same_widgets_warm": warm_vs_widgets,
         "burst": {k: v for k, v in result.items() if k != "input_latency_ms"},
         "input_latency_ms": lat,
     })

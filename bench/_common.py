@@ -60,6 +60,7 @@ def machine() -> dict[str, Any]:
                 mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
                 break
     return {
+        "loadavg_1m_at_start": os.getloadavg()[0],
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
@@ -73,6 +74,7 @@ def print_header(title: str, script: str) -> dict[str, Any]:
     print(f"== {title}")
     print(f"machine: {info['nproc']} CPU ({info['cpu']}), {info['mem_total_gib']} GiB RAM, "
           f"Python {info['python']}, {info['platform']}")
+    print(f"load average (1 min) at start: {info['loadavg_1m_at_start']:.2f} (other work on the machine skews figures)")
     print(f"reproduce: .venv/bin/python bench/{script}")
     print()
     return info
@@ -222,3 +224,45 @@ def requests_by_route(state: dict[str, Any], provider: str) -> dict[str, int]:
 
 def run(coro) -> Any:
     return asyncio.run(coro)
+
+
+# -- a ledger full of sessions (the dashboard and memory benches) ---------------------------
+
+#: per session: (provider, slot, resources as (kind, name suffix)); five runs, five resources
+LEDGER_SHAPE = (
+    ("posthog", "analytics", ()),
+    ("neon", "database", (("project", ""),)),
+    ("resend", "email", (("segment", " Users"), ("api-key", ""))),
+    ("github", "repo", (("repo", ""),)),
+    ("local-folder", "target", (("app-folder", ""),)),
+)
+
+
+def fill_ledger(ledger: Ledger, sessions: int) -> None:
+    """`sessions` ready sessions, each with five providers' runs and five resources, written
+    through the Ledger's own methods. One transaction around it all: the ledger commits every
+    write durably (synchronous=FULL), which would make 17,000 writes take a minute here."""
+    import uuid
+
+    from mk0r_tui.core.models import ProviderResult, Session, Slot, Status
+
+    db = ledger._db  # the one connection; a bench may batch its writes
+    db.execute("BEGIN")
+    try:
+        for i in range(sessions):
+            session = Session.parse(f"{i:06d}{uuid.uuid4().hex[:6]}-bench")
+            ledger.ensure_session(session, target="local-folder")
+            for provider, slot, resources in LEDGER_SHAPE:
+                refs = []
+                for kind, suffix in resources:
+                    row = ledger.intend(session.key, provider, kind, session.resource_name + suffix)
+                    ledger.mark_created(row.id, f"{provider}-{i}-{kind}", url=f"https://example.invalid/{provider}/{i}")
+                    refs.append(row.ref)
+                ledger.record_run(session.key, ProviderResult(
+                    provider, Slot(slot), Status.OK, 100.0 + (i % 50) * 10, 1, resources=tuple(refs),
+                    note="bench"))
+            ledger.set_session_state(session.key, "ready")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -42,8 +42,8 @@ def provider_bound(provider: str, sessions: int, settings) -> dict:
         mutations = MUTATIONS_PER_SESSION[provider] * sessions
         terms["one mutation at a time"] = mutations * latency_s + (mutations - 1) * settings.github_mutation_gap_s
     if provider == "neon":
-        polls = REQUESTS_PER_SESSION["neon"] - 1
-        terms["one session's path"] = REQUESTS_PER_SESSION["neon"] * latency_s + polls * NeonProvider.poll_interval_s
+        # the create, then its operations polled at once: one wait and one round trip
+        terms["one session's path"] = 2 * latency_s + NeonProvider.poll_intervals_s[0]
     binding = max(terms, key=terms.get)
     return {"limit": limit, "requests": requests, "terms": terms, "bound_s": terms[binding], "binding": binding}
 
@@ -97,7 +97,7 @@ def main() -> int:
 
     bounds = {p: provider_bound(p, args.sessions, settings) for p in c.CLOUD_PROVIDERS}
     print(f"configured: MK0R_CONCURRENCY={settings.concurrency}, MK0R_RESEND_RPS={settings.resend_requests_per_second:g}, "
-          f"MK0R_GITHUB_MUTATION_GAP_S={settings.github_mutation_gap_s:g}, Neon poll interval {NeonProvider.poll_interval_s:g} s")
+          f"MK0R_GITHUB_MUTATION_GAP_S={settings.github_mutation_gap_s:g}, Neon first poll after {NeonProvider.poll_intervals_s[0]:g} s")
     print()
     rows = []
     for p, b in bounds.items():

@@ -302,3 +302,40 @@ async def test_a_custom_base_url_is_used(respx_spec, runtime, ctx, fake):
 
     assert route.call_count == 1
     await provider.aclose()
+
+
+async def test_operations_are_polled_together_early_then_backing_off(respx_spec, runtime, ctx):
+    """Two operations: both waits start before either poll is sent (so they overlap, not add
+    up), the first look comes after 0.25 s, and a slow one backs off to once a second."""
+    TIMELINE_OP = "0f9e8d7c-6b5a-4f3e-9d2c-1b0a9f8e7d6c"
+    order: list[str] = []
+    clock = FakeClock()
+    real_sleep = clock.sleep
+
+    async def sleep(seconds: float) -> None:
+        order.append(f"sleep {seconds:g}")
+        await real_sleep(seconds)
+
+    clock.sleep = sleep
+    provider = NeonProvider(settings=runtime.settings, credentials=keyed(NEON_PROVISIONING_KEY=TOKEN), clock=clock.clock)
+    ops = [neon_operation(TIMELINE_OP, PID, action="create_timeline", status="running"),
+           neon_operation(OP_ID, PID, action="start_compute", status="running")]
+    respx_spec.post(f"{NEON}/projects").mock(
+        return_value=httpx.Response(201, json=neon_created(PID, ctx.session.resource_name, ops=ops)))
+
+    def answers(op_id: str, statuses: list[str]):
+        def answer(request):
+            order.append(f"get {op_id}")
+            return httpx.Response(200, json={"operation": neon_operation(op_id, PID, status=statuses.pop(0))})
+        return answer
+
+    respx_spec.get(f"{NEON}/projects/{PID}/operations/{TIMELINE_OP}").mock(side_effect=answers(TIMELINE_OP, ["finished"]))
+    respx_spec.get(f"{NEON}/projects/{PID}/operations/{OP_ID}").mock(
+        side_effect=answers(OP_ID, ["running", "running", "finished"]))
+
+    await provider.provision(ctx)
+
+    assert order[:2] == ["sleep 0.25", "sleep 0.25"], order
+    assert [o for o in order if o.startswith("sleep")] == ["sleep 0.25", "sleep 0.25", "sleep 0.5", "sleep 1"]
+    assert order.count(f"get {OP_ID}") == 3 and order.count(f"get {TIMELINE_OP}") == 1
+    await provider.aclose()

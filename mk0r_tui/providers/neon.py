@@ -9,6 +9,9 @@ a project made earlier (a second provision, or a create whose answer was lost) a
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -136,7 +139,8 @@ class NeonProvider(CloudProvider):
     #: named in the create so a project adopted by name can be asked for its URI again
     database_name = "neondb"
     role_name = "neondb_owner"
-    poll_interval_s = 1.0
+    #: operations usually finish within a second: look early, then back off to once a second
+    poll_intervals_s = (0.25, 0.5, 1.0)
     page_size = 100
 
     def build_client(self) -> ApiClient:
@@ -238,27 +242,36 @@ class NeonProvider(CloudProvider):
         return parse_model(response, _Operations, "GET /projects/{id}/operations").operations
 
     async def _wait_for(self, ctx: ProvisionContext, project_id: str, operations: list[_Operation]) -> None:
-        """Poll every unfinished operation until it finishes; a failed one fails provisioning."""
-        for operation in operations:
-            last = None
-            while True:
-                if operation.status in DONE:
-                    break
-                if operation.status in FAILED:
-                    raise ProviderError(
-                        f"operation {operation.action} {operation.status}" + (f": {operation.error}" if operation.error else ""),
-                        call="GET /projects/{id}/operations/{op}",
-                        hint="see the project's operations in the Neon console",
-                    )
-                if (operation.action, operation.status) != last:
-                    ctx.progress(f"waiting for operation {operation.action} ({operation.status})")
-                    last = (operation.action, operation.status)
-                await self.clock.sleep(self.poll_interval_s)
-                response = await self.api.request(
-                    "GET", f"/projects/{project_id}/operations/{operation.id}", ctx=ctx,
-                    label="GET /projects/{id}/operations/{op}",
+        """Poll every unfinished operation, all at once, until each finishes; a failed one
+        fails provisioning (and stops the other polls)."""
+        polls = [asyncio.ensure_future(self._wait_one(ctx, project_id, op)) for op in operations]
+        try:
+            await asyncio.gather(*polls)
+        except BaseException:
+            for poll in polls:
+                poll.cancel()
+            raise
+
+    async def _wait_one(self, ctx: ProvisionContext, project_id: str, operation: _Operation) -> None:
+        last = None
+        for polled in itertools.count():
+            if operation.status in DONE:
+                return
+            if operation.status in FAILED:
+                raise ProviderError(
+                    f"operation {operation.action} {operation.status}" + (f": {operation.error}" if operation.error else ""),
+                    call="GET /projects/{id}/operations/{op}",
+                    hint="see the project's operations in the Neon console",
                 )
-                operation = parse_model(response, _OperationAnswer, "GET /projects/{id}/operations/{op}").operation
+            if (operation.action, operation.status) != last:
+                ctx.progress(f"waiting for operation {operation.action} ({operation.status})")
+                last = (operation.action, operation.status)
+            await self.clock.sleep(self.poll_intervals_s[min(polled, len(self.poll_intervals_s) - 1)])
+            response = await self.api.request(
+                "GET", f"/projects/{project_id}/operations/{operation.id}", ctx=ctx,
+                label="GET /projects/{id}/operations/{op}",
+            )
+            operation = parse_model(response, _OperationAnswer, "GET /projects/{id}/operations/{op}").operation
 
     def _org_param(self) -> dict[str, str]:
         return {"org_id": self.settings.neon_org_id} if self.settings.neon_org_id else {}

@@ -184,20 +184,12 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 
 def cloud_settings(fake: FakeUpstream, home: Path, **overrides: Any) -> Settings:
-    """Settings for the cloud profile against the fake, delivered to a local folder."""
-    values: dict[str, Any] = {
-        "home": home,
-        "profile": "cloud",
-        "target": "local",
-        "neon_api_url": fake.neon_url,
-        "resend_api_url": fake.resend_url,
-        "github_api_url": fake.github_url,
-        "posthog_host": fake.posthog_url,
-        "github_mutation_gap_s": 0.0,
-        "no_keyring": True,
-        **overrides,
-    }
-    return Settings(**values)
+    """The test kit's cloud settings against the fake (one place knows its URLs), with this
+    bench's data dir and the product's own Resend rate unless an override says otherwise."""
+    from crashkit import fake_settings
+
+    overrides.setdefault("resend_requests_per_second", Settings().resend_requests_per_second)
+    return fake_settings(fake, home=home, no_keyring=True, **overrides)
 
 
 def bench_credentials(keys: dict[str, str] | None = None) -> Credentials:

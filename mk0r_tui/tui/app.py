@@ -25,8 +25,8 @@ from textual.worker import Worker, WorkerState
 from mk0r_tui.core.envfile import read_env_file, scrub
 from mk0r_tui.core.events import Event, ProviderSucceeded
 from mk0r_tui.core.models import ResourceState, Session, Slot
-from mk0r_tui.core.orchestrator import env_file_path, provision_services, teardown_session
 from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
 from mk0r_tui.tui.state import (
@@ -38,7 +38,6 @@ from mk0r_tui.tui.state import (
     from_ledger,
     reduce,
 )
-from mk0r_tui.tui.widgets.event_log import LOG_LINES_KEPT, LogLine
 
 HISTORY_LENGTH = 40
 TICK_S = 1 / 8
@@ -141,26 +140,40 @@ class Mk0rApp(App[None]):
         self._paused = False
         self._draining = False
         self._stop: Any = None
+        self._backfill: tuple[list, dict] | None = None
         self.load_ledger()
 
     # -- state -------------------------------------------------------------------------
 
     def load_ledger(self) -> None:
-        """Every session the ledger knows, in three queries, plus each provider's latency history."""
+        """Every session the ledger knows, in three queries: what the first frame's rows need.
+        The event log's lines and the latency history follow in `backfill_from_ledger`."""
         ledger = self.runtime.ledger
         runs = ledger.latest_runs_all()
         resources: dict[str, list] = {}
         for row in ledger.resources():
             resources.setdefault(row.session_key, []).append(row)
-        for row in ledger.list_sessions():
+        rows = ledger.list_sessions()
+        for row in rows:
+            self.sessions[row.key] = from_ledger(row, runs.get(row.key, {}), resources.get(row.key, []))
+        self._backfill = (rows, runs)
+
+    def backfill_from_ledger(self) -> None:
+        """Each session's recorded log lines and each provider's latency history (once; the
+        dashboard asks right after its first frame). Lines and latencies that arrived live in
+        the meantime stay, after the recorded ones."""
+        if self._backfill is None:
+            return
+        (rows, runs), self._backfill = self._backfill, None
+        for row in rows:
             session_runs = runs.get(row.key, {})
-            self.sessions[row.key] = from_ledger(row, session_runs, resources.get(row.key, []))
             lines = [LogLine.from_event(e) for e in events_from_runs(row.key, session_runs.values())]
             lines.append(LogLine(row.updated_at, f"recorded in the ledger: session {row.state.replace('_', ' ')}", "muted"))
-            self.logs[row.key] = deque(lines, maxlen=LOG_LINES_KEPT)
-        providers = {p.provider for s in self.sessions.values() for p in s.panels}
-        for provider in providers:
-            self.history[provider] = tuple(ledger.latency_history(provider, HISTORY_LENGTH))
+            self.logs[row.key] = deque([*lines, *self.logs.get(row.key, ())], maxlen=LOG_LINES_KEPT)
+        ledger = self.runtime.ledger
+        for provider in {p.provider for s in self.sessions.values() for p in s.panels}:
+            recorded = tuple(ledger.latency_history(provider, HISTORY_LENGTH))
+            self.history[provider] = (*recorded, *self.history.get(provider, ()))[-HISTORY_LENGTH:]
 
     def get_default_screen(self) -> Screen:
         self.dashboard = DashboardScreen()
@@ -271,6 +284,8 @@ class Mk0rApp(App[None]):
 
     @work(exclusive=False, exit_on_error=False, group="provision")
     async def _provision(self, session: Session, target: str | None) -> None:
+        from mk0r_tui.core.orchestrator import provision_services
+
         await provision_services(
             self.runtime, session, sink=self._post, target=target,
             selection=self.selection, target_provider=self.target_provider,
@@ -286,6 +301,8 @@ class Mk0rApp(App[None]):
 
     @work(exclusive=False, exit_on_error=False, group="teardown")
     async def _teardown(self, key: str) -> None:
+        from mk0r_tui.core.orchestrator import teardown_session
+
         await teardown_session(self.runtime, key, sink=self._post, stop=self._stop)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -342,6 +359,8 @@ class Mk0rApp(App[None]):
         session = self.sessions[key]
         if session.env_file:
             return Path(session.env_file)
+        from mk0r_tui.core.orchestrator import env_file_path
+
         return env_file_path(self.runtime, Session(session.key, session.slug))
 
     def show_env(self, key: str) -> None:

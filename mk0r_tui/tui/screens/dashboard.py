@@ -14,16 +14,18 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from mk0r_tui.core.models import Slot, Status
-from mk0r_tui.tui.state import SessionState
-from mk0r_tui.tui.widgets.event_log import EventLog, LogLine
-from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
+from mk0r_tui.tui.state import SessionState, newest_first
+from mk0r_tui.tui.log_lines import LogLine
+from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
 
 if TYPE_CHECKING:
     from mk0r_tui.tui.app import Mk0rApp
+    from mk0r_tui.tui.widgets.event_log import EventLog
+    from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
 
 #: actions that create or delete something: none of them exists in --read-only
 MUTATING_ACTIONS = frozenset({"new_session", "retry", "teardown"})
@@ -49,6 +51,10 @@ def session_title(session: SessionState) -> Content:
 
 
 class DashboardScreen(Screen):
+    """The first frame holds what the operator needs first: the header, every session's row and
+    the footer's keys. The detail pane (the selected session's title, panels and event log,
+    with the ledger's history) is mounted in one pass right after that frame."""
+
     BINDINGS = [
         Binding("n", "new_session", "New", id="dashboard.new_session", tooltip="Provision a new session"),
         Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision again: retry what failed, reuse what is ok"),
@@ -71,6 +77,8 @@ class DashboardScreen(Screen):
         #: the panels on screen now (a query would also find ones still being removed)
         self._panels: list[ProviderPanel] = []
         self._action_availability: tuple[bool | None, ...] | None = None
+        #: the detail pane's widgets are mounted (right after the first frame)
+        self._detail_shown = False
 
     def select_when_shown(self, key: str) -> None:
         """Move the cursor to `key` as soon as its row exists (a session just started)."""
@@ -81,30 +89,50 @@ class DashboardScreen(Screen):
             self._select_when_shown = key
 
     def compose(self) -> ComposeResult:
+        # the cursor starts on the newest session: selected before the footer composes, so
+        # its keys are right in the first frame (no recompose when the list announces it)
+        newest = next(iter(newest_first(self.app.sessions.values())), None)
+        self.set_reactive(DashboardScreen.selected_key, newest.key if newest else None)
         yield Header()
         with Horizontal(id="main"):
             with Vertical(id="sidebar"):
                 yield Input(placeholder="filter: slug, state or provider", id="session-filter")
                 yield SessionList(id="sessions")
-            with Vertical(id="detail"):
-                yield Static(id="session-title")
-                yield VerticalScroll(id="panels")
-                yield EventLog(id="event-log")
-        yield Footer()
+            yield Vertical(id="detail")
+        yield DebouncedFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sidebar").border_title = "sessions"
-        self.query_one("#event-log").border_title = "events"
-        self.query_one(SessionList).show(self.app.sessions.values())
-        self.query_one(SessionList).focus()
-        if not self.app.sessions:
-            self._show_empty()
+        session_list = self.query_one(SessionList)
+        session_list.show(self.app.sessions.values(), keep=self.selected_key)
+        session_list.focus()
+        self.call_after_refresh(self._show_detail)
+
+    def _show_detail(self) -> None:
+        """Mount the detail pane with the selected session's panels already in it (one pass)."""
+        from mk0r_tui.tui.widgets.event_log import EventLog
+
+        self.app.backfill_from_ledger()
+        session = self.selected
+        self._panels = self._new_panels(session) if session is not None else []
+        grid = VerticalScroll(*(self._panels or [self._empty_hint()]), id="panels")
+        log = EventLog(id="event-log")
+        log.border_title = "events"
+        if session is not None:
+            log.show(self.app.logs.get(session.key, ()))
+        self.query_one("#detail").mount_all([Static(id="session-title"), grid, log])
+        self._detail_shown = True
+        self._render_selected()
 
     # -- rendering snapshots -------------------------------------------------------------
 
     @property
     def provider_panels(self) -> tuple[ProviderPanel, ...]:
         return tuple(self._panels)
+
+    @property
+    def _event_log(self) -> EventLog:
+        return self.query_one("#event-log")  # type: ignore[return-value]
 
     @property
     def selected(self) -> SessionState | None:
@@ -140,8 +168,8 @@ class DashboardScreen(Screen):
             self.refresh_bindings()
 
     def event_logged(self, key: str, line: LogLine) -> None:
-        if key == self.selected_key:
-            self.query_one(EventLog).append(line)
+        if key == self.selected_key and self._detail_shown:
+            self._event_log.append(line)
 
     def history_changed(self, provider: str) -> None:
         for panel in self._panels:
@@ -163,8 +191,11 @@ class DashboardScreen(Screen):
         self.selected_key = message.session_key
 
     def watch_selected_key(self, key: str | None) -> None:
+        if not self._detail_shown:  # the pane shows the selection when it mounts
+            self._refresh_bindings_if_changed()
+            return
         session = self.selected
-        log = self.query_one(EventLog)
+        log = self._event_log
         if session is None:
             log.clear()
             self._show_empty()
@@ -178,13 +209,24 @@ class DashboardScreen(Screen):
         grid = self.query_one("#panels", VerticalScroll)
         grid.remove_children()
         self._panels = []
-        hint = EMPTY_HINT_READ_ONLY if self.app.read_only else EMPTY_HINT
-        grid.mount(Static(hint, classes="empty-hint"))
+        grid.mount(self._empty_hint())
         self.query_one("#session-title", Static).update("")
+
+    def _empty_hint(self) -> Static:
+        return Static(EMPTY_HINT_READ_ONLY if self.app.read_only else EMPTY_HINT, classes="empty-hint")
+
+    def _new_panels(self, session: SessionState) -> list[ProviderPanel]:
+        from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
+
+        history, now = self.app.history, time.time()
+        return [
+            ProviderPanel(state, now=now, history=history.get(state.provider, ()), classes=panel_class(state.provider))
+            for state in session.panels
+        ]
 
     def _render_selected(self, rebuild: bool = False) -> None:
         session = self.selected
-        if session is None:
+        if session is None or not self._detail_shown:
             return
         self.query_one("#session-title", Static).update(session_title(session))
         self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
@@ -192,11 +234,7 @@ class DashboardScreen(Screen):
         names = tuple(p.panel.provider for p in self._panels if p.panel is not None)
         if rebuild or names != session.provider_names or not self._panels:
             grid.remove_children()
-            history, now = self.app.history, time.time()
-            self._panels = [
-                ProviderPanel(state, now=now, history=history.get(state.provider, ()), classes=panel_class(state.provider))
-                for state in session.panels
-            ]
+            self._panels = self._new_panels(session)
             grid.mount_all(self._panels)
             return
         for widget, state in zip(self._panels, session.panels):

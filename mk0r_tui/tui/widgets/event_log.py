@@ -4,51 +4,12 @@ every line comes from `core.render.describe_event`, which never includes one."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Iterable
 
 from rich.text import Text
 from textual.widgets import RichLog
 
-from mk0r_tui.core.events import (
-    Event,
-    ProviderFailed,
-    ProviderSkipped,
-    ProviderSucceeded,
-    ResourceDeleted,
-    SessionProvisioned,
-    TeardownFailed,
-)
-from mk0r_tui.core.render import describe_event
-
-LOG_LINES_KEPT = 500
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    at: float
-    text: str
-    level: str = "info"  # info | ok | error | muted
-
-    @classmethod
-    def from_event(cls, event: Event, *, since: float | None = None) -> "LogLine":
-        text = describe_event(event)
-        if since is not None and not isinstance(event, SessionProvisioned):
-            text = f"+{max(0.0, event.at - since):6.2f}s  {text}"
-        return cls(event.at, text, _level(event))
-
-
-def _level(event: Event) -> str:
-    if isinstance(event, (ProviderFailed, TeardownFailed)):
-        return "error"
-    if isinstance(event, SessionProvisioned):
-        return "ok" if event.ok else "error"
-    if isinstance(event, (ProviderSucceeded, ResourceDeleted)):
-        return "ok"
-    if isinstance(event, ProviderSkipped):
-        return "muted"
-    return "info"
-
+from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 
 _LEVEL_STYLE = {"info": "", "ok": "green", "error": "bold red", "muted": "dim"}
 

@@ -27,18 +27,22 @@ class LatencyHistory(Horizontal):
 
     latencies_ms: reactive[tuple[float, ...]] = reactive((), init=False)
 
+    def __init__(self, latencies_ms: tuple[float, ...] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        latencies_ms = tuple(latencies_ms)
+        self.set_reactive(LatencyHistory.latencies_ms, latencies_ms)
+        self.set_class(len(latencies_ms) < MIN_SPARKLINE_POINTS, "-empty", update=False)
+        self._summary = Label(summarize_latencies(latencies_ms), classes="history-summary")
+        self._sparkline = Sparkline(list(latencies_ms), classes="history-sparkline")
+
     def compose(self) -> ComposeResult:
-        self._summary = Label(summarize_latencies(()), classes="history-summary")
-        self._sparkline = Sparkline([], classes="history-sparkline")
         yield Label("history", classes="history-label")
         yield self._summary
         yield self._sparkline
 
-    def on_mount(self) -> None:
-        self.add_class("-empty")
-
     def watch_latencies_ms(self, latencies_ms: tuple[float, ...]) -> None:
-        # the children are held, not queried: this may run while the panel is being replaced
+        # the children are held, not queried: this may run before they mount or while the
+        # panel is being replaced
         self._sparkline.data = list(latencies_ms)
         self._summary.update(summarize_latencies(latencies_ms))
         # one or two bars fill the sparkline and say nothing: show it from three runs on

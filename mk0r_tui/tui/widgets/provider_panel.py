@@ -48,6 +48,10 @@ def _resource_line(view: ResourceView) -> Content:
     return line
 
 
+def panel_title(panel: PanelState) -> str:
+    return f"{panel.provider} · {panel.slot.value}"
+
+
 def panel_body(panel: PanelState, now: float) -> Content:
     """Everything below the title: the latest step, attempts, resources, note and the full error."""
     lines: list[Content] = []
@@ -68,54 +72,55 @@ def panel_body(panel: PanelState, now: float) -> Content:
     return Content("\n").join(lines)
 
 
+def status_class(status: Status) -> str:
+    return f"-{status.name.lower()}"
+
+
+_STATUS_CLASSES = frozenset(status_class(status) for status in Status)
+
+
 class ProviderPanel(Vertical):
     """Renders a `PanelState`; `tick(now)` moves the spinner and elapsed time while it runs.
 
     It owns no state of its own: the app assigns a new immutable snapshot on every change.
+    It is built with its content, classes and title, so mounting it styles each node once.
     """
 
     panel: reactive[PanelState | None] = reactive(None, init=False)
 
     def __init__(self, panel: PanelState, *, now: float, history: tuple[float, ...] = (), **kwargs) -> None:
-        super().__init__(**kwargs)
+        classes = " ".join(filter(None, (kwargs.pop("classes", ""), status_class(panel.status))))
+        super().__init__(classes=classes, **kwargs)
         self._now = now
-        self._history = history
-        self._built = False
         self.set_reactive(ProviderPanel.panel, panel)
+        self.border_title = panel_title(panel)
+        self._status = Static(status_line(panel, now), classes="panel-status")
+        self._body = Static(panel_body(panel, now), classes="panel-body")
+        self._history_widget = LatencyHistory(history, classes="panel-history")
 
     def compose(self) -> ComposeResult:
-        self._status = Static(classes="panel-status")
-        self._body = Static(classes="panel-body")
-        self._history_widget = LatencyHistory(classes="panel-history")
         yield self._status
         yield self._body
         yield self._history_widget
-
-    def on_mount(self) -> None:
-        self._built = True
-        self.show_history(self._history)
-        self._render_panel()
 
     def watch_panel(self) -> None:
         self._render_panel()
 
     def tick(self, now: float) -> None:
         self._now = now
-        if self._built and self.panel is not None and self.panel.active:
+        if self.panel is not None and self.panel.active:
             self._status.update(status_line(self.panel, now))
 
     def show_history(self, latencies_ms: tuple[float, ...]) -> None:
-        if self._built:
-            self._history_widget.latencies_ms = latencies_ms
-        else:
-            self._history = latencies_ms
+        self._history_widget.latencies_ms = latencies_ms
 
     def _render_panel(self) -> None:
         panel = self.panel
-        if panel is None or not self._built:
+        if panel is None:
             return
-        self.border_title = f"{panel.provider} · {panel.slot.value}"
-        for status in Status:
-            self.set_class(status is panel.status, f"-{status.name.lower()}")
+        self.border_title = panel_title(panel)
+        wanted = status_class(panel.status)
+        if not self.has_class(wanted):
+            self.set_classes((self.classes - _STATUS_CLASSES) | {wanted})
         self._status.update(status_line(panel, self._now))
         self._body.update(panel_body(panel, self._now))

@@ -37,15 +37,9 @@ def seeded(mk0r_home):
         runtime.close()
 
 
-def footer_descriptions(app) -> list[str]:
-    return [key.description for key in app.screen.query(DebouncedFooter).first().query(FooterKey)]
-
-
-async def test_the_first_frame_has_rows_and_keys_and_the_detail_follows_in_one_pass(seeded, monkeypatch):
-    app = seeded()
-    frames: list[object] = []
-    display = app._display
-    app._display = lambda screen, update: (frames.append(update) if update is not None else None, display(screen, update))[1]
+@pytest.fixture
+def footer_recomposes(monkeypatch) -> list[int]:
+    """One item per footer rebuild."""
     recomposes: list[int] = []
     original_recompose = DebouncedFooter.recompose
 
@@ -54,6 +48,18 @@ async def test_the_first_frame_has_rows_and_keys_and_the_detail_follows_in_one_p
         await original_recompose(self)
 
     monkeypatch.setattr(DebouncedFooter, "recompose", counted_recompose)
+    return recomposes
+
+
+def footer_descriptions(app) -> list[str]:
+    return [key.description for key in app.screen.query(DebouncedFooter).first().query(FooterKey)]
+
+
+async def test_the_first_frame_has_rows_and_keys_and_the_detail_follows_in_one_pass(seeded, monkeypatch, footer_recomposes):
+    app = seeded()
+    frames: list[object] = []
+    display = app._display
+    app._display = lambda screen, update: (frames.append(update) if update is not None else None, display(screen, update))[1]
     when_detail_mounts: dict = {}
     show_detail = DashboardScreen._show_detail
 
@@ -84,19 +90,12 @@ async def test_the_first_frame_has_rows_and_keys_and_the_detail_follows_in_one_p
         postgres = next(p for p in screen.provider_panels if p.panel.provider == "local-postgres")
         assert postgres._history_widget.latencies_ms[-1] == 731.0
         assert "n=11" in str(postgres._history_widget._summary.visual)
-        assert recomposes == []
+        assert footer_recomposes == []
 
 
-async def test_the_footer_is_rebuilt_only_when_its_keys_change(seeded, monkeypatch):
+async def test_the_footer_is_rebuilt_only_when_its_keys_change(seeded, footer_recomposes):
     app = seeded()
-    recomposes: list[int] = []
-    original_recompose = DebouncedFooter.recompose
-
-    async def counted_recompose(self):
-        recomposes.append(1)
-        await original_recompose(self)
-
-    monkeypatch.setattr(DebouncedFooter, "recompose", counted_recompose)
+    recomposes = footer_recomposes
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         session_list = app.screen.query_one(SessionList)

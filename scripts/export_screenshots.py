@@ -30,7 +30,7 @@ def prepare_environment(home: Path) -> None:
         shutil.rmtree(home)
     home.mkdir(parents=True)
     os.environ.update({"MK0R_HOME": str(home), "MK0R_PROFILE": "local", "MK0R_TARGET": "local",
-                       "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+                       "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "MK0R_NO_KEYRING": "1"})
     from mk0r_tui.core.credentials import KEY_NAMES
 
     for name in (*KEY_NAMES, "MK0R_LOCAL_POSTGRES_URL"):

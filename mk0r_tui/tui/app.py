@@ -185,6 +185,16 @@ class Mk0rApp(App[None]):
         self._stop = asyncio.Event()
         self.set_interval(TICK_S, self._tick, name="tick")
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
+        self.call_after_refresh(self._check_keys)
+
+    @work(thread=True, exit_on_error=False, group="keys")
+    def _check_keys(self) -> None:
+        """Look every provisioning key up once (the keyring may be slow or absent) and say so
+        plainly when there is no keyring: env vars still work."""
+        self.runtime.credentials.all()
+        message = self.runtime.credentials.keyring_message
+        if message and not self.runtime.settings.no_keyring:  # MK0R_NO_KEYRING: the operator chose it
+            self.call_from_thread(self.notify, message, title="No keyring", severity="warning", timeout=10)
 
     async def on_unmount(self) -> None:
         if self.close_runtime:

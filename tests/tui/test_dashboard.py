@@ -574,3 +574,15 @@ async def test_a_worker_that_raises_settles_the_session_and_says_why(make_app, f
         errored = [m for m in talk.messages if isinstance(m, Worker.StateChanged) and m.state is WorkerState.ERROR]
         assert errored and talk.kinds(session_key)[-1] == "WorkEnded"
         assert app.screen.check_action("retry", ()) is True
+
+
+async def test_no_keyring_is_said_once_and_env_keys_still_count(make_app, fakes, monkeypatch):
+    """The test machine has no keyring backend (conftest): the dashboard says so plainly."""
+    monkeypatch.setenv("RESEND_PROVISIONING_KEY", "re_from_the_environment_123")
+    app = make_app(fakes)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        said = [n for n in notifications(app) if "no OS keyring" in n]
+        assert len(said) == 1 and "environment variables" in said[0]
+        assert app.runtime.credentials.get("RESEND_PROVISIONING_KEY").source == "env"

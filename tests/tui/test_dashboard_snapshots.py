@@ -25,6 +25,12 @@ SIZE = (150, 44)
 SNAPSHOT_DIR = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
 
 
+@pytest.fixture(autouse=True)
+def working_keyring(memory_keyring):
+    """Snapshots show a machine with a keyring (no "no keyring" notice on screen)."""
+    return memory_keyring
+
+
 @pytest.fixture
 def frozen():
     with time_machine.travel(FROZEN, tick=False):

@@ -247,8 +247,8 @@ class OrphansScreen(Screen):
             return
         visible = {row.key for row in self._visible_rows()}
         hidden = sum(1 for row in marked if row.key not in visible)
-        noun = "resource" if len(marked) == 1 else "resources"
-        question = f"Delete these {len(marked)} {noun}? This cannot be undone."
+        what = "this resource" if len(marked) == 1 else f"these {len(marked)} resources"
+        question = f"Delete {what}? This cannot be undone."
         note = f"{hidden} of them are hidden by the filter." if hidden else ""
         orphans = [row.orphan for row in marked]
 

@@ -99,3 +99,19 @@ def memory_keyring():
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what tests recorded as `record_property("summary", text)` (figures such as the
+    crash harness's kill count), also from xdist workers, whose stdout is not shown."""
+    summaries = [
+        value
+        for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        if getattr(report, "when", "call") == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "summary"
+    ]
+    if summaries:
+        terminalreporter.section("figures")
+        for text in summaries:
+            terminalreporter.write_line(text)

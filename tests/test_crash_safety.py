@@ -191,7 +191,7 @@ def clean_up(fake: FakeUpstream, home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_many_points_never_loses_a_resource_and_cleanup_empties_the_upstream(tmp_path, capsys):
+def test_sigkill_at_many_points_never_loses_a_resource_and_cleanup_empties_the_upstream(tmp_path, record_property):
     started = time.monotonic()
     fakes = [FakeUpstream(config=FAKE_CONFIG).start() for _ in range(WORKERS)]
     homes = [tmp_path / f"home-{n}" for n in range(WORKERS)]
@@ -210,13 +210,14 @@ def test_sigkill_at_many_points_never_loses_a_resource_and_cleanup_empties_the_u
 
     phases = Counter(k.phase for k in kills)
     lost_answers = sum(n for phase, n in phases.items() if phase[0].isdigit() and phase.split()[0] != phase.split()[2])
-    with capsys.disabled():
-        print(f"\ncrash harness: {len(kills)} SIGKILLs; un-killed provision {timeline.finished:.2f}s "
-              f"(first request {timeline.first_request:.2f}s, last create {timeline.last_create:.2f}s); "
-              f"kills+checks {killed_at - started:.1f}s, clean-up {time.monotonic() - killed_at:.1f}s")
-        for phase, count in sorted(phases.items()):
-            print(f"  {count:3d}  {phase}")
-        print(f"  kills after an upstream commit but before its answer was recorded: {lost_answers}")
+    lines = [
+        f"crash harness: {len(kills)} SIGKILLs; un-killed provision {timeline.finished:.2f}s "
+        f"(first request {timeline.first_request:.2f}s, last create {timeline.last_create:.2f}s); "
+        f"kills+checks {killed_at - started:.1f}s, clean-up {time.monotonic() - killed_at:.1f}s",
+        *(f"  {count:3d}  {phase}" for phase, count in sorted(phases.items())),
+        f"  kills after an upstream commit but before its answer was recorded: {lost_answers}",
+    ]
+    record_property("summary", "\n".join(lines))  # printed at the end of the run (conftest)
     assert len(kills) >= 50
     assert phases["0 upstream, 0 confirmed"] >= len(KILLS_AT_START)
     assert sum(n for phase, n in phases.items() if phase[0] in "123") > 0, phases

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
+from crashkit import cli_env
 from fakeupstream import FakeUpstream
 
 CANARY_KEYS = {
@@ -38,18 +39,7 @@ def fake():
 
 @pytest.fixture
 def cloud_env(fake, mk0r_home):
-    return {
-        **os.environ,
-        **CANARY_KEYS,
-        "MK0R_HOME": str(mk0r_home),
-        "MK0R_NEON_API_URL": fake.neon_url,
-        "MK0R_RESEND_API_URL": fake.resend_url,
-        "MK0R_GITHUB_API_URL": fake.github_url,
-        "POSTHOG_HOST": fake.posthog_url,
-        "MK0R_GITHUB_MUTATION_GAP_S": "0",
-        "MK0R_MAX_ATTEMPTS": "2",
-        "MK0R_TARGET": "local",
-    }
+    return cli_env(fake, mk0r_home, keys=CANARY_KEYS, MK0R_MAX_ATTEMPTS="2", MK0R_TARGET="local")
 
 
 def leaks(text: str | bytes, secrets: list[str]) -> list[str]:

@@ -267,7 +267,7 @@ def env(session: str, reveal: bool, as_json: bool) -> None:
 
     runtime = _runtime()
     row = runtime.ledger.require_session(session)
-    path = Path(row.env_file) if row.env_file else runtime.settings.apps_dir / row.slug / ".env"
+    path = Path(row.env_file) if row.env_file else runtime.settings.env_file_for(row.slug)
     values = read_env_file(path)
     if not values:
         raise UsageError(f"session {row.key!r} has no env file at {path}")

@@ -48,7 +48,7 @@ from mk0r_tui.core import envfile
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderProgressed, ProviderRetrying, ResourceDeleted, TeardownFailed
 from mk0r_tui.core.models import ResourceState, Session, Status
-from mk0r_tui.core.orchestrator import env_file_path, find_orphans, provision_services, teardown_session
+from mk0r_tui.core.orchestrator import find_orphans, provision_services, teardown_session
 
 FAST_FAKE = {"neon_operation_ms": 0}
 
@@ -132,7 +132,7 @@ async def test_1_upstream_500_every_time_fails_after_max_attempts_while_others_f
     state = fake.state()
     assert route_count(state, "neon", "POST /projects") == 3 and state["neon"] == []
     assert not any(r.state == ResourceState.CREATED.value for r in rows_of(runtime, session, "neon"))
-    env = read_env_file(env_file_path(runtime, session))
+    env = read_env_file(runtime.settings.env_file_for(session.slug))
     assert "DATABASE_URL" not in env and env["GITHUB_REPO"] == f"octocat/{session.resource_name}"
     runtime.close()
 
@@ -202,7 +202,7 @@ async def test_3_timeout_after_the_create_committed_leaves_exactly_one_resource_
     assert any("no answer to POST" in m for m in progress), progress
     if kind == "api-key":  # its token died with the answer: replaced, and the .env has the live one
         token = next(k["token"] for k in fake.state()["resend"]["api_keys"])
-        assert read_env_file(env_file_path(cloud, session))["RESEND_API_KEY"] == token
+        assert read_env_file(cloud.settings.env_file_for(session.slug))["RESEND_API_KEY"] == token
 
 
 # -- 4. connection refused -------------------------------------------------------------------
@@ -279,7 +279,7 @@ async def test_6_truncated_create_answer_is_reconciled_by_name_to_exactly_one_pr
     (project,) = fake.state()["neon"]
     (row,) = [r for r in rows_of(cloud, session, "neon") if r.live]
     assert (row.state, row.remote_id) == (ResourceState.CREATED.value, project["id"])
-    env = read_env_file(env_file_path(cloud, session))
+    env = read_env_file(cloud.settings.env_file_for(session.slug))
     assert env["NEON_PROJECT_ID"] == project["id"] and env["DATABASE_URL"].startswith("postgresql://")
     assert any("was created: adopting it" in e.message for e in sink.of(ProviderProgressed))
 
@@ -296,7 +296,7 @@ async def test_6_unreadable_answers_fail_clearly_leave_a_complete_env_and_a_reru
 
     assert_ok_except(first, "neon")
     assert "not valid JSON (truncated or not JSON)" in result_of(first, "neon").error
-    path = env_file_path(cloud, session)
+    path = cloud.settings.env_file_for(session.slug)
     assert read_env_file(path) == dict(first.env) and "DATABASE_URL" not in first.env
     assert temp_files(path.parent) == []
     (project,) = fake.state()["neon"]
@@ -388,7 +388,7 @@ def assert_resources_recorded(runtime, session: Session, fake: FakeUpstream) -> 
 ])
 async def test_9_env_write_failure_keeps_the_old_file_leaves_no_temp_file_and_keeps_resources_for_teardown(
         fake, cloud, session, monkeypatch, function, code, phrase):
-    path = env_file_path(cloud, session)
+    path = cloud.settings.env_file_for(session.slug)
     path.parent.mkdir(parents=True)
     path.write_text("# the previous .env\nOLD_VALUE=kept\n")
     before = path.read_bytes()

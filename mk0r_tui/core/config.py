@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     def apps_dir(self) -> Path:
         return self.data_dir / "apps"
 
+    def env_file_for(self, slug: str) -> Path:
+        """The operator's copy of a session's `.env`, whatever the target (and the local
+        target's own `.env`): written before the target runs, so a failed delivery loses nothing."""
+        return self.apps_dir / slug / ".env"
+
     @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"

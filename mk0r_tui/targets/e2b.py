@@ -100,9 +100,7 @@ class E2BTarget:
         try:
             await self._deliver(ctx, sandbox_id, name)
         except ProviderError as exc:
-            from mk0r_tui.targets.local import env_file_path
-
-            local = env_file_path(self.settings, ctx.session.slug)
+            local = self.settings.env_file_for(ctx.session.slug)
             raise ProviderError(
                 f"sandbox {sandbox_id}: {exc.args[0]}",
                 call=exc.call, status=exc.status, retryable=exc.retryable,

@@ -19,11 +19,6 @@ from mk0r_tui.providers.base import ProvisionContext
 from mk0r_tui.providers.local_git import run_git
 
 
-def env_file_path(settings: Settings, slug: str) -> Path:
-    """The operator's copy of a session's env, whatever the target."""
-    return settings.apps_dir / slug / ".env"
-
-
 def ensure_gitignore(folder: Path) -> None:
     path = folder / ".gitignore"
     merged = merge_gitignore(path.read_text() if path.exists() else None)

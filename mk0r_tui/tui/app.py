@@ -369,9 +369,7 @@ class Mk0rApp(App[None]):
         session = self.sessions[key]
         if session.env_file:
             return Path(session.env_file)
-        from mk0r_tui.core.orchestrator import env_file_path
-
-        return env_file_path(self.runtime, Session(session.key, session.slug))
+        return self.runtime.settings.env_file_for(session.slug)
 
     def show_env(self, key: str) -> None:
         from mk0r_tui.tui.screens.env_viewer import EnvScreen

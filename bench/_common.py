@@ -30,7 +30,8 @@ from fakeupstream import FakeUpstream  # noqa: E402
 from mk0r_tui.core.config import Settings  # noqa: E402
 from mk0r_tui.core.credentials import Credentials  # noqa: E402
 from mk0r_tui.core.ledger import Ledger  # noqa: E402
-from mk0r_tui.core.runtime import Runtime  # noqa: E402
+from mk0r_tui.engine.runtime import Runtime  # noqa: E402
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 #: injected latency per request, ms (the issue's figures: Resend's two calls are 150 ms each)
 LATENCY_MS = {"neon": 800, "resend": 150, "github": 400, "posthog": 50}
@@ -198,7 +199,7 @@ def bench_credentials(keys: dict[str, str] | None = None) -> Credentials:
 
 def make_runtime(settings: Settings, credentials: Credentials | None = None) -> Runtime:
     settings.ensure_data_dir()
-    return Runtime(settings, credentials or bench_credentials(), Ledger(settings.ledger_path))
+    return Runtime(settings, credentials or bench_credentials(), Ledger(settings.ledger_path), registry=DEFAULT_REGISTRY)
 
 
 async def close_runtime(runtime: Runtime) -> None:

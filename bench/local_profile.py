@@ -24,7 +24,7 @@ import _common as c
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.models import Session, Slot
-from mk0r_tui.core.orchestrator import provision_services
+from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
 
 
@@ -34,7 +34,7 @@ def local_settings(home: Path, pg_dir: Path) -> Settings:
 
 async def provision_once(runtime) -> tuple[float, dict[str, float]]:
     started = time.perf_counter()
-    report = await provision_services(runtime, Session.new(), target="local")
+    report = await provision_services(runtime, Session.new(), runtime.plan("local"))
     wall_ms = (time.perf_counter() - started) * 1000
     if not report.ok:
         raise SystemExit(f"provisioning failed: {[(r.name, r.error) for r in report.results if r.error]}")

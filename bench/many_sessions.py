@@ -19,7 +19,7 @@ import time
 import _common as c
 
 from mk0r_tui.core.models import Session, Slot
-from mk0r_tui.core.orchestrator import provision_services
+from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.providers.neon import NeonProvider
 
 #: the requests one session needs from each provider, in order (from the providers' code:
@@ -68,7 +68,7 @@ async def bench(sessions: int, overrides: dict) -> dict:
             stop = asyncio.Event()
             monitor = asyncio.create_task(loop_lag_monitor(lag, stop))
             started = time.perf_counter()
-            reports = await asyncio.gather(*(provision_services(runtime, s, target="local") for s in keys))
+            reports = await asyncio.gather(*(provision_services(runtime, s, runtime.plan("local")) for s in keys))
             wall_s = time.perf_counter() - started
             stop.set()
             await monitor

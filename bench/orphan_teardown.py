@@ -20,7 +20,7 @@ import httpx
 
 import _common as c
 
-from mk0r_tui.core.orchestrator import delete_orphans, find_orphans
+from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
 
 #: how the orphans are spread (Resend's share is half segments, half keys)
 SHARE = {"neon": 0.4, "resend": 0.4, "github": 0.2}

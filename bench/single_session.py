@@ -16,11 +16,13 @@ import time
 import _common as c
 
 from mk0r_tui.core.models import ProvisionOutcome, Session, Slot
-from mk0r_tui.core.orchestrator import provision_services
-from mk0r_tui.providers import select_providers
+from mk0r_tui.core.provider import Provider
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.providers import ProviderSpec, Registry
 
 
-class OneAtATime:
+class OneAtATime(Provider):
     """Wraps a provider so that only one wrapped provider provisions at a time."""
 
     def __init__(self, inner, lock: asyncio.Lock, spent_ms: dict[str, float]) -> None:
@@ -39,17 +41,25 @@ class OneAtATime:
             finally:
                 self.spent_ms[self.name] = (time.perf_counter() - started) * 1000
 
+    async def teardown(self, resource):
+        return await self.inner.teardown(resource)
+
+    async def discover(self):
+        return await self.inner.discover()
+
 
 async def one_run(runtime, *, sequential: bool) -> dict:
     session = Session.new()
-    specs = select_providers(runtime.settings, runtime.credentials)
+    plan = runtime.plan("local")
     inside_ms: dict[str, float] = {}
-    selection = [runtime.provider(s.name) for s in specs]
     if sequential:
         lock = asyncio.Lock()
-        selection = [OneAtATime(p, lock, inside_ms) for p in selection]
+        wrapped = [OneAtATime(runtime.provider(step.name), lock, inside_ms) for step in plan.providers if step.runs]
+        specs = tuple(ProviderSpec(w.name, w.slot, lambda _s, _c, w=w: w) for w in wrapped)
+        runtime = Runtime(runtime.settings, runtime.credentials, runtime.ledger,
+                          registry=Registry(specs, runtime.registry.targets))
     started = time.perf_counter()
-    report = await provision_services(runtime, session, selection=selection, target="local")
+    report = await provision_services(runtime, session, plan)
     wall_ms = (time.perf_counter() - started) * 1000
     if not report.ok:
         failed = {r.name: r.error for r in report.results if r.error}

@@ -13,11 +13,20 @@ import json
 import re
 import signal
 import sys
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 import click
 
 from mk0r_tui.core.errors import ConfigError, Mk0rError, UsageError
+
+if TYPE_CHECKING:
+    from mk0r_tui.core.config import Settings
+    from mk0r_tui.core.credentials import Credentials
+    from mk0r_tui.core.events import Event, EventSink
+    from mk0r_tui.core.models import ProvisionReport
+    from mk0r_tui.core.plan import Plan
+    from mk0r_tui.engine.orchestrator import OrphanScan, TeardownOutcome, TeardownReport
+    from mk0r_tui.engine.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -36,19 +45,21 @@ class Mk0rGroup(click.Group):
             ctx.exit(130)
 
 
-def _runtime():
+def _runtime() -> Runtime:
+    """The process's runtime, handed the default registry: the one place the CLI picks it."""
     from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.logs import configure_logging
-    from mk0r_tui.core.runtime import Runtime
+    from mk0r_tui.engine.runtime import Runtime
+    from mk0r_tui.providers import DEFAULT_REGISTRY
 
     settings = load_settings()
     settings.ensure_data_dir()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, registry=DEFAULT_REGISTRY)
     configure_logging(settings.log_path, runtime.secrets)
     return runtime
 
 
-def _warn_keyring(runtime) -> None:
+def _warn_keyring(runtime: Runtime) -> None:
     message = runtime.credentials.keyring_message
     if message:
         click.echo(f"note: {message}", err=True)
@@ -113,40 +124,41 @@ def cli(ctx: click.Context, read_only: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        commands = ", ".join(sorted(cli.list_commands(ctx)))
+        raise UsageError(
+            f"the dashboard needs a terminal (stdin and stdout); for scripts use a command: {commands} "
+            "(`mk0r-tui --help`)"
+        )
     runtime = _runtime()
-    try:
-        from mk0r_tui.tui.app import run_dashboard
-    except ImportError:
-        click.echo(ctx.get_help())
-        return
+    # the one deliberate deferral: `mk0r-tui provision --json` must never load Textual
+    from mk0r_tui.tui.app import run_dashboard
+
     run_dashboard(runtime, read_only=read_only)
 
 
 # -- provision ---------------------------------------------------------------------------
 
 
-def _preflight(runtime, target_name: str) -> None:
+def _preflight(plan: Plan) -> None:
     """Refuse before creating anything when the machine cannot finish the job."""
-    from mk0r_tui.providers import ProviderSpec, select_providers
-
-    names = {s.name for s in select_providers(runtime.settings, runtime.credentials) if isinstance(s, ProviderSpec)}
-    if "local-git" in names or target_name == "local-folder":
+    if "local-git" in plan.running or plan.target.name == "local-folder":
         from mk0r_tui.providers.local_git import git_binary
 
         git_binary()
 
 
-def _progress_sink(enabled: bool):
+def _progress_sink(enabled: bool) -> EventSink:
     from mk0r_tui.core.render import describe_event
 
-    def sink(event) -> None:
+    def sink(event: Event) -> None:
         if enabled:
             click.echo(f"  {describe_event(event)}", err=True)
 
     return sink
 
 
-def report_json(report, *, reveal: bool) -> dict[str, Any]:
+def report_json(report: ProvisionReport, *, reveal: bool) -> dict[str, Any]:
     from mk0r_tui.core.envfile import masked_env
 
     return {
@@ -170,25 +182,24 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
     """Provision every service for a session, in parallel, and write its .env."""
     from mk0r_tui.core.envfile import masked_env
     from mk0r_tui.core.models import Session
-    from mk0r_tui.core.orchestrator import provision_services
-    from mk0r_tui.providers import select_target
+    from mk0r_tui.engine.orchestrator import provision_services
 
     session = Session.parse(session_key) if session_key is not None else Session.new()
     runtime = _runtime()
-    target_spec = select_target(runtime.settings, runtime.credentials, target)
-    _preflight(runtime, target_spec.name)
+    plan = runtime.plan(target)  # once per run: what is printed is what runs
+    _preflight(plan)
     _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
     if sandbox_id:
-        if target_spec.name != "e2b":
+        if plan.target.name != "e2b":
             raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
         runtime.settings = runtime.settings.model_copy(update={"e2b_sandbox_id": sandbox_id})
     show_progress = sys.stderr.isatty() or not as_json
     if show_progress:
-        click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {target_spec.name}", err=True)
+        click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {plan.target.name}", err=True)
 
-    async def run(stop: asyncio.Event):
+    async def run(stop: asyncio.Event) -> ProvisionReport:
         try:
-            return await provision_services(runtime, session, sink=_progress_sink(show_progress), target=target)
+            return await provision_services(runtime, session, plan, sink=_progress_sink(show_progress))
         finally:
             await runtime.aclose()
 
@@ -219,7 +230,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
 # -- sessions, env ------------------------------------------------------------------------
 
 
-def sessions_json(runtime) -> list[dict[str, Any]]:
+def sessions_json(runtime: Runtime) -> list[dict[str, Any]]:
     import time
 
     runs = runtime.ledger.latest_runs_all()
@@ -288,7 +299,7 @@ def env(session: str, reveal: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
 def teardown(session: str, yes: bool, as_json: bool) -> None:
     """Delete every resource of a session (idempotent: a second run does nothing)."""
-    from mk0r_tui.core.orchestrator import teardown_session
+    from mk0r_tui.engine.orchestrator import teardown_session
 
     runtime = _runtime()
     row = runtime.ledger.require_session(session)
@@ -305,7 +316,7 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
             sys.exit(1)
     show_progress = sys.stderr.isatty() or not as_json
 
-    async def run(stop: asyncio.Event):
+    async def run(stop: asyncio.Event) -> TeardownReport:
         try:
             return await teardown_session(runtime, row.key, sink=_progress_sink(show_progress), stop=stop)
         finally:
@@ -338,17 +349,17 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool, yes: bool) -> None:
     """Find resources named mk0r-* that no live session owns, and pending rows left by a crash."""
-    from mk0r_tui.core.orchestrator import delete_orphans, find_orphans, scannable_providers
+    from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
 
     threshold = parse_duration(older_than)
     runtime = _runtime()
-    available = scannable_providers(runtime)
+    available = runtime.scannable()
     _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
     unknown = [name for name in only if name not in available]
     if unknown:
         raise UsageError(f"unknown provider {', '.join(unknown)}: choose from {', '.join(available)} (cloud ones need their key)")
 
-    async def scan():
+    async def scan() -> OrphanScan:
         return await find_orphans(runtime, older_than_s=threshold, providers=list(only) or None)
 
     result = asyncio.run(scan())
@@ -374,7 +385,7 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
             click.echo("nothing deleted", err=True)
             sys.exit(1)
 
-    async def run(stop: asyncio.Event):
+    async def run(stop: asyncio.Event) -> list[TeardownOutcome]:
         try:
             return await delete_orphans(runtime, result.orphans, sink=_progress_sink(sys.stderr.isatty()), stop=stop)
         finally:
@@ -420,7 +431,7 @@ def local_postgres_stop() -> None:
 # -- keys and doctor ------------------------------------------------------------------------
 
 
-def _settings_and_credentials():
+def _settings_and_credentials() -> tuple[Settings, Credentials]:
     from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.credentials import Credentials
 
@@ -515,10 +526,11 @@ def doctor(as_json: bool) -> None:
     Exit 0 when nothing is failing (a missing key is not a failure: its slot is skipped or
     local), 1 when some key is present but does not work or lacks a scope.
     """
-    from mk0r_tui.core.doctor import run_doctor
+    from mk0r_tui.engine.doctor import run_doctor
+    from mk0r_tui.providers import DEFAULT_REGISTRY
 
     settings, credentials = _settings_and_credentials()
-    report = asyncio.run(run_doctor(settings, credentials))
+    report = asyncio.run(run_doctor(settings, credentials, DEFAULT_REGISTRY))
     if as_json:
         _emit(report.to_json())
     else:

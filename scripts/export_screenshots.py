@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (150, 44)
@@ -82,11 +83,11 @@ async def shoot(app, pilot, out: Path, name: str) -> None:
 
 async def main_scenes(out: Path) -> None:
     from mk0r_tui.core.models import Session, Status
-    from mk0r_tui.core.runtime import Runtime
+    from mk0r_tui.engine.runtime import Runtime
     from mk0r_tui.providers.local_postgres import LocalPostgresProvider
     from mk0r_tui.tui.app import Mk0rApp
 
-    runtime = Runtime()
+    runtime = Runtime(registry=DEFAULT_REGISTRY)
     release = asyncio.Event()
     real_db = LocalPostgresProvider(settings=runtime.settings)
     runtime._providers["local-postgres"] = Held(real_db, release)
@@ -139,10 +140,10 @@ async def main_scenes(out: Path) -> None:
 async def failure_scene(out: Path) -> None:
     from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.models import Session
-    from mk0r_tui.core.runtime import Runtime
+    from mk0r_tui.engine.runtime import Runtime
     from mk0r_tui.tui.app import Mk0rApp
 
-    runtime = Runtime(load_settings(local_postgres_url=CLOSED_PORT_URL))
+    runtime = Runtime(load_settings(local_postgres_url=CLOSED_PORT_URL), registry=DEFAULT_REGISTRY)
     app = Mk0rApp(runtime)
     async with app.run_test(size=SIZE) as pilot:
         app.start_provision(Session.parse("0f7d2c91-failing-demo"))

@@ -246,12 +246,12 @@ def provision_context(runtime, session_key: str, provider: str, settings=None):
     """A real ProvisionContext on the runtime's real ledger, with a Collector as the sink."""
     from mk0r_tui.core.events import Collector
     from mk0r_tui.core.models import Session
-    from mk0r_tui.providers.base import ProvisionContext
+    from mk0r_tui.core.provider import ProvisionContext, SessionResources
 
     session = Session.parse(session_key)
     runtime.ledger.ensure_session(session)
     return ProvisionContext(session=session, provider=provider, settings=settings or runtime.settings,
-                            ledger=runtime.ledger, sink=Collector())
+                            resources=SessionResources(runtime.ledger, session), sink=Collector())
 
 
 def keyed(**keys: str):

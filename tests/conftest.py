@@ -12,6 +12,7 @@ import pytest
 from apispec import *  # noqa: F401,F403  (the respx_spec fixture)
 
 from mk0r_tui.core.credentials import KEY_NAMES
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 CLOUD_ENV = KEY_NAMES + (
     "MK0R_LOCAL_POSTGRES_URL", "MK0R_PROFILE", "MK0R_TARGET", "NEON_ORG_ID", "RESEND_DOMAIN_ID",
@@ -59,9 +60,9 @@ def session_key() -> str:
 
 @pytest.fixture
 async def runtime(mk0r_home):
-    from mk0r_tui.core.runtime import Runtime
+    from mk0r_tui.engine.runtime import Runtime
 
-    rt = Runtime()
+    rt = Runtime(registry=DEFAULT_REGISTRY)
     yield rt
     await rt.aclose()
     rt.close()

@@ -22,7 +22,8 @@ from cloudmock import FakeClock, keyed
 from fakeupstream import FakeUpstream
 
 from mk0r_tui.core.config import load_settings
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
+from fakes import registry_of
 
 PYTHON = sys.executable
 #: fake tokens: any token not starting with "bad" is accepted by the fake
@@ -76,7 +77,7 @@ def cloud_runtime(fake: FakeUpstream, clock: FakeClock | None = None, *, keys: d
             continue
         providers[cls.name] = cls(settings=settings, credentials=credentials,
                                   clock=clock.clock if clock is not None else None)
-    return Runtime(settings, credentials, providers=providers)
+    return Runtime(settings, credentials, registry=registry_of(*providers.values()))
 
 
 @dataclass(frozen=True)

@@ -116,10 +116,10 @@ def test_unknown_session_is_a_usage_error(mk0r_home):
 
 def test_the_cli_path_never_imports_textual():
     code = (
-        "import sys, mk0r_tui.cli, mk0r_tui.core.orchestrator, mk0r_tui.providers, mk0r_tui.targets.local;"
-        "from mk0r_tui.providers import REGISTRY, TARGETS;"
-        "[__import__(s.factory.split(':')[0]) for s in REGISTRY + TARGETS if s.name in ('posthog','local-postgres','local-git','local-folder')];"
-        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'));"
+        "import sys, mk0r_tui.cli, mk0r_tui.engine.orchestrator, mk0r_tui.engine.doctor, mk0r_tui.providers, mk0r_tui.targets.local;"
+        "from mk0r_tui.providers import DEFAULT_REGISTRY;"
+        "[__import__(s.factory.split(':')[0]) for s in DEFAULT_REGISTRY.specs];"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'textual' or m in ('rich.live', 'rich.progress'));"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -27,12 +27,13 @@ from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderSkipped
 from mk0r_tui.core.models import Session, Status
-from mk0r_tui.core.orchestrator import provision_services, teardown_session
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.orchestrator import provision_services, teardown_session
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.providers.github import GitHubProvider
 from mk0r_tui.providers.neon import NeonProvider
 from mk0r_tui.providers.posthog import PostHogProvider
 from mk0r_tui.providers.resend import ResendProvider
+from fakes import registry_of
 
 PID = "calm-sea-87654321"
 KEYS = {
@@ -56,7 +57,7 @@ def build_runtime(fake: FakeClock, **keys: str) -> Runtime:
         cls.name: cls(settings=settings, credentials=credentials, clock=fake.clock)
         for cls in (NeonProvider, ResendProvider, GitHubProvider, PostHogProvider)
     }
-    return Runtime(settings, credentials, providers=providers)
+    return Runtime(settings, credentials, registry=registry_of(*providers.values()))
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ async def test_all_four_succeed_and_the_env_file_has_every_key(respx_spec, cloud
     session = Session.parse(session_key)
     mock_all(respx_spec, session)
 
-    report = await provision_services(cloud, session)
+    report = await provision_services(cloud, session, cloud.plan())
 
     assert report.ok, report.errors
     assert {r.name: r.status for r in report.results} == {
@@ -125,7 +126,7 @@ async def test_one_failure_does_not_stop_the_others(respx_spec, cloud, session_k
     session = Session.parse(session_key)
     mock_all(respx_spec, session, github_status=403)
 
-    report = await provision_services(cloud, session)
+    report = await provision_services(cloud, session, cloud.plan())
 
     statuses = {r.name: r.status for r in report.results}
     assert statuses["github"] is Status.FAILED
@@ -144,7 +145,7 @@ async def test_a_missing_key_is_skipped_with_its_reason(respx_spec, mk0r_home, f
     routes = mock_all(respx_spec, session)
     sink = Collector()
 
-    report = await provision_services(runtime, session, sink=sink)
+    report = await provision_services(runtime, session, runtime.plan(), sink=sink)
 
     resend = next(r for r in report.results if r.slot.value == "email")
     assert (resend.name, resend.status, resend.note) == ("resend", Status.SKIPPED, "set RESEND_PROVISIONING_KEY (no local email provider)")
@@ -158,9 +159,9 @@ async def test_a_missing_key_is_skipped_with_its_reason(respx_spec, mk0r_home, f
 async def test_provisioning_twice_reuses_everything_and_sends_no_create(respx_spec, cloud, session_key):
     session = Session.parse(session_key)
     routes = mock_all(respx_spec, session)
-    await provision_services(cloud, session)
+    await provision_services(cloud, session, cloud.plan())
 
-    report = await provision_services(cloud, session)
+    report = await provision_services(cloud, session, cloud.plan())
 
     assert report.ok
     creates = ("neon", "segment", "key", "repo")
@@ -172,7 +173,7 @@ async def test_provisioning_twice_reuses_everything_and_sends_no_create(respx_sp
 async def test_teardown_deletes_every_cloud_resource(respx_spec, cloud, session_key):
     session = Session.parse(session_key)
     mock_all(respx_spec, session)
-    await provision_services(cloud, session)
+    await provision_services(cloud, session, cloud.plan())
     deletes = [
         respx_spec.delete(f"{NEON}/projects/{PID}").mock(return_value=httpx.Response(200, json={"project": neon_project(PID, session.resource_name)})),
         respx_spec.delete(f"{RESEND}/api-keys/key-1").mock(return_value=httpx.Response(200, json={"object": "api_key", "id": "key-1", "deleted": True})),

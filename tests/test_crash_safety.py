@@ -32,7 +32,7 @@ from crashkit import cli_command, cli_env, cli_json, cloud_runtime, run_cli, ups
 from fakeupstream import FakeUpstream
 from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ResourceState
-from mk0r_tui.core.orchestrator import teardown_session
+from mk0r_tui.engine.orchestrator import teardown_session
 
 LATENCY_MS = {"neon": 60, "resend": 40, "github": 80, "posthog": 30}
 FAKE_CONFIG = {"latency_ms": LATENCY_MS, "latency_mode": "split", "neon_operation_ms": 0}

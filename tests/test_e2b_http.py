@@ -24,7 +24,7 @@ from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.events import Collector
 from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ProviderResult, Session, Slot, Status
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import ProvisionContext, SessionResources
 from mk0r_tui.targets.e2b import E2BTarget
 from mk0r_tui.targets.sandbox import CommandResult, E2BSandboxBackend, SandboxGone, translate
 
@@ -256,7 +256,7 @@ async def test_the_target_provisions_through_the_sdk(e2b_spec, mk0r_home, sessio
     ledger.ensure_session(session, target="e2b")
     env = {"DATABASE_URL": "postgresql://app:pw-123456789@db/app", "GIT_REMOTE_URL": "https://github.com/acme/mk0r-x.git"}
     results = (ProviderResult("neon", Slot.DATABASE, Status.OK, env={"DATABASE_URL": env["DATABASE_URL"]}),)
-    ctx = ProvisionContext(session=session, provider="e2b", settings=settings, ledger=ledger, sink=Collector(), results=results, env=env)
+    ctx = ProvisionContext(session=session, provider="e2b", settings=settings, resources=SessionResources(ledger, session), sink=Collector(), results=results, env=env)
     recording = RecordingBackend(api_key=API_KEY, retries=0)
 
     outcome = await E2BTarget(settings=settings, backend=recording).provision(ctx)

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 import pytest
 from dotenv import dotenv_values
-from fakes import FakeProvider
+from fakes import FakeProvider, plan_of, registry_of, skipped_step
 
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.events import Collector, ProviderProgressed
 from mk0r_tui.core.models import Session, Slot, Status
-from mk0r_tui.core.orchestrator import find_orphans, provision_services, teardown_session
-from mk0r_tui.core.runtime import Runtime
-from mk0r_tui.providers import Skipped
+from mk0r_tui.engine.orchestrator import find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.core.plan import PlanStep
 from mk0r_tui.targets.e2b import E2BTarget, sandbox_origin
 from mk0r_tui.targets.sandbox import CommandResult, SandboxBackend, SandboxGone, SandboxPage, SandboxSummary
 
@@ -113,7 +113,7 @@ def services() -> list:
         FakeProvider("local-postgres", Slot.DATABASE, env={"DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@db.example:5432/app"}, kind="database"),
         FakeProvider("resend", Slot.EMAIL, env={"RESEND_API_KEY": RESEND_KEY, "RESEND_SEGMENT_ID": "seg_1"}, kind="segment"),
         FakeProvider("github", Slot.REPO, env={"GIT_REMOTE_URL": "https://github.com/acme/mk0r-app.git", "GITHUB_REPO": "acme/mk0r-app"}, kind="repo"),
-        Skipped(Slot.ANALYTICS, "set POSTHOG_PROJECT_KEY", "posthog"),
+        skipped_step(Slot.ANALYTICS, "set POSTHOG_PROJECT_KEY", "posthog"),
     ]
 
 
@@ -125,12 +125,12 @@ def backend() -> FakeSandboxBackend:
 def make_runtime(backend: FakeSandboxBackend, selection: list, **settings) -> tuple[Runtime, E2BTarget]:
     runtime_settings = load_settings(**settings)
     target = E2BTarget(settings=runtime_settings, backend=backend)
-    providers = {p.name: p for p in selection if not isinstance(p, Skipped)}
-    return Runtime(runtime_settings, providers={**providers, "e2b": target}), target
+    providers = [p for p in selection if not isinstance(p, PlanStep)]
+    return Runtime(runtime_settings, registry=registry_of(*providers, target)), target
 
 
 async def provision(runtime: Runtime, target: E2BTarget, session: Session, selection: list, sink=None):
-    return await provision_services(runtime, session, sink=sink or Collector(), selection=selection, target_provider=target)
+    return await provision_services(runtime, session, plan_of(selection, target), sink=sink or Collector())
 
 
 def target_result(report):

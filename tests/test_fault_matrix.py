@@ -48,7 +48,7 @@ from mk0r_tui.core import envfile
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderProgressed, ProviderRetrying, ResourceDeleted, TeardownFailed
 from mk0r_tui.core.models import ResourceState, Session, Status
-from mk0r_tui.core.orchestrator import find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import find_orphans, provision_services, teardown_session
 
 FAST_FAKE = {"neon_operation_ms": 0}
 
@@ -102,7 +102,7 @@ async def test_1_upstream_500_backs_off_shows_retrying_n_of_n_and_ends_ok(fake, 
     fake.add_fault(provider="neon", method="POST", path_prefix="/projects", status=500, times=2)
     sink = Collector()
 
-    report = await provision_services(cloud, session, sink=sink, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
 
     assert_ok_except(report)
     retries = retries_for(sink, "neon")
@@ -120,7 +120,7 @@ async def test_1_upstream_500_every_time_fails_after_max_attempts_while_others_f
     runtime = cloud_runtime(fake, clock, max_attempts=3)
     sink = Collector()
     try:
-        report = await provision_services(runtime, session, sink=sink, target="local")
+        report = await provision_services(runtime, session, runtime.plan("local"), sink=sink)
     finally:
         await runtime.aclose()
 
@@ -146,7 +146,7 @@ async def test_2_429_with_retry_after_sends_nothing_before_the_deadline(fake, cl
     stamps = stamp_requests(cloud, "resend", clock)
     sink = Collector()
 
-    report = await provision_services(cloud, session, sink=sink, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
 
     assert_ok_except(report)
     limited = next(s for s in stamps if s.method == "POST" and s.path.endswith("/segments"))
@@ -164,7 +164,7 @@ async def test_2_github_403_secondary_limit_without_retry_after_waits_at_least_a
     stamps = stamp_requests(cloud, "github", clock)
     sink = Collector()
 
-    report = await provision_services(cloud, session, sink=sink, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
 
     assert_ok_except(report)
     creates = [s for s in stamps if s.method == "POST"]
@@ -191,7 +191,7 @@ async def test_3_timeout_after_the_create_committed_leaves_exactly_one_resource_
     fake.add_fault(provider=provider, method="POST", path_prefix=path, drop_after_commit=True)
     sink = Collector()
 
-    report = await provision_services(cloud, session, sink=sink, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
 
     assert_ok_except(report)
     upstream = [u for u in upstream_resources(fake.state()) if (u.provider, u.kind) == (provider, kind)]
@@ -214,7 +214,7 @@ async def test_4_connection_refused_fails_fast_and_clearly_and_records_nothing_a
     sink = Collector()
     started = time.monotonic()
     try:
-        report = await provision_services(runtime, session, sink=sink, target="local")
+        report = await provision_services(runtime, session, runtime.plan("local"), sink=sink)
     finally:
         await runtime.aclose()
     elapsed = time.monotonic() - started
@@ -241,7 +241,7 @@ async def test_5_rejected_keys_are_not_retried_and_differ_from_a_missing_key(fak
     runtime = cloud_runtime(fake, clock, keys=keys)
     sink = Collector()
     try:
-        report = await provision_services(runtime, session, sink=sink, target="local")
+        report = await provision_services(runtime, session, runtime.plan("local"), sink=sink)
     finally:
         await runtime.aclose()
 
@@ -273,7 +273,7 @@ async def test_6_truncated_create_answer_is_reconciled_by_name_to_exactly_one_pr
     fake.add_fault(provider="neon", method="POST", path_prefix="/projects", malformed=True, status=201)
     sink = Collector()
 
-    report = await provision_services(cloud, session, sink=sink, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
 
     assert_ok_except(report)
     (project,) = fake.state()["neon"]
@@ -292,7 +292,7 @@ async def test_6_unreadable_answers_fail_clearly_leave_a_complete_env_and_a_reru
          "times": -1},
     ])
 
-    first = await provision_services(cloud, session, target="local")
+    first = await provision_services(cloud, session, cloud.plan("local"))
 
     assert_ok_except(first, "neon")
     assert "not valid JSON (truncated or not JSON)" in result_of(first, "neon").error
@@ -304,7 +304,7 @@ async def test_6_unreadable_answers_fail_clearly_leave_a_complete_env_and_a_reru
     assert pending.state == ResourceState.PENDING.value  # the unknown outcome is on record
 
     fake.control(clear_faults=True)
-    second = await provision_services(cloud, session, target="local")
+    second = await provision_services(cloud, session, cloud.plan("local"))
 
     assert_ok_except(second)
     assert [p["id"] for p in fake.state()["neon"]] == [project["id"]]
@@ -326,7 +326,7 @@ def create_repo_upstream(fake: FakeUpstream, name: str) -> None:
 async def test_7_existing_name_not_proven_ours_is_a_clear_error_and_never_deleted(fake, cloud, session):
     create_repo_upstream(fake, session.resource_name)
 
-    report = await provision_services(cloud, session, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"))
 
     assert_ok_except(report, "github")
     error = result_of(report, "github").error
@@ -346,7 +346,7 @@ async def test_7_existing_name_is_adopted_when_the_ledger_shows_this_session_mad
     create_repo_upstream(fake, session.resource_name)
     sink = Collector()
 
-    report = await provision_services(cloud, session, sink=sink, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
 
     assert_ok_except(report)
     state = fake.state()
@@ -394,7 +394,7 @@ async def test_9_env_write_failure_keeps_the_old_file_leaves_no_temp_file_and_ke
     before = path.read_bytes()
     monkeypatch.setattr(envfile, "os", _OsWith(function, OSError(code, "injected")))
 
-    report = await provision_services(cloud, session, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"))
 
     monkeypatch.undo()
     target = result_of(report, "local-folder")
@@ -413,7 +413,7 @@ async def test_9_a_file_where_the_app_folder_should_be_is_a_clear_error_and_reso
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a folder\n")
 
-    report = await provision_services(cloud, session, target="local")
+    report = await provision_services(cloud, session, cloud.plan("local"))
 
     target = result_of(report, "local-folder")
     assert target.status is Status.FAILED
@@ -542,7 +542,7 @@ def test_11_second_ctrl_c_exits_now_names_what_may_be_left_and_orphans_finds_it(
 
 
 async def test_12_teardown_of_resources_already_deleted_upstream_is_done_not_an_error(fake, cloud, session):
-    await provision_services(cloud, session, target="local")
+    await provision_services(cloud, session, cloud.plan("local"))
     for item in upstream_resources(fake.state()):
         path = {"project": f"{fake.neon_url}/projects/{item.remote_id}",
                 "segment": f"{fake.resend_url}/segments/{item.remote_id}",

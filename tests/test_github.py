@@ -179,6 +179,7 @@ async def test_timeout_after_send_adopts_the_repo_by_name(respx_spec, github, ct
 async def test_422_exists_and_ours_is_adopted(respx_spec, github, ctx, runtime):
     name = ctx.session.resource_name
     runtime.ledger.intend(ctx.session.key, "github", "repo", name)  # an earlier run crashed after its intent
+    ctx = provision_context(runtime, ctx.session.key, "github")  # this run starts after it
     me(respx_spec)
     lookup = respx_spec.get(f"{GITHUB}/repos/octo/{name}").mock(side_effect=[
         httpx.Response(404, json=github_error("Not Found")), httpx.Response(200, json=github_repo("octo", name))])

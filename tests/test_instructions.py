@@ -13,7 +13,8 @@ from mk0r_tui.core.events import Collector
 from mk0r_tui.core.instructions import CLAUDE_MD, merge_gitignore, render_agents_md, render_app_files
 from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ProviderResult, Session, Slot, Status
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import ProvisionContext, SessionResources
+from mk0r_tui.engine.orchestrator import write_operator_env
 from mk0r_tui.targets.local import LocalFolderTarget
 
 NEON_URL = "postgresql://app_owner:npg_S3cr3tPassw0rd@ep-x.neon.tech/app?sslmode=require"
@@ -89,13 +90,14 @@ async def test_the_local_folder_gets_the_same_files_as_a_sandbox(mk0r_home, sess
     ledger = Ledger(settings.ledger_path)
     ledger.ensure_session(session, target="local-folder")
     ctx = ProvisionContext(
-        session=session, provider="local-folder", settings=settings, ledger=ledger, sink=Collector(),
+        session=session, provider="local-folder", settings=settings, resources=SessionResources(ledger, session), sink=Collector(),
         results=RESULTS, env=ENV,
     )
     folder = settings.apps_dir / session.slug
     folder.mkdir(parents=True)
     (folder / ".gitignore").write_text("node_modules\n")
 
+    write_operator_env(settings, session, ENV)  # the orchestrator writes the .env, the target the rest
     await LocalFolderTarget(settings=settings).provision(ctx)
 
     expected = render_app_files(RESULTS, ENV, name=session.resource_name)

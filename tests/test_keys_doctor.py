@@ -14,7 +14,8 @@ from keyring.backends import fail
 from cloudmock import GITHUB, NEON, RESEND, github_error, github_user, keyed, minimal, resend_list
 from mk0r_tui.cli import cli
 from mk0r_tui.core.config import load_settings
-from mk0r_tui.core.doctor import run_doctor
+from mk0r_tui.engine.doctor import run_doctor
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 NEON_KEY = "napi_doctor_key_abcdefghijkl"
 GITHUB_TOKEN = "ghp_doctor_token_abcdefghijkl"
@@ -126,7 +127,7 @@ async def test_doctor_reports_each_provider(respx_spec):
     mock_resend_ok(respx_spec)
     credentials = keyed(NEON_PROVISIONING_KEY=NEON_KEY, GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN, RESEND_PROVISIONING_KEY=RESEND_KEY)
 
-    report = await run_doctor(load_settings(neon_org_id="org-cool-1", github_owner="acme"), credentials)
+    report = await run_doctor(load_settings(neon_org_id="org-cool-1", github_owner="acme"), credentials, DEFAULT_REGISTRY)
 
     checks = {c.provider: c for c in report.checks}
     assert (checks["neon"].status, checks["neon"].detail) == ("ok", "authenticated as dev@example.com")
@@ -142,7 +143,7 @@ async def test_doctor_reports_each_provider(respx_spec):
 async def test_doctor_says_which_scopes_are_missing(respx_spec):
     mock_github(respx_spec, "read:user")
 
-    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN))
+    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN), DEFAULT_REGISTRY)
 
     (github,) = [c for c in report.checks if c.provider == "github"]
     assert [p.split(" (")[0] for p in github.problems] == ["token lacks the repo scope", "token lacks the delete_repo scope"]
@@ -151,7 +152,7 @@ async def test_doctor_says_which_scopes_are_missing(respx_spec):
 async def test_doctor_accepts_a_fine_grained_token_and_says_what_it_needs(respx_spec):
     mock_github(respx_spec, None)
 
-    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN))
+    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN), DEFAULT_REGISTRY)
 
     (github,) = [c for c in report.checks if c.provider == "github"]
     assert github.status == "ok" and "Administration: read and write" in github.detail
@@ -160,7 +161,7 @@ async def test_doctor_accepts_a_fine_grained_token_and_says_what_it_needs(respx_
 async def test_doctor_reports_a_refused_key_without_leaking_it(respx_spec):
     respx_spec.get(f"{GITHUB}/user").mock(return_value=httpx.Response(401, json=github_error("Bad credentials")))
 
-    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN))
+    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN), DEFAULT_REGISTRY)
 
     (github,) = [c for c in report.checks if c.provider == "github"]
     assert github.status == "failing"

@@ -11,7 +11,7 @@ import pytest
 from dotenv import dotenv_values
 
 from mk0r_tui.core.models import Session, Status
-from mk0r_tui.core.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
 
 
 def git(*args, cwd):
@@ -20,7 +20,7 @@ def git(*args, cwd):
 
 @pytest.fixture
 async def provisioned(runtime, session_key):
-    report = await provision_services(runtime, Session.parse(session_key))
+    report = await provision_services(runtime, Session.parse(session_key), runtime.plan())
     return runtime, report
 
 
@@ -79,7 +79,7 @@ async def test_git_push_from_the_app_folder_reaches_the_provisioned_repo(provisi
 async def test_second_provision_creates_nothing_and_teardown_removes_everything(provisioned, session_key):
     runtime, report = provisioned
     rows_before = [(r.provider, r.kind, r.name, r.state) for r in runtime.ledger.resources(session_key)]
-    again = await provision_services(runtime, Session.parse(session_key))
+    again = await provision_services(runtime, Session.parse(session_key), runtime.plan())
     assert again.ok
     assert [(r.provider, r.kind, r.name, r.state) for r in runtime.ledger.resources(session_key)] == rows_before
     assert dotenv_values(again.env_file)["DATABASE_URL"] == report.env["DATABASE_URL"]

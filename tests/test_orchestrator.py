@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from fakes import FakeProvider, failing
+from fakes import FakeProvider, failing, plan_of, registry_of, skipped_step
 
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.events import (
@@ -16,27 +16,25 @@ from mk0r_tui.core.events import (
     SessionProvisioned,
 )
 from mk0r_tui.core.models import Session, Slot, Status
-from mk0r_tui.core.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
-from mk0r_tui.core.runtime import Runtime
-from mk0r_tui.providers import Skipped
-from mk0r_tui.targets.local import LocalFolderTarget
+from mk0r_tui.core.plan import PlanStep
+from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.runtime import Runtime
 
 
-def make_runtime(**settings):
-    return Runtime(load_settings(**settings))
+def make_runtime(*fakes, **settings):
+    """A runtime whose registry holds `fakes` (beside the real local folder target)."""
+    return Runtime(load_settings(**settings), registry=registry_of(*fakes))
 
 
 async def run(runtime, session, selection, sink=None):
-    return await provision_services(
-        runtime, session, sink=sink or Collector(), selection=selection, target_provider=LocalFolderTarget(settings=runtime.settings)
-    )
+    return await provision_services(runtime, session, plan_of(selection, "local-folder"), sink=sink or Collector())
 
 
 async def test_one_failure_and_one_hang_do_not_stop_the_others(session_key):
-    runtime = make_runtime(provider_timeout_s=0.3)
     ok = FakeProvider("fast", Slot.DATABASE, delay=0.05)
     boom = failing("boom", Slot.EMAIL)
     hang = FakeProvider("hangs", Slot.REPO, hang=True)
+    runtime = make_runtime(ok, boom, hang, provider_timeout_s=0.3)
     events = Collector()
     started = time.monotonic()
     report = await run(runtime, Session.parse(session_key), [ok, boom, hang], events)
@@ -57,8 +55,8 @@ async def test_one_failure_and_one_hang_do_not_stop_the_others(session_key):
 
 
 async def test_providers_run_concurrently_not_one_after_another(session_key):
-    runtime = make_runtime()
     fakes = [FakeProvider(f"p{i}", Slot.DATABASE, delay=0.3) for i in range(4)]
+    runtime = make_runtime(*fakes)
     started = time.monotonic()
     report = await run(runtime, Session.parse(session_key), fakes)
     assert report.ok
@@ -66,9 +64,10 @@ async def test_providers_run_concurrently_not_one_after_another(session_key):
 
 
 async def test_events_tell_the_story_in_order(session_key):
-    runtime = make_runtime()
+    a = FakeProvider("a", Slot.DATABASE)
+    runtime = make_runtime(a)
     events = Collector()
-    await run(runtime, Session.parse(session_key), [FakeProvider("a", Slot.DATABASE), Skipped(Slot.EMAIL, "set RESEND_PROVISIONING_KEY", "resend")], events)
+    await run(runtime, Session.parse(session_key), [a, skipped_step(Slot.EMAIL, "set RESEND_PROVISIONING_KEY", "resend")], events)
     kinds = [(type(e).__name__, e.provider) for e in events.events]
     assert kinds[0] == ("ProviderStarted", "a")
     assert ("ProviderSkipped", "resend") in kinds
@@ -92,8 +91,8 @@ async def test_events_tell_the_story_in_order(session_key):
 
 
 async def test_provisioning_twice_creates_nothing_new(session_key):
-    runtime = make_runtime()
     fake = FakeProvider("db", Slot.DATABASE)
+    runtime = make_runtime(fake)
     session = Session.parse(session_key)
     first = await run(runtime, session, [fake])
     rows_before = runtime.ledger.resources(session_key)
@@ -105,9 +104,9 @@ async def test_provisioning_twice_creates_nothing_new(session_key):
 
 
 async def test_retry_after_a_failure_calls_only_the_failed_provider(session_key):
-    runtime = make_runtime()
     good = FakeProvider("good", Slot.DATABASE)
     flaky = failing("flaky", Slot.EMAIL)
+    runtime = make_runtime(good, flaky)
     session = Session.parse(session_key)
     first = await run(runtime, session, [good, flaky])
     assert not first.ok
@@ -119,9 +118,8 @@ async def test_retry_after_a_failure_calls_only_the_failed_provider(session_key)
 
 
 async def test_teardown_is_idempotent_and_marks_rows_deleted(session_key):
-    runtime = make_runtime()
     fake = FakeProvider("db", Slot.DATABASE)
-    runtime._providers["db"] = fake
+    runtime = make_runtime(fake)
     await run(runtime, Session.parse(session_key), [fake])
     events = Collector()
     report = await teardown_session(runtime, session_key, sink=events)
@@ -135,9 +133,8 @@ async def test_teardown_is_idempotent_and_marks_rows_deleted(session_key):
 
 
 async def test_a_resource_already_gone_counts_as_done(session_key):
-    runtime = make_runtime()
     fake = FakeProvider("db", Slot.DATABASE)
-    runtime._providers["db"] = fake
+    runtime = make_runtime(fake)
     await run(runtime, Session.parse(session_key), [fake])
     fake.store.clear()  # someone deleted it upstream
     report = await teardown_session(runtime, session_key)
@@ -146,9 +143,8 @@ async def test_a_resource_already_gone_counts_as_done(session_key):
 
 
 async def test_pending_row_from_a_crash_shows_up_in_orphans_and_can_be_deleted(session_key):
-    runtime = make_runtime()
     fake = FakeProvider("db", Slot.DATABASE)
-    runtime._providers["db"] = fake
+    runtime = make_runtime(fake)
     session = Session.parse(session_key)
     runtime.ledger.ensure_session(session)
     # crash simulation: the intent is committed, then the create reached upstream, then death
@@ -164,9 +160,8 @@ async def test_pending_row_from_a_crash_shows_up_in_orphans_and_can_be_deleted(s
 
 
 async def test_resources_no_session_owns_are_orphans_but_live_ones_are_not(session_key):
-    runtime = make_runtime()
     fake = FakeProvider("db", Slot.DATABASE)
-    runtime._providers["db"] = fake
+    runtime = make_runtime(fake)
     await run(runtime, Session.parse(session_key), [fake])
     fake.store["mk0r-strayresourc"] = "db-99"
     scan = await find_orphans(runtime, providers=["db"])
@@ -175,22 +170,20 @@ async def test_resources_no_session_owns_are_orphans_but_live_ones_are_not(sessi
 
 
 async def test_discovery_failure_is_a_warning_not_a_crash(session_key):
-    runtime = make_runtime()
     broken = FakeProvider("db", Slot.DATABASE)
+    runtime = make_runtime(broken)
 
     async def explode():
         raise RuntimeError("listing failed")
 
     broken.discover = explode
-    runtime._providers["db"] = broken
     scan = await find_orphans(runtime, providers=["db"])
     assert scan.orphans == [] and scan.warnings == ["db: discovery failed: RuntimeError: listing failed"]
 
 
 async def test_first_interrupt_lets_in_flight_deletes_finish(session_key):
-    runtime = make_runtime()
     slow = FakeProvider("slow", Slot.DATABASE, kind="a")
-    runtime._providers["slow"] = slow
+    runtime = make_runtime(slow)
     session = Session.parse(session_key)
     runtime.ledger.ensure_session(session)
     older = runtime.ledger.intend(session_key, "slow", "a", "mk0r-older-thing")
@@ -221,8 +214,8 @@ async def test_first_interrupt_lets_in_flight_deletes_finish(session_key):
 async def test_a_failed_provider_can_keep_env_that_is_still_valid(session_key):
     from mk0r_tui.core.errors import ProviderError
 
-    runtime = make_runtime()
     tag = FakeProvider("tagger", Slot.ANALYTICS, error=ProviderError("capture refused", status=401, kept_env={"APP_TAG": "mk0r-x"}))
+    runtime = make_runtime(tag)
     report = await run(runtime, Session.parse(session_key), [tag])
     result = next(r for r in report.results if r.name == "tagger")
     assert result.status is Status.FAILED
@@ -235,5 +228,5 @@ async def test_a_run_that_breaks_before_settling_does_not_stay_provisioning(sess
 
     runtime = make_runtime()
     with pytest.raises(KeyError):
-        await run(runtime, Session.parse(session_key), ["no-such-provider"])
+        await run(runtime, Session.parse(session_key), [PlanStep("no-such-provider", Slot.DATABASE)])
     assert runtime.ledger.get_session(session_key).state == "interrupted"

@@ -16,8 +16,9 @@ from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.models import FoundResource, Session, Slot
-from mk0r_tui.core.orchestrator import delete_orphans, find_orphans, teardown_session
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, teardown_session
+from mk0r_tui.engine.runtime import Runtime
+from fakes import registry_of
 
 
 class CountingProvider:
@@ -60,7 +61,7 @@ def make_runtime(tmp_path):
 
     def make(providers: dict, **settings) -> Runtime:
         runtime = Runtime(load_settings(home=tmp_path, **settings), Credentials({}, use_keyring=False),
-                          Ledger(tmp_path / f"ledger-{len(made)}.sqlite3"), providers=providers)
+                          Ledger(tmp_path / f"ledger-{len(made)}.sqlite3"), registry=registry_of(*providers.values()))
         made.append(runtime)
         return runtime
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from mk0r_tui.core.models import ProviderResult, ResourceRef, Slot
 
@@ -77,13 +77,12 @@ class TeardownFailed(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionProvisioned(Event):
-    """All providers settled; `provider` is "*"."""
+    """All providers and the target settled; `provider` is "*". `state` is the word the ledger
+    recorded for the session (core/states.py decides it)."""
 
     ok: bool
+    state: str
     env_file: str | None = None
-
-
-FINISHED_EVENTS = (ProviderSucceeded, ProviderFailed, ProviderSkipped)
 
 
 class EventSink(Protocol):
@@ -105,11 +104,3 @@ class Collector:
 
     def of(self, kind: type[Event]) -> list[Event]:
         return [e for e in self.events if isinstance(e, kind)]
-
-
-def fan_out(*sinks: Callable[[Event], None]) -> Callable[[Event], None]:
-    def sink(event: Event) -> None:
-        for s in sinks:
-            s(event)
-
-    return sink

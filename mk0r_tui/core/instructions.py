@@ -55,9 +55,13 @@ class AppFiles:
     agents_md: str
     claude_md: str = CLAUDE_MD
 
+    def docs(self) -> tuple[tuple[str, str, int], ...]:
+        """(relative path, text, file mode) of the agent's instructions."""
+        return (("AGENTS.md", self.agents_md, 0o644), ("CLAUDE.md", self.claude_md, 0o644))
+
     def entries(self) -> tuple[tuple[str, str, int], ...]:
-        """(relative path, text, file mode): `.env` is private to its owner, the docs are not."""
-        return ((".env", self.env, 0o600), ("AGENTS.md", self.agents_md, 0o644), ("CLAUDE.md", self.claude_md, 0o644))
+        """Every file, `.env` first: it is private to its owner, the docs are not."""
+        return ((".env", self.env, 0o600), *self.docs())
 
 
 def render_app_files(results: Iterable[ProviderResult], env: Mapping[str, str], *, name: str) -> AppFiles:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 
 from mk0r_tui.core.errors import ConfigError, UsageError
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session
+from mk0r_tui.core.states import SessionPhase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -195,7 +196,8 @@ class Ledger:
             sql += f" LIMIT {int(limit)}"
         return [_session_row(r) for r in self._read(sql)]
 
-    def set_session_state(self, key: str, state: str, *, env_file: str | None = None) -> None:
+    def set_session_state(self, key: str, state: SessionPhase | str, *, env_file: str | None = None) -> None:
+        state = SessionPhase(state).value  # one vocabulary (core/states.py); an unknown word is a bug
         if env_file is None:
             self._write("UPDATE sessions SET state = ?, updated_at = ? WHERE key = ?", (state, time.time(), key))
         else:
@@ -273,14 +275,18 @@ class Ledger:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return [_resource_row(r) for r in self._read(f"SELECT * FROM resources {where} ORDER BY id", params)]
 
-    def claimed_by_other_session(self, session_key: str, provider: str, kind: str, name: str) -> str | None:
-        """The key of another session with a live row for this name, if any."""
+    def claims_by_other_sessions(self, session_key: str, names: Iterable[str]) -> dict[tuple[str, str, str], str]:
+        """(provider, kind, name) → the key of another session holding a live row for one of
+        `names`: one query, for what a provisioning run may be about to create."""
+        wanted = tuple(names)
+        if not wanted:
+            return {}
         rows = self._read(
-            f"SELECT session_key FROM resources WHERE provider = ? AND kind = ? AND name = ? AND session_key != ?"
-            f" AND state IN ({','.join('?' * len(LIVE_STATES))}) LIMIT 1",
-            (provider, kind, name, session_key, *LIVE_STATES),
+            f"SELECT provider, kind, name, session_key FROM resources WHERE session_key != ?"
+            f" AND name IN ({','.join('?' * len(wanted))}) AND state IN ({','.join('?' * len(LIVE_STATES))})",
+            (session_key, *wanted, *LIVE_STATES),
         )
-        return rows[0]["session_key"] if rows else None
+        return {(r["provider"], r["kind"], r["name"]): r["session_key"] for r in rows}
 
     # runs -------------------------------------------------------------------------------
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
+from mk0r_tui.core.envfile import scrub
+from mk0r_tui.core.errors import Mk0rError
 from mk0r_tui.core.events import (
     Event,
     ProviderFailed,
@@ -45,3 +49,14 @@ def describe_event(event: Event) -> str:
         case SessionProvisioned():
             return "all providers settled" + ("" if event.ok else " (with failures)")
     return f"{p}: {type(event).__name__}"
+
+
+def describe_error(exc: BaseException, secrets: Iterable[str]) -> str:
+    """One line for an operator: what failed and why, never a traceback, never a secret."""
+    if isinstance(exc, TimeoutError):
+        text = "timed out"
+    elif isinstance(exc, Mk0rError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return scrub(text, secrets)

@@ -1,46 +1,78 @@
-"""Providers, one module each, picked from one registry.
+"""Providers, one module each, and the registry that lists them.
 
-Adding a provider means adding its module and one `ProviderSpec` line in `REGISTRY`.
-For each slot the first spec whose provisioning key is present wins; a local fallback needs
-no key; a slot left with nothing is *skipped*, with the reason.
+Adding a provider means adding its module and one `ProviderSpec` line in `PROVIDERS`. Which
+spec fills each slot in a run is decided by `engine.plan.resolve_plan`; the entry points (CLI,
+dashboard) hand `DEFAULT_REGISTRY` to the runtime, tests hand a registry of fakes.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Union
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.models import Slot
 
 if TYPE_CHECKING:
-    from mk0r_tui.providers.base import Provider
+    from mk0r_tui.core.provider import Provider
+
+#: "module:Class" (imported only when the provider is first used) or a callable building it
+Factory = Union[str, Callable[[Settings, Credentials], "Provider"]]
+
+
+MISSING_KEY_HINT = {
+    Slot.DATABASE: "set NEON_PROVISIONING_KEY",
+    Slot.EMAIL: "set RESEND_PROVISIONING_KEY (no local email provider)",
+    Slot.REPO: "set GITHUB_PROVISIONING_TOKEN",
+    Slot.ANALYTICS: "set POSTHOG_PROJECT_KEY",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     name: str
     slot: Slot
-    factory: str  # "module:Class", imported only when used
+    factory: Factory
     key_name: str | None = None  # the provisioning key that enables it; None = local, always there
     cloud: bool = False
 
-    def build(self, settings: Settings, credentials: Credentials) -> "Provider":
+    def build(self, settings: Settings, credentials: Credentials) -> Provider:
+        if callable(self.factory):
+            return self.factory(settings, credentials)
         module_name, _, attr = self.factory.partition(":")
         cls = getattr(importlib.import_module(module_name), attr)
-        return cls(settings=settings, credentials=credentials)
+        provider: Provider = cls(settings=settings, credentials=credentials)
+        return provider
 
 
 @dataclass(frozen=True, slots=True)
-class Skipped:
-    slot: Slot
-    reason: str
-    name: str  # the provider that would fill the slot
+class Registry:
+    """Every provider and target a runtime may use, in the order the plan considers them."""
+
+    providers: tuple[ProviderSpec, ...]
+    targets: tuple[ProviderSpec, ...]
+    #: the slots a plan fills, in the order their panels show
+    slots: tuple[Slot, ...] = (Slot.ANALYTICS, Slot.DATABASE, Slot.EMAIL, Slot.REPO)
+    #: what a skipped slot's panel says: the key that would fill it
+    missing_key_hints: Mapping[Slot, str] = field(default_factory=lambda: dict(MISSING_KEY_HINT))
+
+    @property
+    def specs(self) -> tuple[ProviderSpec, ...]:
+        return self.providers + self.targets
+
+    def spec(self, name: str) -> ProviderSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def uses_of(self, key_name: str) -> list[ProviderSpec]:
+        return [spec for spec in self.specs if spec.key_name == key_name]
 
 
-REGISTRY: tuple[ProviderSpec, ...] = (
+PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec("posthog", Slot.ANALYTICS, "mk0r_tui.providers.posthog:PostHogProvider"),
     ProviderSpec("neon", Slot.DATABASE, "mk0r_tui.providers.neon:NeonProvider", "NEON_PROVISIONING_KEY", cloud=True),
     ProviderSpec("local-postgres", Slot.DATABASE, "mk0r_tui.providers.local_postgres:LocalPostgresProvider"),
@@ -54,57 +86,4 @@ TARGETS: tuple[ProviderSpec, ...] = (
     ProviderSpec("local-folder", Slot.TARGET, "mk0r_tui.targets.local:LocalFolderTarget"),
 )
 
-SLOT_ORDER = (Slot.ANALYTICS, Slot.DATABASE, Slot.EMAIL, Slot.REPO)
-
-MISSING_KEY_HINT = {
-    Slot.DATABASE: "set NEON_PROVISIONING_KEY",
-    Slot.EMAIL: "set RESEND_PROVISIONING_KEY (no local email provider)",
-    Slot.REPO: "set GITHUB_PROVISIONING_TOKEN",
-    Slot.ANALYTICS: "set POSTHOG_PROJECT_KEY",
-}
-
-
-def spec_named(name: str) -> ProviderSpec:
-    for spec in REGISTRY + TARGETS:
-        if spec.name == name:
-            return spec
-    raise KeyError(name)
-
-
-def select_providers(
-    settings: Settings, credentials: Credentials
-) -> list[ProviderSpec | Skipped]:
-    """One choice per slot, in SLOT_ORDER: the cloud provider when its key is present (and the
-    profile allows it), else the local one, else Skipped with the reason."""
-    chosen: list[ProviderSpec | Skipped] = []
-    for slot in SLOT_ORDER:
-        candidates = [s for s in REGISTRY if s.slot is slot]
-        pick: ProviderSpec | None = None
-        for spec in candidates:
-            if spec.cloud and settings.profile == "local":
-                continue
-            if not spec.cloud and settings.profile == "cloud" and spec.key_name is None and slot is not Slot.ANALYTICS:
-                continue
-            if spec.key_name is None or credentials.get(spec.key_name).present:
-                pick = spec
-                break
-        if pick is not None:
-            chosen.append(pick)
-        elif settings.profile == "local":
-            chosen.append(Skipped(slot, f"no local provider for {slot.value} (profile is local)", candidates[0].name))
-        else:
-            chosen.append(Skipped(slot, MISSING_KEY_HINT[slot], candidates[0].name))
-    return chosen
-
-
-def select_target(settings: Settings, credentials: Credentials, requested: str | None = None) -> ProviderSpec:
-    """`auto` picks e2b when E2B_API_KEY is set, else the local folder."""
-    wanted = requested or settings.target
-    if wanted == "local":
-        return spec_named("local-folder")
-    if wanted == "e2b":
-        return spec_named("e2b")
-    e2b = spec_named("e2b")
-    if settings.profile != "local" and credentials.get("E2B_API_KEY").present:
-        return e2b
-    return spec_named("local-folder")
+DEFAULT_REGISTRY = Registry(PROVIDERS, TARGETS)

@@ -14,11 +14,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from mk0r_tui.core.doctor import AuthCheck
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     ApiClient,
     CloudProvider,
@@ -151,7 +150,7 @@ class GitHubProvider(CloudProvider):
                         raise
                     return await self._adopt_existing(ctx, owner, name, ours=prior is not None or lost_answer, error=exc)
 
-            with dropped_if_refused(ctx.ledger, row):
+            with dropped_if_refused(ctx, row):
                 repo = await create_or_adopt(
                     ctx, f"repository {owner}/{name}", create, lambda: self._get(ctx, f"{owner}/{name}"),
                     attempts=self.settings.max_attempts,

@@ -39,8 +39,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
-from mk0r_tui.core.ledger import Ledger, ResourceRow
+from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import ResourceState
+from mk0r_tui.core.provider import Provider, ProvisionContext
 
 log = logging.getLogger("mk0r_tui.http")
 
@@ -479,7 +480,7 @@ async def create_or_adopt(
 
 
 @contextmanager
-def dropped_if_refused(ledger: Ledger, row: ResourceRow) -> Iterator[None]:
+def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> Iterator[None]:
     """A create the provider refused outright (400/401/403/404/409/422) made nothing: the
     pending intent is closed as deleted, so orphan scans do not chase it."""
     try:
@@ -487,7 +488,7 @@ def dropped_if_refused(ledger: Ledger, row: ResourceRow) -> Iterator[None]:
     except ProviderError as exc:
         refused = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429 and not exc.outcome_unknown
         if refused and row.id is not None and row.state == ResourceState.PENDING.value:
-            ledger.mark_state(row.id, ResourceState.DELETED, error=f"never created: {exc}")
+            ctx.dropped(row, f"never created: {exc}")
         raise
 
 
@@ -509,7 +510,7 @@ def single_match(items: list[T], what: str, call: str) -> T | None:
 # -- the shared shape of a cloud provider ---------------------------------------------------
 
 
-class CloudProvider:
+class CloudProvider(Provider):
     """Construction and closing shared by the HTTP providers: one `ApiClient` each."""
 
     key_name: str
@@ -528,7 +529,7 @@ class CloudProvider:
 
     def client_for(self, base_url: str, **options: Any) -> ApiClient:
         return ApiClient(
-            provider=self.name,  # type: ignore[attr-defined]
+            provider=self.name,
             base_url=base_url,
             settings=self.settings,
             key_name=self.key_name,

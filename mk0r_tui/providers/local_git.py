@@ -13,7 +13,7 @@ from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ConfigError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import Provider, ProvisionContext
 
 
 def git_binary() -> str:
@@ -39,7 +39,7 @@ async def run_git(*args: str, cwd: Path | None = None) -> str:
     return out.decode(errors="replace")
 
 
-class LocalGitProvider:
+class LocalGitProvider(Provider):
     name: ClassVar[str] = "local-git"
     slot: ClassVar[Slot] = Slot.REPO
     env_keys: ClassVar[tuple[str, ...]] = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")

@@ -21,7 +21,7 @@ from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import Provider, ProvisionContext
 from mk0r_tui.providers.embedded_pg import AdminInfo, EmbeddedPostgres
 
 ROLE, DATABASE = "role", "database"
@@ -34,7 +34,7 @@ def admin_from_url(url: str) -> AdminInfo:
     return AdminInfo(parts.hostname, parts.port or 5432, parts.username or "postgres", parts.password or "")
 
 
-class LocalPostgresProvider:
+class LocalPostgresProvider(Provider):
     name: ClassVar[str] = "local-postgres"
     slot: ClassVar[Slot] = Slot.DATABASE
     env_keys: ClassVar[tuple[str, ...]] = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")

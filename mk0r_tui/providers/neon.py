@@ -17,11 +17,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 
-from mk0r_tui.core.doctor import AuthCheck
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     RETRYABLE_STATUSES,
     ApiClient,
@@ -162,7 +161,7 @@ class NeonProvider(CloudProvider):
             ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
             uri = await self._adopt(ctx, project_id)
         else:
-            with dropped_if_refused(ctx.ledger, row):
+            with dropped_if_refused(ctx, row):
                 project_id, uri, operations = await create_or_adopt(
                     ctx, f"project {name}",
                     lambda: self._create(ctx, name),

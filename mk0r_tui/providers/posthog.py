@@ -15,7 +15,7 @@ from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import Provider, ProvisionContext
 from mk0r_tui.providers.http import SYSTEM_CLOCK, ApiClient, Clock
 
 CAPTURE_PATH = "/i/v0/e/"
@@ -30,7 +30,7 @@ def _hint(status: int, message: str, call: str) -> str | None:
     return None
 
 
-class PostHogProvider:
+class PostHogProvider(Provider):
     name: ClassVar[str] = "posthog"
     slot: ClassVar[Slot] = Slot.ANALYTICS
     env_keys: ClassVar[tuple[str, ...]] = ("VITE_POSTHOG_APP_ID", "VITE_POSTHOG_KEY", "VITE_POSTHOG_HOST")

@@ -14,11 +14,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from mk0r_tui.core.doctor import AuthCheck
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     ApiClient,
     CloudProvider,
@@ -121,7 +120,7 @@ class ResendProvider(CloudProvider):
                 except ProviderError as exc:
                     raise created_but_unreadable(exc) from None
 
-            with dropped_if_refused(ctx.ledger, row):
+            with dropped_if_refused(ctx, row):
                 segment_id = await create_or_adopt(
                     ctx, f"segment {name!r}", create, lambda: self._find_id(ctx, SEGMENT, name),
                     attempts=self.settings.max_attempts,
@@ -148,7 +147,7 @@ class ResendProvider(CloudProvider):
                     await self._replace(ctx, row, stale, "its token was not kept")
                     continue
             try:
-                with dropped_if_refused(ctx.ledger, row):
+                with dropped_if_refused(ctx, row):
                     created = await self._create_key(ctx, name)
             except ProviderError as exc:
                 if not exc.outcome_unknown:
@@ -175,10 +174,9 @@ class ResendProvider(CloudProvider):
     async def _replace(self, ctx: ProvisionContext, row: ResourceRow, key_id: str, why: str) -> None:
         """Record that the key exists, delete it, and record the delete: a fresh one follows."""
         ctx.progress(f"API key {row.name!r} exists but {why}: deleting it and creating a new one")
-        assert row.id is not None
         ctx.created(row, key_id, meta={"replaced": why})
         await self._delete(API_KEY, key_id)
-        ctx.ledger.mark_state(row.id, ResourceState.DELETED, error=f"replaced: {why}")
+        ctx.dropped(row, f"replaced: {why}")
 
     def _domain(self) -> dict[str, str]:
         return {"domain_id": self.settings.resend_domain_id} if self.settings.resend_domain_id else {}

@@ -21,7 +21,7 @@ from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import Provider, ProvisionContext
 from mk0r_tui.targets.sandbox import SANDBOX_USER, CommandResult, E2BSandboxBackend, SandboxBackend, SandboxGone
 
 T = TypeVar("T")
@@ -72,7 +72,7 @@ def git_wiring_script(origin: str | None) -> str:
     return "\n".join(lines)
 
 
-class E2BTarget:
+class E2BTarget(Provider):
     name: ClassVar[str] = "e2b"
     slot: ClassVar[Slot] = Slot.TARGET
     env_keys: ClassVar[tuple[str, ...]] = ()
@@ -138,8 +138,7 @@ class E2BTarget:
                 )
             except SandboxGone:
                 ctx.progress(f"sandbox {row.remote_id} is gone (killed or timed out): a new one takes its place")
-                assert row.id is not None
-                ctx.ledger.mark_state(row.id, ResourceState.DELETED, error="gone: killed or timed out")
+                ctx.dropped(row, "gone: killed or timed out")
         if requested:
             row = ctx.intend(KIND, name, meta={"adopted": True})
             ctx.attempt()
@@ -170,8 +169,7 @@ class E2BTarget:
             )
         except ProviderError as exc:
             if not exc.outcome_unknown and exc.status is not None and exc.status < 500:
-                assert row.id is not None
-                ctx.ledger.mark_state(row.id, ResourceState.DELETED, error=str(exc))  # refused: nothing exists
+                ctx.dropped(row, str(exc))  # refused: nothing exists
             raise
         ctx.created(row, sandbox_id, meta={"template": self.settings.e2b_template})
         return sandbox_id

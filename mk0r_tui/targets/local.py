@@ -15,7 +15,7 @@ from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.providers.base import ProvisionContext
+from mk0r_tui.core.provider import Provider, ProvisionContext
 from mk0r_tui.providers.local_git import run_git
 
 
@@ -26,7 +26,7 @@ def ensure_gitignore(folder: Path) -> None:
         atomic_write(path, merged, mode=0o644)
 
 
-class LocalFolderTarget:
+class LocalFolderTarget(Provider):
     name: ClassVar[str] = "local-folder"
     slot: ClassVar[Slot] = Slot.TARGET
     env_keys: ClassVar[tuple[str, ...]] = ()
@@ -54,8 +54,8 @@ class LocalFolderTarget:
             remotes = (await run_git("remote", cwd=folder)).split()
             verb = "set-url" if "origin" in remotes else "add"
             await run_git("remote", verb, "origin", remote, cwd=folder)
-        env_path = folder / ".env"
-        for relative, text, mode in render_app_files(ctx.results, ctx.env, name=name).entries():
+        env_path = folder / ".env"  # written by the orchestrator, the one writer of this file
+        for relative, text, mode in render_app_files(ctx.results, ctx.env, name=name).docs():
             atomic_write(folder / relative, text, mode=mode)
         ctx.created(row, str(folder), url=folder.as_uri())
         return ProvisionOutcome(

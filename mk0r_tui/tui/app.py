@@ -25,7 +25,8 @@ from textual.worker import Worker, WorkerState
 from mk0r_tui.core.envfile import read_env_file, scrub
 from mk0r_tui.core.events import Event, ProviderSucceeded
 from mk0r_tui.core.models import ResourceState, Session, Slot
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.core.plan import Plan
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
@@ -101,8 +102,8 @@ class DashboardCommands(Provider):
 
 
 class Mk0rApp(App[None]):
-    """The dashboard. `selection` and `target_provider` pass through to `provision_services`
-    (tests inject fake providers with them); by default the registry picks, as in the CLI."""
+    """The dashboard. Every provisioning run it starts is planned once by the runtime (whose
+    registry the entry point chose) and shown as the panels of that plan."""
 
     TITLE = "mk0r"
     SUB_TITLE = "app backends, provisioned live"
@@ -120,15 +121,11 @@ class Mk0rApp(App[None]):
         runtime: Runtime,
         *,
         read_only: bool = False,
-        selection: Sequence[Any] | None = None,
-        target_provider: Any = None,
         close_runtime: bool = False,
     ) -> None:
         super().__init__()
         self.runtime = runtime
         self.read_only = read_only
-        self.selection = selection
-        self.target_provider = target_provider
         self.close_runtime = close_runtime
         self.sessions: dict[str, SessionState] = {}
         self.logs: dict[str, deque[LogLine]] = {}
@@ -265,18 +262,6 @@ class Mk0rApp(App[None]):
     def _post(self, event: Any) -> None:
         self.post_message(SessionEventReceived(event))
 
-    def plan_for(self, target: str | None) -> tuple[tuple[str, Slot], ...]:
-        """The (provider, slot) panels a provisioning run will show, known before it starts."""
-        from mk0r_tui.providers import select_providers, select_target
-
-        runtime = self.runtime
-        if self.selection is not None:
-            items = [runtime.provider(i) if isinstance(i, str) else i for i in self.selection]
-        else:
-            items = select_providers(runtime.settings, runtime.credentials)
-        target_item = self.target_provider or select_target(runtime.settings, runtime.credentials, target)
-        return tuple((item.name, item.slot) for item in (*items, target_item))
-
     def start_provision(self, session: Session, target: str | None = None) -> Worker | None:
         if self.read_only:
             return None
@@ -284,22 +269,18 @@ class Mk0rApp(App[None]):
         if current is not None and current.busy:
             self.notify(f"mk0r-{session.slug} is already {current.busy}", severity="warning")
             return None
-        plan = self.plan_for(target)
-        target_name = plan[-1][0]
-        self._post(WorkStarted(session=session.key, kind="provision", plan=plan, slug=session.slug, target=target_name))
-        worker = self._provision(session, target)
+        plan = self.runtime.plan(target)  # once per run: these panels are what runs
+        self._post(WorkStarted(session=session.key, kind="provision", plan=plan.panels, slug=session.slug, target=plan.target.name))
+        worker = self._provision(session, plan)
         self._work[worker] = (session.key, "provision")
         self.dashboard.select_when_shown(session.key)
         return worker
 
     @work(exclusive=False, exit_on_error=False, group="provision")
-    async def _provision(self, session: Session, target: str | None) -> None:
-        from mk0r_tui.core.orchestrator import provision_services
+    async def _provision(self, session: Session, plan: Plan) -> None:
+        from mk0r_tui.engine.orchestrator import provision_services
 
-        await provision_services(
-            self.runtime, session, sink=self._post, target=target,
-            selection=self.selection, target_provider=self.target_provider,
-        )
+        await provision_services(self.runtime, session, plan, sink=self._post)
 
     def start_teardown(self, key: str) -> Worker | None:
         if self.read_only:
@@ -311,7 +292,7 @@ class Mk0rApp(App[None]):
 
     @work(exclusive=False, exit_on_error=False, group="teardown")
     async def _teardown(self, key: str) -> None:
-        from mk0r_tui.core.orchestrator import teardown_session
+        from mk0r_tui.engine.orchestrator import teardown_session
 
         await teardown_session(self.runtime, key, sink=self._post, stop=self._stop)
 
@@ -329,10 +310,7 @@ class Mk0rApp(App[None]):
         elif event.state is WorkerState.CANCELLED:
             error = "cancelled"
         row = self.runtime.ledger.get_session(key)
-        state = row.state if row else None
-        if error and state in (None, "provisioning", "tearing_down"):
-            # the core left its in-progress word behind when it raised: say what it means
-            state = "failed" if kind == "provision" else "teardown_incomplete"
+        state = row.state if row else None  # the ledger's word: the engine settled it, even on error
         self._post(WorkEnded(session=key, kind=kind, state=state, error=error))
         if self._draining and not self._work:
             self.exit(message="In-flight work finished and was recorded in the ledger.")
@@ -408,22 +386,15 @@ class Mk0rApp(App[None]):
         self.pause_refresh(True)
         self.push_screen(TeardownScreen(session.slug, key, live), confirmed)
 
-    def _push_optional(self, module: str, name: str) -> None:
-        """Push a screen another part of the project provides, if it is there yet."""
-        import importlib
-
-        try:
-            screen_class = getattr(importlib.import_module(f"mk0r_tui.tui.screens.{module}"), name)
-        except (ImportError, AttributeError):
-            self.notify(f"The {module} screen is not available yet", severity="warning")
-            return
-        self.push_screen(screen_class(self.runtime, read_only=self.read_only))
-
     def action_orphans(self) -> None:
-        self._push_optional("orphans", "OrphansScreen")
+        from mk0r_tui.tui.screens.orphans import OrphansScreen
+
+        self.push_screen(OrphansScreen(self.runtime, read_only=self.read_only))
 
     def action_keys(self) -> None:
-        self._push_optional("keys", "KeysScreen")
+        from mk0r_tui.tui.screens.keys import KeysScreen
+
+        self.push_screen(KeysScreen(self.runtime, read_only=self.read_only))
 
     def action_help(self) -> None:
         from mk0r_tui.tui.screens.help import HelpScreen

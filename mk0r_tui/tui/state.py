@@ -112,10 +112,6 @@ class SessionState:
     def can_teardown(self) -> bool:
         return not self.busy and not self.deleted
 
-    @property
-    def has_live_resources(self) -> bool:
-        return any(r.state not in ("gone",) for p in self.panels for r in p.resources)
-
 
 # -- UI-side events: work this app started or finished (the core does not emit these) ------
 
@@ -142,10 +138,6 @@ class WorkEnded:
 
 
 UiEvent = Event | WorkStarted | WorkEnded
-
-
-def new_session_state(session: Session, *, at: float, target: str | None = None) -> SessionState:
-    return SessionState(session.key, session.slug, created_at=at, state="provisioning", target=target, updated_at=at)
 
 
 def _sorted_panels(panels: Iterable[PanelState]) -> tuple[PanelState, ...]:
@@ -237,8 +229,7 @@ def reduce(session: SessionState, event: UiEvent) -> SessionState:
             )
             return _with_panel(session, panel, at)
         case SessionProvisioned():
-            state = "ready" if event.ok else "partial"
-            return replace(session, state=state, env_file=event.env_file or session.env_file, busy=None, updated_at=at)
+            return replace(session, state=event.state, env_file=event.env_file or session.env_file, busy=None, updated_at=at)
         case TeardownStarted():
             panel = _with_resource(_panel_for(session, event.provider), event.resource, "deleting")
             first = panel.started_at if panel.status is Status.TEARING_DOWN else at

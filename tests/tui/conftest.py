@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tui_fakes import fake_set, selection_of
+from tui_fakes import fake_set, registry_for
 
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
 
 
 @pytest.fixture
@@ -22,12 +22,9 @@ def make_app(mk0r_home):
     runtimes: list[Runtime] = []
 
     def make(providers, *, read_only: bool = False, skipped_email: bool = True, app_class=Mk0rApp):
-        runtime = Runtime(providers=providers)
+        runtime = Runtime(registry=registry_for(providers, skipped_email=skipped_email))
         runtimes.append(runtime)
-        return app_class(
-            runtime, read_only=read_only, selection=selection_of(providers, skipped_email=skipped_email),
-            target_provider=providers["fake-target"],
-        )
+        return app_class(runtime, read_only=read_only)
 
     yield make
     for runtime in runtimes:

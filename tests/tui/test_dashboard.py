@@ -27,6 +27,7 @@ from mk0r_tui.tui.screens.teardown import TeardownScreen
 from mk0r_tui.tui.state import WorkEnded, WorkStarted
 from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
 from mk0r_tui.tui.widgets.session_list import SessionList
+from mk0r_tui.core.plan import Plan, PlanStep
 
 SIZE = (160, 48)
 
@@ -325,10 +326,10 @@ async def test_no_teardown_while_provisioning(make_app, session_key):
 
 
 async def test_read_only_hides_every_mutating_action(make_app, fakes, session_key):
-    from mk0r_tui.core.orchestrator import provision_services
+    from mk0r_tui.engine.orchestrator import provision_services
 
     prepared = make_app(fakes)
-    await provision_services(prepared.runtime, Session.parse(session_key), selection=prepared.selection, target_provider=fakes["fake-target"])
+    await provision_services(prepared.runtime, Session.parse(session_key), prepared.runtime.plan())
     app = make_app(fakes, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -476,23 +477,15 @@ async def test_twenty_sessions_at_once_stay_responsive(make_app):
         assert max(lags) < 5.0, f"the event loop stalled {max(lags):.2f}s"
 
 
-async def test_orphans_and_keys_screens_open_when_present(make_app, fakes):
-    import importlib.util
-
+async def test_orphans_and_keys_screens_open(make_app, fakes):
     app = make_app(fakes)
     async with app.run_test(size=SIZE) as pilot:
-        for key, module, name in (("O", "orphans", "OrphansScreen"), ("k", "keys", "KeysScreen")):
+        for key, name in (("O", "OrphansScreen"), ("k", "KeysScreen")):
             await pilot.press(key)
             await pilot.pause()
-            if importlib.util.find_spec(f"mk0r_tui.tui.screens.{module}") is None:
-                assert f"The {module} screen is not available yet" in notifications(app)
-            else:
-                assert type(app.screen).__name__ == name
-                app.pop_screen()
-                await pilot.pause()
-        app._push_optional("no_such_screen", "Nothing")
-        await pilot.pause()
-        assert "The no_such_screen screen is not available yet" in notifications(app)
+            assert type(app.screen).__name__ == name
+            app.pop_screen()
+            await pilot.pause()
 
 
 async def test_command_palette_offers_only_applicable_actions(make_app, fakes, session_key):
@@ -526,11 +519,11 @@ async def test_help_lists_every_dashboard_key(make_app, fakes):
 
 
 async def test_filter_narrows_the_session_list(make_app, fakes):
-    from mk0r_tui.core.orchestrator import provision_services
+    from mk0r_tui.engine.orchestrator import provision_services
 
     prepared = make_app(fakes)
     for key in ("alpha-session-1", "bravo-session-2"):
-        await provision_services(prepared.runtime, Session.parse(key), selection=prepared.selection, target_provider=fakes["fake-target"])
+        await provision_services(prepared.runtime, Session.parse(key), prepared.runtime.plan())
     app = make_app(fakes)
     async with app.run_test(size=SIZE) as pilot:
         session_list = app.screen.query_one(SessionList)
@@ -561,8 +554,8 @@ async def test_a_worker_that_raises_settles_the_session_and_says_why(make_app, f
     """provision_services itself failing (here: a provider nobody registered) must not leave the
     session looking busy: the worker's error arrives through Worker.StateChanged."""
     app = make_app(fakes)
-    app.selection = ["fake-db", "no-such-provider"]
-    app.plan_for = lambda target: (("fake-db", Slot.DATABASE), ("fake-target", Slot.TARGET))
+    broken = Plan((PlanStep("fake-db", Slot.DATABASE), PlanStep("no-such-provider", Slot.DATABASE)), PlanStep("fake-target", Slot.TARGET))
+    app.runtime.plan = lambda target=None: broken
     talk = Conversation()
     async with app.run_test(size=SIZE, message_hook=talk) as pilot:
         await provision(pilot, session_key)

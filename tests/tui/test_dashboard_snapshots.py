@@ -11,14 +11,15 @@ import pytest
 import time_machine
 from textual.widgets import Input
 
-from tui_fakes import FAKE_SECRETS, fake_set, selection_of
+from tui_fakes import FAKE_SECRETS, fake_set
 from tui_scenarios import LIVE, PARTIAL, READY, live_events, seed_ledger
 
 from mk0r_tui.core.models import Session
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.app import Mk0rApp
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.widgets.session_list import SessionList
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 FROZEN = dt.datetime(2025, 5, 14, 9, 30, 0, tzinfo=ZoneInfo("UTC"))
 SIZE = (150, 44)
@@ -42,7 +43,7 @@ def seeded_app(frozen, mk0r_home):
     runtimes: list[Runtime] = []
 
     def make(*, read_only: bool = False) -> Mk0rApp:
-        runtime = Runtime()
+        runtime = Runtime(registry=DEFAULT_REGISTRY)
         runtimes.append(runtime)
         seed_ledger(runtime, frozen)
         return Mk0rApp(runtime, read_only=read_only)

@@ -11,13 +11,14 @@ import pytest
 
 from tui_scenarios import DELETED, PARTIAL, READY, seed_ledger
 
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.app import Mk0rApp
 from mk0r_tui.tui.log_lines import LogLine
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
 from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
 from textual.widgets._footer import FooterKey
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 SIZE = (150, 44)
 
@@ -27,7 +28,7 @@ def seeded(mk0r_home):
     runtimes: list[Runtime] = []
 
     def make(*, read_only: bool = False) -> Mk0rApp:
-        runtime = Runtime()
+        runtime = Runtime(registry=DEFAULT_REGISTRY)
         runtimes.append(runtime)
         seed_ledger(runtime, 1_747_215_000.0)
         return Mk0rApp(runtime, read_only=read_only)

@@ -13,9 +13,10 @@ from textual.widgets import DataTable, Input, Static
 
 from mk0r_tui.core.credentials import KEYRING_SERVICE
 from mk0r_tui.core.envfile import mask_value
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen
 from mk0r_tui.tui.screens.keys import KeysScreen, SetKeyScreen, key_enables
+from mk0r_tui.providers import DEFAULT_REGISTRY
 
 RESEND_SECRET = "re_SuperSecretResendValue1234"
 GITHUB_SECRET = "ghp_TopSecretGithubToken5678"
@@ -28,7 +29,7 @@ ALL_SECRETS = (RESEND_SECRET, GITHUB_SECRET, NEON_ENV_SECRET, NEON_KEYRING_SECRE
 
 @pytest.fixture
 def keys_runtime(mk0r_home):
-    rt = Runtime()
+    rt = Runtime(registry=DEFAULT_REGISTRY)
     yield rt
     rt.close()
 

@@ -17,9 +17,10 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.models import FoundResource, Session, Slot
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, human_age
 from mk0r_tui.tui.screens.orphans import OrphansScreen, orphan_key
+from fakes import registry_of
 
 LEFTOVER = "mk0r-zzzzzzzz"
 LEFTOVER_KEY = orphan_key("local-git", "bare-repo", LEFTOVER)
@@ -32,7 +33,7 @@ def runtime_with_postgres(mk0r_home):
     made: list[Runtime] = []
 
     def make(postgres: DiscoverOnly) -> Runtime:
-        made.append(Runtime(providers={"local-postgres": postgres}))
+        made.append(Runtime(registry=registry_of(postgres)))
         return made[-1]
 
     yield make
@@ -282,7 +283,7 @@ def snapshot_runtime() -> Runtime:
             FoundResource("local-folder", "app-folder", "mk0r-e2e-42", "/srv/mk0r/apps/e2e-42", now - 300),
         ]),
     }
-    runtime = Runtime(providers=providers)
+    runtime = Runtime(registry=registry_of(*providers.values()))
     with time_machine.travel(FROZEN.timestamp() - 2 * 86400, tick=False):
         session = Session.parse("snapshot-crashed-session")
         runtime.ledger.ensure_session(session)

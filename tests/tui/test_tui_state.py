@@ -76,7 +76,7 @@ def test_failed_and_skipped_results_and_session_provisioned():
         started(),
         ProviderFailed(session=KEY, provider="neon", result=failed),
         ProviderSkipped(session=KEY, provider="posthog", result=skipped),
-        SessionProvisioned(session=KEY, provider="*", ok=False, env_file="/x/.env"),
+        SessionProvisioned(session=KEY, provider="*", ok=False, state="partial", env_file="/x/.env"),
     )
     assert session.panel("neon").error == "POST /projects → HTTP 402: over quota"
     assert session.panel("posthog").status is Status.SKIPPED and session.panel("posthog").note == "set POSTHOG_PROJECT_KEY"
@@ -106,7 +106,7 @@ def test_teardown_goes_tearing_down_then_gone_or_failed():
         started(),
         ProviderSucceeded(session=KEY, provider="neon", result=ok),
         ProviderSucceeded(session=KEY, provider="github", result=gh),
-        SessionProvisioned(session=KEY, provider="*", ok=True),
+        SessionProvisioned(session=KEY, provider="*", ok=True, state="ready"),
         WorkStarted(session=KEY, kind="teardown", at=200.0),
         TeardownStarted(session=KEY, provider="neon", resource=DB, at=200.0),
         TeardownStarted(session=KEY, provider="github", resource=repo, at=200.0),

@@ -4,12 +4,16 @@ retries and failures, and recognisable fake secrets (to prove none reaches the s
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Mapping
+
+from fakes import registry_of
 
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.providers import Skipped
+from mk0r_tui.core.provider import Provider
+from mk0r_tui.providers import ProviderSpec, Registry
 
 FAKE_DB_PASSWORD = "hunter2-FAKE-db-password"
 FAKE_API_KEY = "sk_test_FAKE_SECRET_0123456789abcdef"
@@ -17,7 +21,7 @@ FAKE_SECRETS = (FAKE_DB_PASSWORD, FAKE_API_KEY)
 REPO_URL = "https://github.com/acme/mk0r-demo"
 
 
-class FakeProvider:
+class FakeProvider(Provider):
     """Provisions one resource named after the session. `gate` holds it mid-create (after
     the intent is recorded), `fail_times` fails that many calls, `retries` emits retry events,
     `progress` emits that many progress lines."""
@@ -104,8 +108,12 @@ def fake_set(**overrides) -> dict[str, FakeProvider]:
     return providers
 
 
-def selection_of(providers: Mapping[str, FakeProvider], *, skipped_email: bool = True) -> list:
-    chosen: list = [name for name in providers if name != "fake-target"]
+def registry_for(providers: Mapping[str, FakeProvider], *, skipped_email: bool = True) -> Registry:
+    """The registry a dashboard test's runtime is handed: one fake per slot (the plan picks them
+    as it picks real providers) and, with `skipped_email`, an email slot whose key is never set."""
+    fakes = registry_of(*providers.values(), base=None)
+    extra: tuple[ProviderSpec, ...] = ()
     if skipped_email:
-        chosen.insert(2, Skipped(Slot.EMAIL, "set FAKE_MAIL_KEY", "fake-mail"))
-    return chosen
+        extra = (ProviderSpec("fake-mail", Slot.EMAIL, "tui_fakes:FakeProvider", key_name="FAKE_MAIL_KEY", cloud=True),)
+    slots = tuple(slot for slot in fakes.slots if any(s.slot is slot for s in (*fakes.providers, *extra)))
+    return replace(fakes, providers=(*fakes.providers, *extra), slots=slots, missing_key_hints={Slot.EMAIL: "set FAKE_MAIL_KEY"})

@@ -12,7 +12,7 @@ from mk0r_tui.core.events import (
     ProviderSucceeded,
 )
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session, Slot, Status
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.state import WorkStarted
 
 from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD

@@ -22,8 +22,9 @@ from textual.worker import Worker, WorkerState
 
 from mk0r_tui.core.credentials import KEY_NAMES, KEYRING_SERVICE, Credentials, KeyringUnavailable
 from mk0r_tui.core.envfile import mask_value
-from mk0r_tui.core.orchestrator import describe_error
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.core.render import describe_error
+from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.providers import DEFAULT_REGISTRY, Registry
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, stylesheet
 
 #: keys no registry entry is switched on by, but which a provider still reads
@@ -37,11 +38,9 @@ COLUMNS = (("name", "key"), ("set", "set"), ("source", "source"), ("value", "val
            ("enables", "enables"), ("note", "note"))
 
 
-def key_enables(name: str) -> str:
+def key_enables(name: str, registry: Registry = DEFAULT_REGISTRY) -> str:
     """The provider (and slot) that a key switches on, from the registry."""
-    from mk0r_tui.providers import REGISTRY, TARGETS
-
-    uses = [f"{spec.name} ({spec.slot.value})" for spec in REGISTRY + TARGETS if spec.key_name == name]
+    uses = [f"{spec.name} ({spec.slot.value})" for spec in registry.uses_of(name)]
     return ", ".join(uses) or _OPTIONAL_KEY_USES.get(name, "—")
 
 
@@ -101,7 +100,7 @@ def load_keys(runtime: Runtime) -> KeysSnapshot:
             masked=mask_value(name, effective.value) if effective.value else "—",
             in_env=effective.source == "env",
             in_keyring=stored.present,
-            enables=key_enables(name),
+            enables=key_enables(name, runtime.registry),
         ))
     return KeysSnapshot(tuple(rows), keyring_only.keyring_message)
 

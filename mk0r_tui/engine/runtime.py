@@ -1,20 +1,21 @@
-"""One process's working set: settings, credentials, the ledger and provider instances.
+"""One process's working set: settings, credentials, the ledger, the registry it was handed, and
+one shared instance per provider.
 
-Provider instances are built once per process and shared by every session, so an HTTP
-client (and its connection pool and rate limits) is shared the same way.
+Provider instances are built once per process and shared by every session, so an HTTP client
+(and its connection pool and rate limits) is shared the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Mapping
 
 from mk0r_tui.core.config import Settings, load_settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.ledger import Ledger
-
-if TYPE_CHECKING:
-    from mk0r_tui.providers.base import Provider
+from mk0r_tui.core.plan import Plan
+from mk0r_tui.core.provider import Provider
+from mk0r_tui.engine import plan as planning
+from mk0r_tui.providers import Registry
 
 log = logging.getLogger("mk0r_tui")
 
@@ -26,7 +27,7 @@ class Runtime:
         credentials: Credentials | None = None,
         ledger: Ledger | None = None,
         *,
-        providers: Mapping[str, "Provider"] | None = None,
+        registry: Registry,
     ) -> None:
         self.settings = settings or load_settings()
         self.credentials = credentials or Credentials(use_keyring=not self.settings.no_keyring)
@@ -34,17 +35,29 @@ class Runtime:
             self.settings.ensure_data_dir()
             ledger = Ledger(self.settings.ledger_path)
         self.ledger = ledger
-        self._providers: dict[str, "Provider"] = dict(providers or {})
+        self.registry = registry
+        self._providers: dict[str, Provider] = {}
         #: session keys being provisioned or torn down in this process right now
         self.in_flight: set[str] = set()
 
-    def provider(self, name: str) -> "Provider":
+    def plan(self, target: str | None = None) -> Plan:
+        """What a provisioning run does now: resolved once per run, by the caller that starts it."""
+        return planning.resolve_plan(self.registry, self.settings, self.credentials, target)
+
+    def provider(self, name: str) -> Provider:
         """The shared instance of provider (or target) `name`."""
         if name not in self._providers:
-            from mk0r_tui.providers import spec_named
-
-            self._providers[name] = spec_named(name).build(self.settings, self.credentials)
+            self._providers[name] = self.registry.spec(name).build(self.settings, self.credentials)
         return self._providers[name]
+
+    def scannable(self) -> list[str]:
+        """Every provider and target that can be asked what exists: local ones always, cloud
+        ones when their key is present."""
+        return [
+            spec.name
+            for spec in self.registry.specs
+            if spec.key_name is None or self.credentials.get(spec.key_name).present
+        ]
 
     def secrets(self) -> list[str]:
         return self.credentials.secret_values()
@@ -54,7 +67,7 @@ class Runtime:
             try:
                 await provider.aclose()
             except Exception:  # closing must never hide the real outcome
-                log.exception("closing provider %s", getattr(provider, "name", provider))
+                log.exception("closing provider %s", provider.name)
         self._providers.clear()
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """`mk0r-tui doctor`: for every keyed provider, is the key there, where from, does it work, and
 which region/org/owner would be used. UI-agnostic: returns data; the CLI prints it.
 
-A provider takes part in the authentication check by having `async check_auth() -> AuthCheck`
-(one cheap read-only call); one without it is reported as present but unchecked.
+A provider takes part in the authentication check through its contract's `check_auth` (one
+cheap read-only call); one whose `check_auth` answers None is reported as present but unchecked.
 """
 
 from __future__ import annotations
@@ -15,18 +15,10 @@ from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import Mk0rError
+from mk0r_tui.core.provider import AuthCheck, Provider
+from mk0r_tui.providers import ProviderSpec, Registry
 
 CheckStatus = Literal["ok", "failing", "missing", "unchecked"]
-
-
-@dataclass(frozen=True, slots=True)
-class AuthCheck:
-    """What a provider's `check_auth` found. `problems` are reasons the key will not do the
-    whole job although it authenticates (e.g. a GitHub token without `delete_repo`)."""
-
-    ok: bool
-    detail: str
-    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,40 +87,32 @@ SETTINGS_IN_USE: dict[str, Callable[[Settings], dict[str, str]]] = {
 EXTRA_KEYS = {"posthog": "POSTHOG_PROJECT_KEY"}
 
 
-async def run_doctor(
-    settings: Settings, credentials: Credentials, *, providers: Mapping[str, Any] | None = None
-) -> DoctorReport:
-    """Check every keyed provider concurrently. `providers` may hold instances to use (tests,
-    or the runtime's shared ones); others are built here and closed afterwards."""
-    from mk0r_tui.providers import REGISTRY, TARGETS
+async def run_doctor(settings: Settings, credentials: Credentials, registry: Registry) -> DoctorReport:
+    """Check every keyed provider of `registry` concurrently; providers built here are closed
+    afterwards."""
+    built: list[Provider] = []
+    specs = [s for s in registry.specs if s.key_name or s.name in EXTRA_KEYS]
 
-    given = dict(providers or {})
-    built: list[Any] = []
-    specs = [s for s in REGISTRY + TARGETS if s.key_name or s.name in EXTRA_KEYS]
-
-    async def check(spec) -> ProviderCheck:
+    async def check(spec: ProviderSpec) -> ProviderCheck:
         key_name = spec.key_name or EXTRA_KEYS[spec.name]
         cred = credentials.get(key_name)
-        shown = SETTINGS_IN_USE.get(spec.name, lambda s: {})(settings)
-        base = dict(provider=spec.name, key_name=key_name, key_present=cred.present, key_source=cred.source, settings=shown)
+        shown = SETTINGS_IN_USE[spec.name](settings) if spec.name in SETTINGS_IN_USE else {}
+        base: dict[str, Any] = dict(
+            provider=spec.name, key_name=key_name, key_present=cred.present, key_source=cred.source, settings=shown
+        )
         if not cred.present:
             return ProviderCheck(**base, status="missing", detail=f"{key_name} is not set (env var or `mk0r-tui keys set`)")
-        try:
-            provider = given.get(spec.name)
-            if provider is None:
-                provider = spec.build(settings, credentials)
-                built.append(provider)
-        except ImportError as exc:
-            return ProviderCheck(**base, status="unchecked", detail=f"key present; provider not installed ({exc.name})")
-        if not hasattr(provider, "check_auth"):
-            return ProviderCheck(**base, status="unchecked", detail="key present (no authentication check for this provider)")
+        provider = spec.build(settings, credentials)
+        built.append(provider)
         try:
             async with asyncio.timeout(settings.provider_timeout_s):
-                result: AuthCheck = await provider.check_auth()
+                result: AuthCheck | None = await provider.check_auth()
         except TimeoutError:
             return ProviderCheck(**base, status="failing", detail="timed out")
         except Mk0rError as exc:
             return ProviderCheck(**base, status="failing", detail=scrub(str(exc), credentials.secret_values()))
+        if result is None:
+            return ProviderCheck(**base, status="unchecked", detail="key present (no authentication check for this provider)")
         status: CheckStatus = "ok" if result.ok and not result.problems else "failing"
         return ProviderCheck(**base, status=status, detail=result.detail, problems=result.problems)
 

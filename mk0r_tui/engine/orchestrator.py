@@ -1,8 +1,8 @@
 """Provision, tear down and find orphans. Emits typed events to a sink; knows no UI.
 
-`provision_services` runs every provider of the session concurrently, all-settled: each has its
-own timeout, and one that raises or hangs never blocks or cancels the others. Then the target
-(local folder or sandbox) receives the flattened env.
+`provision_services` executes a plan: every provider of the session concurrently, all-settled:
+each has its own timeout, and one that raises or hangs never blocks or cancels the others. Then
+the target (local folder or sandbox) receives the flattened env.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import asyncio
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
-from mk0r_tui.core.envfile import EnvWriteError, read_env_file, scrub, write_env_file
-from mk0r_tui.core.errors import Mk0rError
-from mk0r_tui.core.instructions import ENV_HEADER
+from mk0r_tui.core.config import Settings
+from mk0r_tui.core.envfile import EnvWriteError, read_env_file, write_env_file
+from mk0r_tui.core.errors import Mk0rError, ProviderError
 from mk0r_tui.core.events import (
     Event,
     EventSink,
@@ -30,6 +31,7 @@ from mk0r_tui.core.events import (
     TeardownStarted,
     null_sink,
 )
+from mk0r_tui.core.instructions import ENV_HEADER
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import (
     FoundResource,
@@ -42,58 +44,44 @@ from mk0r_tui.core.models import (
     Slot,
     Status,
 )
-from mk0r_tui.core.runtime import Runtime
+from mk0r_tui.core.plan import Plan, PlanStep
+from mk0r_tui.core.provider import Provider, ProvisionContext, SessionResources
+from mk0r_tui.core.render import describe_error
+from mk0r_tui.core.states import SessionPhase, provisioned_state, torn_down_state
+from mk0r_tui.engine.runtime import Runtime
 
 log = logging.getLogger("mk0r_tui.orchestrator")
-
-def describe_error(exc: BaseException, secrets: Iterable[str]) -> str:
-    """One line for an operator: what failed and why, never a traceback, never a secret."""
-    if isinstance(exc, TimeoutError):
-        text = "timed out"
-    elif isinstance(exc, Mk0rError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return scrub(text, secrets)
-
 
 # -- provisioning ------------------------------------------------------------------------
 
 
-def _selection(runtime: Runtime, selection):
-    from mk0r_tui.providers import ProviderSpec, Skipped, select_providers
-
-    items = selection if selection is not None else select_providers(runtime.settings, runtime.credentials)
-    resolved = []
-    for item in items:
-        if isinstance(item, ProviderSpec):
-            resolved.append(runtime.provider(item.name))
-        elif isinstance(item, str):
-            resolved.append(runtime.provider(item))
-        else:
-            resolved.append(item)  # a Provider instance or a Skipped
-    return resolved, Skipped
-
-
-def _reusable(runtime: Runtime, session: Session, provider, previous_env) -> tuple[ResourceRow, ...] | None:
+def _reusable(resources: SessionResources, provider: Provider, previous_env: Mapping[str, str]) -> tuple[ResourceRow, ...] | None:
     """A provider whose every ledger row is `created` and whose env is still on disk is not
     called again: provisioning a session twice creates nothing new."""
-    keys = getattr(provider, "env_keys", ())
+    keys = provider.env_keys
     if not keys or keys[0] not in previous_env:
         return None
-    rows = runtime.ledger.resources(session.key, provider=provider.name, live_only=True)
+    rows = resources.rows(provider.name)
     if not rows or any(r.state != ResourceState.CREATED.value for r in rows):
         return None
-    return tuple(rows)
+    return rows
 
 
-async def _run_provider(runtime, session, provider, sink, previous_env, *, env=None, results=()) -> ProviderResult:
-    from mk0r_tui.providers.base import ProvisionContext
-
+async def _run_provider(
+    runtime: Runtime,
+    resources: SessionResources,
+    provider: Provider,
+    sink: EventSink,
+    previous_env: Mapping[str, str],
+    *,
+    env: Mapping[str, str] | None = None,
+    results: Sequence[ProviderResult] = (),
+) -> ProviderResult:
+    session = resources.session
     name, slot = provider.name, provider.slot
     sink(ProviderStarted(session=session.key, provider=name, slot=slot))
     started = time.monotonic()
-    reused = None if slot is Slot.TARGET else _reusable(runtime, session, provider, previous_env)
+    reused = None if slot is Slot.TARGET else _reusable(resources, provider, previous_env)
     if reused is not None:
         result = ProviderResult(
             name, slot, Status.OK, 0.0, 0,
@@ -104,10 +92,10 @@ async def _run_provider(runtime, session, provider, sink, previous_env, *, env=N
         sink(ProviderSucceeded(session=session.key, provider=name, result=result))
         return result
     ctx = ProvisionContext(
-        session=session, provider=name, settings=runtime.settings, ledger=runtime.ledger, sink=sink,
+        session=session, provider=name, settings=runtime.settings, resources=resources, sink=sink,
         previous_env=previous_env, results=tuple(results), env=dict(env or {}),
     )
-    timeout = getattr(provider, "timeout_s", None) or runtime.settings.provider_timeout_s
+    timeout = provider.timeout_s or runtime.settings.provider_timeout_s
     try:
         async with asyncio.timeout(timeout):
             outcome = await provider.provision(ctx)
@@ -121,7 +109,7 @@ async def _run_provider(runtime, session, provider, sink, previous_env, *, env=N
             message = describe_error(exc, runtime.secrets())
         if not isinstance(exc, (Mk0rError, TimeoutError)):
             log.error("%s failed for %s: %s", name, session.slug, message, exc_info=(type(exc), exc, None))
-        kept = getattr(exc, "kept_env", None) or {}
+        kept = exc.kept_env if isinstance(exc, ProviderError) else {}
         result = ProviderResult(name, slot, Status.FAILED, latency, max(ctx.attempts, 1), error=message, env=kept)
         sink(ProviderFailed(session=session.key, provider=name, result=result))
         return result
@@ -143,22 +131,23 @@ def flatten_env(results: Sequence[ProviderResult]) -> dict[str, str]:
     return env
 
 
-async def provision_services(
-    runtime: Runtime,
-    session: Session,
-    *,
-    sink: EventSink = null_sink,
-    target: str | None = None,
-    selection=None,
-    target_provider=None,
-) -> ProvisionReport:
-    """Provision every slot of `session` concurrently (all-settled), then deliver the env."""
-    from mk0r_tui.providers import select_target
+def write_operator_env(settings: Settings, session: Session, env: Mapping[str, str]) -> Path:
+    """The operator's copy of the session's `.env`, in `<data dir>/apps/<slug>/`: the one writer
+    of that file. The local-folder target delivers into the same folder and leaves it alone."""
+    path = settings.env_file_for(session.slug)
+    write_env_file(path, env, header=ENV_HEADER.format(name=session.resource_name))
+    return path
 
+
+async def provision_services(
+    runtime: Runtime, session: Session, plan: Plan, *, sink: EventSink = null_sink
+) -> ProvisionReport:
+    """Provision every running step of `plan` for `session` concurrently (all-settled), write the
+    operator's copy of the `.env` (the one writer of that file), then run the target."""
     ledger = runtime.ledger
-    target_obj = target_provider or runtime.provider(select_target(runtime.settings, runtime.credentials, target).name)
-    ledger.ensure_session(session, target=target_obj.name)
-    ledger.set_session_state(session.key, "provisioning")
+    target = runtime.provider(plan.target.name)
+    ledger.ensure_session(session, target=target.name)
+    ledger.set_session_state(session.key, SessionPhase.PROVISIONING)
     runtime.in_flight.add(session.key)
 
     def record(event: Event) -> None:
@@ -167,45 +156,46 @@ async def provision_services(
         sink(event)
 
     try:
+        resources = SessionResources(ledger, session)
         env_path = runtime.settings.env_file_for(session.slug)
         previous_env = read_env_file(env_path)
-        chosen, Skipped = _selection(runtime, selection)
-        results: list[ProviderResult | None] = [None] * len(chosen)
+        results: list[ProviderResult | None] = [None] * len(plan.providers)
+        # every provider of the plan is built before anything is created: a broken one stops the run here
+        chosen = [(step, runtime.provider(step.name) if step.runs else None) for step in plan.providers]
 
-        async def settle(index: int, item) -> None:
-            if isinstance(item, Skipped):
-                result = ProviderResult(item.name, item.slot, Status.SKIPPED, note=item.reason, error=None)
+        async def settle(index: int, step: PlanStep, provider: Provider | None) -> None:
+            if provider is None:
+                result = ProviderResult(step.name, step.slot, Status.SKIPPED, note=step.skipped, error=None)
                 record(ProviderSkipped(session=session.key, provider=result.name, result=result))
                 results[index] = result
                 return
-            results[index] = await _run_provider(runtime, session, item, record, previous_env)
+            results[index] = await _run_provider(runtime, resources, provider, record, previous_env)
 
         # Tasks start in order: the analytics tag, which never waits, settles first.
         async with asyncio.TaskGroup() as group:
-            for index, item in enumerate(chosen):
-                group.create_task(settle(index, item))
+            for index, (step, provider) in enumerate(chosen):
+                group.create_task(settle(index, step, provider))
         settled = tuple(r for r in results if r is not None)
         env = flatten_env(settled)
 
         env_file: str | None = None
         try:
-            write_env_file(env_path, env, header=ENV_HEADER.format(name=session.resource_name))
-            env_file = str(env_path)
+            env_file = str(write_operator_env(runtime.settings, session, env))
         except (EnvWriteError, ValueError) as exc:
-            failed = ProviderResult(target_obj.name, Slot.TARGET, Status.FAILED, 0.0, 1, error=describe_error(exc, runtime.secrets()))
-            record(ProviderFailed(session=session.key, provider=target_obj.name, result=failed))
+            failed = ProviderResult(target.name, Slot.TARGET, Status.FAILED, 0.0, 1, error=describe_error(exc, runtime.secrets()))
+            record(ProviderFailed(session=session.key, provider=target.name, result=failed))
             delivered = failed
         else:
-            delivered = await _run_provider(runtime, session, target_obj, record, previous_env, env=env, results=settled)
-        all_results = settled + (delivered,)
-        report = ProvisionReport(session, all_results, env, env_file=env_file, target=target_obj.name)
-        state = "ready" if report.ok else ("failed" if all(r.status is not Status.OK for r in all_results) else "partial")
+            delivered = await _run_provider(runtime, resources, target, record, previous_env, env=env, results=settled)
+        all_results = (*settled, delivered)
+        report = ProvisionReport(session, all_results, env, env_file=env_file, target=target.name)
+        state = provisioned_state(all_results)
         ledger.set_session_state(session.key, state, env_file=env_file)
-        sink(SessionProvisioned(session=session.key, provider="*", ok=report.ok, env_file=env_file))
+        sink(SessionProvisioned(session=session.key, provider="*", ok=report.ok, state=state.value, env_file=env_file))
         return report
     except BaseException:
         # interrupted or broken before every provider settled: never leave it "provisioning"
-        ledger.set_session_state(session.key, "interrupted")
+        ledger.set_session_state(session.key, SessionPhase.INTERRUPTED)
         raise
     finally:
         runtime.in_flight.discard(session.key)
@@ -293,20 +283,23 @@ async def teardown_session(
     """Delete every live resource of a session. Idempotent: a second call does nothing."""
     session_row = runtime.ledger.require_session(key)
     rows = runtime.ledger.resources(session_row.key, live_only=True)
-    runtime.ledger.set_session_state(session_row.key, "tearing_down")
+    runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARING_DOWN)
     runtime.in_flight.add(session_row.key)
     try:
         outcomes = await _delete_rows(runtime, rows, sink, session_row.key, stop)
+    except BaseException:
+        # broken or interrupted before every delete settled: never leave it "tearing_down"
+        runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
+        raise
     finally:
         runtime.in_flight.discard(session_row.key)
     remaining = runtime.ledger.resources(session_row.key, live_only=True)
-    if not remaining:
+    state = torn_down_state(len(remaining))
+    if state is SessionPhase.DELETED:
         env_copy = runtime.settings.env_file_for(session_row.slug).parent
         if env_copy.exists():
             shutil.rmtree(env_copy, ignore_errors=True)
-        runtime.ledger.set_session_state(session_row.key, "deleted")
-    else:
-        runtime.ledger.set_session_state(session_row.key, "teardown_incomplete")
+    runtime.ledger.set_session_state(session_row.key, state)
     return TeardownReport(session_row.key, tuple(outcomes))
 
 
@@ -316,7 +309,7 @@ async def teardown_session(
 #: a session still in this state when no teardown of it runs here was torn down by a process that
 #: died (a second Ctrl+C, a kill): what it left is an orphan. `teardown_incomplete` is not: that
 #: teardown ended cleanly, its session still owns the rest and a new teardown resumes it.
-DIED_IN_TEARDOWN_STATE = "tearing_down"
+DIED_IN_TEARDOWN_STATE = SessionPhase.TEARING_DOWN.value
 
 
 @dataclass
@@ -324,18 +317,6 @@ class OrphanScan:
     orphans: list[Orphan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)
-
-
-def scannable_providers(runtime: Runtime) -> list[str]:
-    """Every provider and target that can be asked what exists: local ones always, cloud ones
-    when their key is present."""
-    from mk0r_tui.providers import REGISTRY, TARGETS
-
-    names = []
-    for spec in REGISTRY + TARGETS:
-        if spec.key_name is None or runtime.credentials.get(spec.key_name).present:
-            names.append(spec.name)
-    return names
 
 
 async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers: Sequence[str] | None = None) -> OrphanScan:
@@ -358,7 +339,7 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
     in_flight_names = {
         (r.provider, r.kind, r.name) for r in runtime.ledger.resources(live_only=True) if r.session_key in runtime.in_flight
     }
-    names = list(providers) if providers is not None else scannable_providers(runtime)
+    names = list(providers) if providers is not None else runtime.scannable()
     scan.scanned = names
     pending = {
         (r.provider, r.kind, r.name): r
@@ -416,12 +397,8 @@ async def delete_orphans(runtime: Runtime, orphans: Sequence[Orphan], *, sink: E
         if orphan.ledger_id is not None:
             row = runtime.ledger.resource(orphan.ledger_id)
             if orphan.remote_id and not row.remote_id:
-                row = ResourceRow(**{**_row_dict(row), "remote_id": orphan.remote_id})
+                row = replace(row, remote_id=orphan.remote_id)
             rows.append(row)
         else:
             rows.append(ResourceRow(None, None, orphan.provider, orphan.kind, orphan.name, orphan.remote_id, None, ResourceState.CREATED.value))
     return await _delete_rows(runtime, rows, sink, "", stop)
-
-
-def _row_dict(row: ResourceRow) -> dict:
-    return {name: getattr(row, name) for name in ResourceRow.__slots__}

@@ -1,0 +1,168 @@
+"""The provider contract: the base class every provider implements, and what it is handed.
+
+A provider makes one kind of service for a session (a database, an email sender, a repo, an
+analytics tag) or delivers the result somewhere (a target: a local folder, a sandbox). It:
+- `provision(ctx)`: records its intent through `ctx.intend` *before* each create call, the
+  remote id through `ctx.created` after it (or `ctx.dropped` when nothing was made), and returns
+  env vars; it must be idempotent (a second call for the same session adopts what the ledger
+  says it made, which `ctx.existing` tells from one read of the ledger);
+- `teardown(resource)`: deletes one resource; returns False when it was already gone;
+- `discover()`: lists resources named `mk0r-*` that exist on the provider now.
+
+Optional capabilities are part of the contract, with defaults here: `check_auth` (a cheap
+read-only call for `doctor`; None = this provider has none) and `timeout_s` (its own time limit
+for `provision`; None = the configured provider timeout).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mk0r_tui.core.config import Settings
+from mk0r_tui.core.events import EventSink, ProviderProgressed, ProviderRetrying
+from mk0r_tui.core.ledger import Ledger, ResourceRow
+from mk0r_tui.core.models import FoundResource, ProviderResult, ProvisionOutcome, ResourceState, Session, Slot
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCheck:
+    """What a provider's `check_auth` found. `problems` are reasons the key will not do the
+    whole job although it authenticates (e.g. a GitHub token without `delete_repo`)."""
+
+    ok: bool
+    detail: str
+    problems: tuple[str, ...] = ()
+
+
+class Provider(abc.ABC):
+    """One provider (or target). Subclasses set `name`, `slot` and `env_keys` as class attributes."""
+
+    name: str
+    slot: Slot
+    #: env vars it produces, in order (for reuse checks and the agent's instructions)
+    env_keys: tuple[str, ...] = ()
+    #: its own time limit for `provision`, or None for the configured provider timeout
+    timeout_s: float | None = None
+
+    @abc.abstractmethod
+    async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome: ...
+
+    @abc.abstractmethod
+    async def teardown(self, resource: ResourceRow) -> bool: ...
+
+    @abc.abstractmethod
+    async def discover(self) -> list[FoundResource]: ...
+
+    async def check_auth(self) -> AuthCheck | None:
+        """One cheap read-only call that proves the key works; None: no check for this provider."""
+        return None
+
+    async def aclose(self) -> None:  # noqa: B027  (closing nothing is the right default)
+        """Release connections; the runtime calls it once at the end of the process."""
+
+
+class SessionResources:
+    """What the ledger knows of one session's resources, read once per run, and the one narrow
+    channel through which providers record intents, creations and drops.
+
+    A provider asks `existing` and `owned_by_other_session` of this snapshot (no query per
+    question); every write goes to the ledger at once (the intent is durable before the create)
+    and updates the snapshot."""
+
+    def __init__(self, ledger: Ledger, session: Session) -> None:
+        self._ledger = ledger
+        self.session = session
+        self._rows: dict[tuple[str, str, str], ResourceRow] = {
+            (r.provider, r.kind, r.name): r for r in ledger.resources(session.key, live_only=True)
+        }
+        self._claims = ledger.claims_by_other_sessions(session.key, (session.resource_name, session.pg_identifier))
+
+    def existing(self, provider: str, kind: str, name: str) -> ResourceRow | None:
+        return self._rows.get((provider, kind, name))
+
+    def owned_by_other_session(self, provider: str, kind: str, name: str) -> str | None:
+        return self._claims.get((provider, kind, name))
+
+    def rows(self, provider: str) -> tuple[ResourceRow, ...]:
+        return tuple(r for (p, _k, _n), r in self._rows.items() if p == provider)
+
+    def intend(self, provider: str, kind: str, name: str, meta: dict[str, Any] | None = None) -> ResourceRow:
+        known = self._rows.get((provider, kind, name))
+        if known is not None:
+            return known
+        row = self._ledger.intend(self.session.key, provider, kind, name, meta)
+        self._rows[(provider, kind, name)] = row
+        return row
+
+    def created(self, row: ResourceRow, remote_id: str | None, *, url: str | None, meta: dict[str, Any] | None) -> ResourceRow:
+        assert row.id is not None
+        updated = self._ledger.mark_created(row.id, remote_id, url=url, meta=meta)
+        self._rows[(row.provider, row.kind, row.name)] = updated
+        return updated
+
+    def dropped(self, row: ResourceRow, reason: str) -> None:
+        """The row's resource does not exist (never created, or deleted and replaced)."""
+        assert row.id is not None
+        self._ledger.mark_state(row.id, ResourceState.DELETED, error=reason)
+        self._rows.pop((row.provider, row.kind, row.name), None)
+
+
+@dataclass
+class ProvisionContext:
+    """What a provider may use while provisioning one session."""
+
+    session: Session
+    provider: str
+    settings: Settings
+    resources: SessionResources
+    sink: EventSink
+    previous_env: Mapping[str, str] = field(default_factory=dict)
+    #: results of the other providers; only targets (which run last) see them filled
+    results: tuple[ProviderResult, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def progress(self, message: str) -> None:
+        self.sink(ProviderProgressed(session=self.session.key, provider=self.provider, message=message))
+
+    def attempt(self) -> int:
+        """Count one attempt at the provider's main call; returns the attempt number."""
+        self.attempts += 1
+        return self.attempts
+
+    def retrying(self, attempt: int, max_attempts: int, delay_s: float, reason: str) -> None:
+        self.sink(
+            ProviderRetrying(
+                session=self.session.key,
+                provider=self.provider,
+                attempt=attempt,
+                max_attempts=max_attempts,
+                delay_s=delay_s,
+                reason=reason,
+            )
+        )
+
+    def intend(self, kind: str, name: str, meta: dict[str, Any] | None = None) -> ResourceRow:
+        """Commit the intent to create `name` before the create call (crash safety). Returns the
+        live row if this session already has one for (kind, name): never a duplicate."""
+        return self.resources.intend(self.provider, kind, name, meta)
+
+    def created(
+        self, row: ResourceRow, remote_id: str | None, *, url: str | None = None, meta: dict[str, Any] | None = None
+    ) -> ResourceRow:
+        return self.resources.created(row, remote_id, url=url, meta=meta)
+
+    def dropped(self, row: ResourceRow, reason: str) -> None:
+        """Close an intent whose resource does not exist (refused, gone, or replaced)."""
+        self.resources.dropped(row, reason)
+
+    def existing(self, kind: str, name: str) -> ResourceRow | None:
+        """This session's live ledger row for (kind, name), if a previous run recorded one."""
+        return self.resources.existing(self.provider, kind, name)
+
+    def owned_by_other_session(self, kind: str, name: str) -> str | None:
+        return self.resources.owned_by_other_session(self.provider, kind, name)

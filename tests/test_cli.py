@@ -132,3 +132,45 @@ def test_import_linter_contract_holds():
     result = subprocess.run([str(exe)], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "KEPT" in result.stdout
+
+
+def test_the_ground_floor_imports_nothing_above_it_lazy_or_not():
+    """grep, not only import-linter: a function-level import is still a layer crossed."""
+    root = Path(__file__).resolve().parents[1] / "mk0r_tui" / "core"
+    import re
+
+    above = re.compile(r"^\s*(from|import)\s+mk0r_tui\.(providers|targets|engine|tui|cli)\b", re.M)
+    crossing = {p.name: above.findall(p.read_text()) for p in root.glob("*.py")}
+    assert {name: found for name, found in crossing.items() if found} == {}
+
+
+def test_the_dashboard_without_a_terminal_says_so_and_exits_2(mk0r_home):
+    """A script that forgot the subcommand (stdin not a TTY, stdout redirected) gets one line
+    naming the commands, not a dashboard drawn into its output file until it is killed."""
+    result = mk0r(timeout=30)
+    assert_clean_failure(result, 2, "the dashboard needs a terminal")
+    assert "provision" in result.stderr and "sessions" in result.stderr
+    assert result.stdout == ""
+
+
+def test_one_provision_run_resolves_its_plan_once_and_writes_its_env_once(session_key, mk0r_home, monkeypatch):
+    from click.testing import CliRunner
+
+    from mk0r_tui.cli import cli
+    from mk0r_tui.engine import plan as planning
+
+    plans, env_writes = [], []
+    resolve = planning.resolve_plan
+    monkeypatch.setattr(planning, "resolve_plan", lambda *a, **k: plans.append(a) or resolve(*a, **k))
+    replace = os.replace
+
+    def counting_replace(src, dst, *args, **kwargs):
+        if Path(dst).name == ".env":
+            env_writes.append(Path(dst))
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", counting_replace)
+    result = CliRunner().invoke(cli, ["provision", "--session", session_key, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(plans) == 1, "the plan is resolved once per run"
+    assert env_writes == [mk0r_home / "apps" / session_key[:12] / ".env"], "one writer, one write"

@@ -13,7 +13,8 @@ import json
 import re
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -72,7 +73,7 @@ def _emit(data: Any) -> None:
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="seconds")
 
 
 def parse_duration(text: str) -> float:
@@ -391,13 +392,13 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
         finally:
             await runtime.aclose()
 
-    outcomes = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
+    deleted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
     if as_json:
-        _emit([o.to_json() for o in outcomes])
+        _emit([d.to_json() for d in deleted])
     else:
-        for o in outcomes:
-            click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
-    sys.exit(0 if all(o.outcome in ("deleted", "already_gone") for o in outcomes) and not result.warnings else 1)
+        for d in deleted:
+            click.echo(f"  {d.outcome:13} {d.resource.provider:15} {d.resource.kind:12} {d.resource.name}" + (f"  {d.error}" if d.error else ""))
+    sys.exit(0 if all(d.outcome in ("deleted", "already_gone") for d in deleted) and not result.warnings else 1)
 
 
 # -- the embedded server --------------------------------------------------------------------

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
-
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Iterable, Mapping
+from typing import ClassVar
 
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow

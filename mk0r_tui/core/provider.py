@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.events import EventSink, ProviderProgressed, ProviderRetrying

@@ -7,7 +7,7 @@ the ledger's word (the dashboard also from the events that carry it), so the thr
 from __future__ import annotations
 
 import enum
-from typing import Iterable
+from collections.abc import Iterable
 
 from mk0r_tui.core.models import ProviderResult, Status
 

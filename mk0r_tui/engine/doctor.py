@@ -8,8 +8,9 @@ cheap read-only call); one whose `check_auth` answers None is reported as presen
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials

@@ -11,9 +11,10 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.envfile import EnvWriteError, read_env_file, write_env_file
@@ -211,7 +212,7 @@ class TeardownOutcome:
     error: str | None = None
     latency_ms: float = 0.0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**self.resource.to_json(), "outcome": self.outcome, "error": self.error, "latency_ms": round(self.latency_ms, 1)}
 
 
@@ -254,12 +255,14 @@ async def _delete_one(runtime: Runtime, row: ResourceRow, sink: EventSink, sessi
     return TeardownOutcome(ref, "deleted" if deleted else "already_gone", None, latency)
 
 
-async def _delete_rows(runtime, rows: Sequence[ResourceRow], sink, session_key, stop) -> list[TeardownOutcome]:
+async def _delete_rows(
+    runtime: Runtime, rows: Sequence[ResourceRow], sink: EventSink, session_key: str, stop: asyncio.Event | None
+) -> list[TeardownOutcome]:
     """Providers in parallel, and within a provider every session (or lone orphan) in parallel,
     at most `MK0R_CONCURRENCY_<PROVIDER>` deletes of one provider at once; one session's rows of
     one provider go newest first (a database before its role). Deleting orphans one provider at
     a time, one by one, made 200 Neon orphans take 200 round trips end to end."""
-    groups: dict[tuple, list[ResourceRow]] = {}
+    groups: dict[tuple[str, tuple[str | None, ...]], list[ResourceRow]] = {}
     for row in rows:
         owner = ("session", row.session_key) if row.session_key else ("orphan", row.kind, row.name, row.remote_id)
         groups.setdefault((row.provider, owner), []).append(row)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from pathlib import Path, PurePath
+from typing import Any
 
-import mk0r_tui
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
@@ -22,9 +22,11 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+import mk0r_tui
 from mk0r_tui.core.envfile import read_env_file, scrub
 from mk0r_tui.core.events import Event, ProviderSucceeded
-from mk0r_tui.core.models import ResourceState, Session, Slot
+from mk0r_tui.core.ledger import ResourceRow, RunRow, SessionRow
+from mk0r_tui.core.models import ResourceState, Session
 from mk0r_tui.core.plan import Plan
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
@@ -56,10 +58,11 @@ def styles_dir() -> Path:
     return package.parent / "styles"
 
 
-def stylesheets() -> list[Path]:
+def stylesheets() -> list[str | PurePath]:
     """`global.tcss` first (variables and shared rules), then one file per area."""
     files = sorted(styles_dir().glob("*.tcss"))
-    return sorted(files, key=lambda p: (p.name != "global.tcss", p.name))
+    ordered: list[str | PurePath] = list(sorted(files, key=lambda p: (p.name != "global.tcss", p.name)))
+    return ordered
 
 
 class DashboardCommands(Provider):
@@ -85,7 +88,7 @@ class DashboardCommands(Provider):
             if action.startswith("app.") or screen.check_action(action, ()) is True:
                 yield title, action, help_text
 
-    def _runner(self, action: str):
+    def _runner(self, action: str) -> Callable[[], Awaitable[Any]]:
         screen = self.screen
         return partial(screen.run_action, action)
 
@@ -131,13 +134,13 @@ class Mk0rApp(App[None]):
         self.logs: dict[str, deque[LogLine]] = {}
         self.history: dict[str, tuple[float, ...]] = {}
         self._run_started: dict[str, float] = {}
-        self._work: dict[Worker, tuple[str, WorkKind]] = {}
+        self._work: dict[Worker[None], tuple[str, WorkKind]] = {}
         self._dirty: set[str] = set()
         self._repaint_scheduled = False
         self._paused = False
         self._draining = False
         self._stop: Any = None
-        self._backfill: tuple[list, dict] | None = None
+        self._backfill: tuple[list[SessionRow], dict[str, dict[str, RunRow]]] | None = None
         self.load_ledger()
 
     # -- state -------------------------------------------------------------------------
@@ -147,13 +150,14 @@ class Mk0rApp(App[None]):
         The event log's lines and the latency history follow in `backfill_from_ledger`."""
         ledger = self.runtime.ledger
         runs = ledger.latest_runs_all()
-        resources: dict[str, list] = {}
-        for row in ledger.resources():
-            resources.setdefault(row.session_key, []).append(row)
-        rows = ledger.list_sessions()
-        for row in rows:
-            self.sessions[row.key] = from_ledger(row, runs.get(row.key, {}), resources.get(row.key, []))
-        self._backfill = (rows, runs)
+        resources: dict[str, list[ResourceRow]] = {}
+        for resource in ledger.resources():
+            if resource.session_key is not None:
+                resources.setdefault(resource.session_key, []).append(resource)
+        sessions = ledger.list_sessions()
+        for session in sessions:
+            self.sessions[session.key] = from_ledger(session, runs.get(session.key, {}), resources.get(session.key, []))
+        self._backfill = (sessions, runs)
 
     def backfill_from_ledger(self) -> None:
         """Each session's recorded log lines and each provider's latency history (once; the
@@ -172,7 +176,7 @@ class Mk0rApp(App[None]):
             recorded = tuple(ledger.latency_history(provider, HISTORY_LENGTH))
             self.history[provider] = (*recorded, *self.history.get(provider, ()))[-HISTORY_LENGTH:]
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[None]:
         self.dashboard = DashboardScreen()
         return self.dashboard
 
@@ -262,7 +266,7 @@ class Mk0rApp(App[None]):
     def _post(self, event: Any) -> None:
         self.post_message(SessionEventReceived(event))
 
-    def start_provision(self, session: Session, target: str | None = None) -> Worker | None:
+    def start_provision(self, session: Session, target: str | None = None) -> Worker[None] | None:
         if self.read_only:
             return None
         current = self.sessions.get(session.key)
@@ -282,7 +286,7 @@ class Mk0rApp(App[None]):
 
         await provision_services(self.runtime, session, plan, sink=self._post)
 
-    def start_teardown(self, key: str) -> Worker | None:
+    def start_teardown(self, key: str) -> Worker[None] | None:
         if self.read_only:
             return None
         self._post(WorkStarted(session=key, kind="teardown"))
@@ -341,7 +345,7 @@ class Mk0rApp(App[None]):
         session = self.sessions.get(key)
         if session is None or not session.can_retry:
             return
-        self.start_provision(Session(session.key, session.slug), TARGET_CHOICE_OF.get(session.target or "", None))
+        self.start_provision(Session(session.key, session.slug), TARGET_CHOICE_OF.get(session.target or ""))
 
     def env_path(self, key: str) -> Path:
         session = self.sessions[key]
@@ -404,7 +408,10 @@ class Mk0rApp(App[None]):
             dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown")]
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
 
-        sections = [("dashboard", dashboard_keys), ("app", self.BINDINGS), (".env viewer", EnvScreen.BINDINGS)]
+        def shown(bindings: Iterable[object]) -> list[Binding]:
+            return [b for b in bindings if isinstance(b, Binding)]
+
+        sections = [("dashboard", dashboard_keys), ("app", shown(self.BINDINGS)), (".env viewer", shown(EnvScreen.BINDINGS))]
         self.push_screen(HelpScreen(sections))
 
     # -- quitting ----------------------------------------------------------------------

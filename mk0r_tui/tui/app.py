@@ -60,9 +60,8 @@ def styles_dir() -> Path:
 
 def stylesheets() -> list[str | PurePath]:
     """`global.tcss` first (variables and shared rules), then one file per area."""
-    files = sorted(styles_dir().glob("*.tcss"))
-    ordered: list[str | PurePath] = list(sorted(files, key=lambda p: (p.name != "global.tcss", p.name)))
-    return ordered
+    files: list[Path] = sorted(styles_dir().glob("*.tcss"), key=lambda p: (p.name != "global.tcss", p.name))
+    return list[str | PurePath](files)
 
 
 class DashboardCommands(Provider):

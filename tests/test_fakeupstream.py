@@ -1,4 +1,4 @@
-"""Tests for tests/fakeupstream.py, the stateful fake of the providers' HTTP APIs."""
+"""Tests for the fakeupstream package (at the repository root), the stateful fake of the providers' HTTP APIs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-try:
-    from fakeupstream import FakeUpstream
-except ImportError:  # run with tests/ as a package
-    from tests.fakeupstream import FakeUpstream
+from fakeupstream import FakeUpstream
 
 try:  # written by another engineer; used when present
     from apispec import SpecRegistry, validate_request, validate_response

@@ -16,10 +16,95 @@ GH_DOCS = "https://docs.github.com/rest"
 
 
 
-# -- the answers every route shares (the server calls these by provider)
-def token_of(req: Request) -> str | None:
-    return req.token()  # "Bearer" or "token"
+# -- serialisers: the JSON shapes of github.json, used by the routes below and by tests/cloudmock.py
+def user_obj(login: str, kind: str = "User", *, me: str | None = None) -> dict:
+    """A ``simple-user`` (owner of a repo); ``me`` is the authenticated login (a fixed id)."""
+    uid = 583231 if kind == "User" and login == me else (
+        10_000_000 + int.from_bytes(login.lower().encode()[:6].ljust(6, b"\0"), "big") % 89_999_999)
+    prefix = "MDQ6VXNlcj" if kind == "User" else "MDEyOk9yZ2FuaXphdGlvbj"
+    api = f"https://api.github.com/users/{login}"
+    return {
+        "login": login, "id": uid, "node_id": prefix + base64.b64encode(str(uid).encode()).decode(),
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4", "gravatar_id": "",
+        "url": api, "html_url": f"https://github.com/{login}",
+        "followers_url": f"{api}/followers", "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}", "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions", "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos", "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events", "type": kind, "user_view_type": "public",
+        "site_admin": False,
+    }
 
+
+def repo_obj(owner: dict, name: str, rid: int, body: dict, created: datetime, org: bool) -> dict:
+    """A ``full-repository`` as POST /user/repos (or /orgs/{org}/repos) answers with ``body``."""
+    full = f"{owner['login']}/{name}"
+    api = f"https://api.github.com/repos/{full}"
+    ts = iso(created)
+    private = bool(body.get("private", False)) or body.get("visibility") == "private"
+    u = lambda s: f"{api}/{s}"  # noqa: E731
+    repo = {
+        "id": rid, "node_id": "R_kgDO" + base64.b64encode(rid.to_bytes(5, "big")).decode().rstrip("="),
+        "name": name, "full_name": full, "private": private, "owner": owner,
+        "html_url": f"https://github.com/{full}", "description": body.get("description") or None,
+        "fork": False, "url": api,
+        "archive_url": u("{archive_format}{/ref}"), "assignees_url": u("assignees{/user}"),
+        "blobs_url": u("git/blobs{/sha}"), "branches_url": u("branches{/branch}"),
+        "collaborators_url": u("collaborators{/collaborator}"), "comments_url": u("comments{/number}"),
+        "commits_url": u("commits{/sha}"), "compare_url": u("compare/{base}...{head}"),
+        "contents_url": u("contents/{+path}"), "contributors_url": u("contributors"),
+        "deployments_url": u("deployments"), "downloads_url": u("downloads"),
+        "events_url": u("events"), "forks_url": u("forks"), "git_commits_url": u("git/commits{/sha}"),
+        "git_refs_url": u("git/refs{/sha}"), "git_tags_url": u("git/tags{/sha}"),
+        "git_url": f"git://github.com/{full}.git", "issue_comment_url": u("issues/comments{/number}"),
+        "issue_events_url": u("issues/events{/number}"), "issues_url": u("issues{/number}"),
+        "keys_url": u("keys{/key_id}"), "labels_url": u("labels{/name}"), "languages_url": u("languages"),
+        "merges_url": u("merges"), "milestones_url": u("milestones{/number}"),
+        "notifications_url": u("notifications{?since,all,participating}"), "pulls_url": u("pulls{/number}"),
+        "releases_url": u("releases{/id}"), "ssh_url": f"git@github.com:{full}.git",
+        "stargazers_url": u("stargazers"), "statuses_url": u("statuses/{sha}"),
+        "subscribers_url": u("subscribers"), "subscription_url": u("subscription"), "tags_url": u("tags"),
+        "teams_url": u("teams"), "trees_url": u("git/trees{/sha}"), "clone_url": f"https://github.com/{full}.git",
+        "mirror_url": None, "hooks_url": u("hooks"), "svn_url": f"https://github.com/{full}",
+        "homepage": body.get("homepage") or None, "language": None, "forks_count": 0, "forks": 0,
+        "stargazers_count": 0, "watchers_count": 0, "watchers": 0, "size": 0,
+        "default_branch": "main", "open_issues_count": 0, "open_issues": 0,
+        "is_template": bool(body.get("is_template", False)), "topics": [],
+        "has_issues": body.get("has_issues", True), "has_projects": body.get("has_projects", True),
+        "has_wiki": body.get("has_wiki", True), "has_pages": False,
+        "has_downloads": body.get("has_downloads", True),
+        "has_discussions": body.get("has_discussions", False), "archived": False, "disabled": False,
+        "visibility": "private" if private else "public", "pushed_at": ts, "created_at": ts,
+        "updated_at": ts, "permissions": {"admin": True, "maintain": True, "push": True, "triage": True,
+                                          "pull": True},
+        "allow_rebase_merge": body.get("allow_rebase_merge", True),
+        "allow_squash_merge": body.get("allow_squash_merge", True),
+        "allow_auto_merge": body.get("allow_auto_merge", False),
+        "delete_branch_on_merge": body.get("delete_branch_on_merge", False),
+        "allow_merge_commit": body.get("allow_merge_commit", True), "allow_forking": True,
+        "web_commit_signoff_required": False, "license": None,
+        "network_count": 0, "subscribers_count": 1,
+    }
+    if org:
+        repo["organization"] = owner
+    return repo
+
+
+def profile_obj(login: str, *, public_repos: int = 0, private_repos: int = 0) -> dict:
+    """The ``private-user`` of GET /user for the authenticated ``login``."""
+    u = user_obj(login, me=login)
+    u["user_view_type"] = "private"
+    u.update({"name": "Mona Lisa Octocat", "company": None, "blog": "", "location": None,
+              "email": None, "hireable": None, "bio": None, "twitter_username": None,
+              "public_repos": public_repos, "public_gists": 0, "followers": 0, "following": 0,
+              "created_at": "2011-01-25T18:44:36Z", "updated_at": "2024-01-01T00:00:00Z",
+              "private_gists": 0, "total_private_repos": private_repos, "owned_private_repos": private_repos,
+              "disk_usage": 0, "collaborators": 0, "two_factor_authentication": True,
+              "plan": {"name": "free", "space": 976562499, "private_repos": 10000, "collaborators": 0}})
+    return u
+
+
+# -- the answers every route shares (the server calls these by provider)
 
 def error_body(message: str, status: int | None = None, documentation_url: str = GH_DOCS) -> dict:
     body = {"message": message, "documentation_url": documentation_url}
@@ -68,80 +153,11 @@ ROUTES = [
     ("GET", "/rate_limit", "gh_rate_limit"),
 ]
 
+
 class GitHubApi:
     """Route handlers; mixed into the server."""
 
     # ================================================================= GitHub
-    def _gh_user_obj(self, login: str, kind: str = "User") -> dict:
-        uid = 583231 if kind == "User" and login == self.config["github_login"] else (
-            10_000_000 + int.from_bytes(login.lower().encode()[:6].ljust(6, b"\0"), "big") % 89_999_999)
-        prefix = "MDQ6VXNlcj" if kind == "User" else "MDEyOk9yZ2FuaXphdGlvbj"
-        api = f"https://api.github.com/users/{login}"
-        return {
-            "login": login, "id": uid, "node_id": prefix + base64.b64encode(str(uid).encode()).decode(),
-            "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4", "gravatar_id": "",
-            "url": api, "html_url": f"https://github.com/{login}",
-            "followers_url": f"{api}/followers", "following_url": f"{api}/following{{/other_user}}",
-            "gists_url": f"{api}/gists{{/gist_id}}", "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
-            "subscriptions_url": f"{api}/subscriptions", "organizations_url": f"{api}/orgs",
-            "repos_url": f"{api}/repos", "events_url": f"{api}/events{{/privacy}}",
-            "received_events_url": f"{api}/received_events", "type": kind, "user_view_type": "public",
-            "site_admin": False,
-        }
-
-    def _gh_repo_obj(self, owner: dict, name: str, rid: int, body: dict, created: datetime,
-                     org: bool) -> dict:
-        full = f"{owner['login']}/{name}"
-        api = f"https://api.github.com/repos/{full}"
-        ts = iso(created)
-        private = bool(body.get("private", False)) or body.get("visibility") == "private"
-        u = lambda s: f"{api}/{s}"  # noqa: E731
-        repo = {
-            "id": rid, "node_id": "R_kgDO" + base64.b64encode(rid.to_bytes(5, "big")).decode().rstrip("="),
-            "name": name, "full_name": full, "private": private, "owner": owner,
-            "html_url": f"https://github.com/{full}", "description": body.get("description") or None,
-            "fork": False, "url": api,
-            "archive_url": u("{archive_format}{/ref}"), "assignees_url": u("assignees{/user}"),
-            "blobs_url": u("git/blobs{/sha}"), "branches_url": u("branches{/branch}"),
-            "collaborators_url": u("collaborators{/collaborator}"), "comments_url": u("comments{/number}"),
-            "commits_url": u("commits{/sha}"), "compare_url": u("compare/{base}...{head}"),
-            "contents_url": u("contents/{+path}"), "contributors_url": u("contributors"),
-            "deployments_url": u("deployments"), "downloads_url": u("downloads"),
-            "events_url": u("events"), "forks_url": u("forks"), "git_commits_url": u("git/commits{/sha}"),
-            "git_refs_url": u("git/refs{/sha}"), "git_tags_url": u("git/tags{/sha}"),
-            "git_url": f"git://github.com/{full}.git", "issue_comment_url": u("issues/comments{/number}"),
-            "issue_events_url": u("issues/events{/number}"), "issues_url": u("issues{/number}"),
-            "keys_url": u("keys{/key_id}"), "labels_url": u("labels{/name}"), "languages_url": u("languages"),
-            "merges_url": u("merges"), "milestones_url": u("milestones{/number}"),
-            "notifications_url": u("notifications{?since,all,participating}"), "pulls_url": u("pulls{/number}"),
-            "releases_url": u("releases{/id}"), "ssh_url": f"git@github.com:{full}.git",
-            "stargazers_url": u("stargazers"), "statuses_url": u("statuses/{sha}"),
-            "subscribers_url": u("subscribers"), "subscription_url": u("subscription"), "tags_url": u("tags"),
-            "teams_url": u("teams"), "trees_url": u("git/trees{/sha}"), "clone_url": f"https://github.com/{full}.git",
-            "mirror_url": None, "hooks_url": u("hooks"), "svn_url": f"https://github.com/{full}",
-            "homepage": body.get("homepage") or None, "language": None, "forks_count": 0, "forks": 0,
-            "stargazers_count": 0, "watchers_count": 0, "watchers": 0, "size": 0,
-            "default_branch": "main", "open_issues_count": 0, "open_issues": 0,
-            "is_template": bool(body.get("is_template", False)), "topics": [],
-            "has_issues": body.get("has_issues", True), "has_projects": body.get("has_projects", True),
-            "has_wiki": body.get("has_wiki", True), "has_pages": False,
-            "has_downloads": body.get("has_downloads", True),
-            "has_discussions": body.get("has_discussions", False), "archived": False, "disabled": False,
-            "visibility": "private" if private else "public", "pushed_at": ts, "created_at": ts,
-            "updated_at": ts, "permissions": {"admin": True, "maintain": True, "push": True, "triage": True,
-                                              "pull": True},
-            "allow_rebase_merge": body.get("allow_rebase_merge", True),
-            "allow_squash_merge": body.get("allow_squash_merge", True),
-            "allow_auto_merge": body.get("allow_auto_merge", False),
-            "delete_branch_on_merge": body.get("delete_branch_on_merge", False),
-            "allow_merge_commit": body.get("allow_merge_commit", True), "allow_forking": True,
-            "web_commit_signoff_required": False, "license": None,
-            "network_count": 0, "subscribers_count": 1,
-        }
-        if org:
-            repo["organization"] = owner
-        return repo
-
     def _gh_create(self, req: Request, owner_login: str, org: bool) -> Response:
         body = self._body(req)
         doc = GH_DOCS + ("/repos/repos#create-an-organization-repository" if org
@@ -162,9 +178,9 @@ class GitHubApi:
                                "status": "422",
                                "errors": [{"resource": "Repository", "code": "custom", "field": "name",
                                            "message": "name already exists on this account"}]})
-        owner = self._gh_user_obj(owner_login, "Organization" if org else "User")
+        owner = user_obj(owner_login, "Organization" if org else "User", me=self.config["github_login"])
         seq = self._next_seq()
-        repo = self._gh_repo_obj(owner, name, 900_000_000 + seq, body, self._created_now(), org)
+        repo = repo_obj(owner, name, 900_000_000 + seq, body, self._created_now(), org)
         self.db["github"]["repos"][key] = {"seq": seq, "repo": repo}
         self.persist()
         return json_response(201, repo, [("Location", repo["url"])])
@@ -201,19 +217,10 @@ class GitHubApi:
         return json_response(200, data, headers)
 
     def gh_user(self, req: Request) -> Response:
-        u = self._gh_user_obj(self.config["github_login"])
-        u["user_view_type"] = "private"
-        mine = [r for r in self.db["github"]["repos"].values()
-                if r["repo"]["owner"]["login"] == self.config["github_login"]]
+        login = self.config["github_login"]
+        mine = [r for r in self.db["github"]["repos"].values() if r["repo"]["owner"]["login"] == login]
         private = sum(1 for r in mine if r["repo"]["private"])
-        u.update({"name": "Mona Lisa Octocat", "company": None, "blog": "", "location": None,
-                  "email": None, "hireable": None, "bio": None, "twitter_username": None,
-                  "public_repos": len(mine) - private, "public_gists": 0, "followers": 0, "following": 0,
-                  "created_at": "2011-01-25T18:44:36Z", "updated_at": "2024-01-01T00:00:00Z",
-                  "private_gists": 0, "total_private_repos": private, "owned_private_repos": private,
-                  "disk_usage": 0, "collaborators": 0, "two_factor_authentication": True,
-                  "plan": {"name": "free", "space": 976562499, "private_repos": 10000, "collaborators": 0}})
-        return json_response(200, u)
+        return json_response(200, profile_obj(login, public_repos=len(mine) - private, private_repos=private))
 
     def gh_create_user_repo(self, req: Request) -> Response:
         return self._gh_create(req, self.config["github_login"], org=False)

@@ -38,10 +38,122 @@ def region_host(region_id: str) -> str:
 
 
 
-# -- the answers every route shares (the server calls these by provider)
-def token_of(req: Request) -> str | None:
-    return req.token()
+# -- serialisers: the JSON shapes of neon.json, used by the routes below and by tests/cloudmock.py
+def project_obj(pid: str, name: str, region: str, pg_version: int, created: datetime, *,
+                org_id: str | None = None, store_passwords: bool = True,
+                history_retention_seconds: int = 86400) -> dict:
+    """A ``Project`` as Neon returns it right after the create."""
+    ts = iso(created)
+    project = {
+        "id": pid, "platform_id": region.split("-", 1)[0], "region_id": region,
+        "name": name, "provisioner": "k8s-neonvm",
+        "default_endpoint_settings": {"autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2,
+                                      "suspend_timeout_seconds": 0},
+        "settings": {"allowed_ips": {"ips": [], "protected_branches_only": False},
+                     "enable_logical_replication": False},
+        "pg_version": pg_version, "proxy_host": region_host(region),
+        "branch_logical_size_limit": 512, "branch_logical_size_limit_bytes": 536870912,
+        "store_passwords": store_passwords, "active_time_seconds": 0,
+        "compute_time_seconds": 0, "written_data_bytes": 0, "data_transfer_bytes": 0,
+        "data_storage_bytes_hour": 0, "cpu_used_sec": 0, "creation_source": "console",
+        "history_retention_seconds": history_retention_seconds,
+        "created_at": ts, "updated_at": ts,
+        "consumption_period_start": iso(created.replace(day=1, hour=0, minute=0, second=0, microsecond=0)),
+        "consumption_period_end": iso((created.replace(day=1) + timedelta(days=32)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0)),
+        "owner_id": "u-fake-0001",
+        "owner": {"email": "dev@example.com", "name": "Dev User", "branches_limit": 10,
+                  "subscription_type": "free_v3"},
+    }
+    if org_id:
+        project["org_id"] = org_id
+    return project
 
+
+def list_item(project: dict) -> dict:
+    """The ``ProjectListItem`` of a project (GET /projects)."""
+    keep = ("id", "platform_id", "region_id", "name", "provisioner", "default_endpoint_settings",
+            "settings", "pg_version", "proxy_host", "branch_logical_size_limit",
+            "branch_logical_size_limit_bytes", "store_passwords", "cpu_used_sec", "creation_source",
+            "created_at", "updated_at", "owner_id", "org_id")
+    item = {k: project[k] for k in keep if k in project}
+    item["active_time"] = project["active_time_seconds"]
+    return item
+
+
+def list_body(items: list[dict], cursor: str | None = None) -> dict:
+    body: dict[str, Any] = {"projects": items, "applications": {}, "integrations": {}}
+    if cursor is not None:
+        body["pagination"] = {"cursor": cursor}
+    return body
+
+
+def branch_obj(branch_id: str, pid: str, name: str, created: datetime) -> dict:
+    ts = iso(created)
+    return {
+        "id": branch_id, "project_id": pid, "name": name,
+        "current_state": "init", "pending_state": "ready", "state_changed_at": ts,
+        "creation_source": "console", "primary": True, "default": True, "protected": False,
+        "cpu_used_sec": 0, "compute_time_seconds": 0, "active_time_seconds": 0,
+        "written_data_bytes": 0, "data_transfer_bytes": 0, "created_at": ts, "updated_at": ts,
+    }
+
+
+def endpoint_obj(ep_id: str, pid: str, branch_id: str, region: str, created: datetime) -> dict:
+    ts, proxy_host = iso(created), region_host(region)
+    return {
+        "host": f"{ep_id}.{proxy_host}", "id": ep_id, "project_id": pid, "branch_id": branch_id,
+        "autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2, "region_id": region,
+        "type": "read_write", "current_state": "init", "pending_state": "active", "settings": {},
+        "pooler_enabled": False, "pooler_mode": "transaction", "disabled": False,
+        "passwordless_access": True, "creation_source": "console", "created_at": ts, "updated_at": ts,
+        "proxy_host": proxy_host, "suspend_timeout_seconds": 0, "provisioner": "k8s-neonvm",
+    }
+
+
+def role_obj(branch_id: str, name: str, password: str, created: datetime) -> dict:
+    ts = iso(created)
+    return {"branch_id": branch_id, "name": name, "password": password, "protected": False,
+            "created_at": ts, "updated_at": ts}
+
+
+def database_obj(db_id: int, branch_id: str, name: str, owner: str, created: datetime) -> dict:
+    ts = iso(created)
+    return {"id": db_id, "branch_id": branch_id, "name": name, "owner_name": owner,
+            "created_at": ts, "updated_at": ts}
+
+
+def operation_obj(op_id: str, pid: str, branch_id: str, action: str, created: datetime, *,
+                  status: str = "running", endpoint_id: str | None = None) -> dict:
+    ts = iso(created)
+    op = {"id": op_id, "project_id": pid, "branch_id": branch_id}
+    if endpoint_id is not None:
+        op["endpoint_id"] = endpoint_id
+    op.update({"action": action, "status": status, "failures_count": 0, "created_at": ts,
+               "updated_at": ts, "total_duration_ms": 0})
+    return op
+
+
+def connection_uri(role: str, password: str, host: str, db: str) -> str:
+    return f"postgresql://{role}:{password}@{host}/{db}?sslmode=require"
+
+
+def created_body(project: dict, branch: dict, endpoint: dict, roles: list[dict], databases: list[dict],
+                 operations: list[dict], *, password: str) -> dict:
+    """The 201 answer of POST /projects (``CreatedProject``): the first role owns the first database."""
+    role, db = roles[0]["name"], databases[0]["name"]
+    host = endpoint["host"]
+    pooler_host = host.replace(endpoint["id"], endpoint["id"] + "-pooler", 1)
+    return {
+        "project": project,
+        "connection_uris": [{"connection_uri": connection_uri(role, password, host, db), "connection_parameters": {
+            "database": db, "password": password, "role": role, "host": host, "pooler_host": pooler_host}}],
+        "roles": roles, "databases": databases, "operations": operations,
+        "branch": branch, "endpoints": [endpoint],
+    }
+
+
+# -- the answers every route shares (the server calls these by provider)
 
 def error_body(message: str, code: str = "") -> dict:
     """Neon's error shape (``GeneralError``): a request id, a code, a message."""
@@ -55,9 +167,6 @@ def error(status: int, message: str, name: str | None = None) -> Response:
 def unauthorized(token: str | None) -> Response:
     return error(401, "authorization failed")
 
-
-def not_found(req: Request) -> Response:
-    return error(404, f"no such route: {req.method} {req.rel}")
 
 
 def decorate(server: Any, resp: Response) -> Response:
@@ -77,6 +186,7 @@ ROUTES = [
     ("GET", "/users/me", "neon_me"),
 ]
 
+
 class NeonApi:
     """Route handlers; mixed into the server, so ``self`` is the :class:`~fakeupstream.server.FakeServer`."""
 
@@ -87,15 +197,6 @@ class NeonApi:
             out["updated_at"] = iso(datetime.fromtimestamp(op["_finish_at"], timezone.utc))
             out["total_duration_ms"] = op["_duration_ms"]
         return out
-
-    def _neon_list_item(self, project: dict) -> dict:
-        keep = ("id", "platform_id", "region_id", "name", "provisioner", "default_endpoint_settings",
-                "settings", "pg_version", "proxy_host", "branch_logical_size_limit",
-                "branch_logical_size_limit_bytes", "store_passwords", "cpu_used_sec", "creation_source",
-                "created_at", "updated_at", "owner_id", "org_id")
-        item = {k: project[k] for k in keep if k in project}
-        item["active_time"] = project["active_time_seconds"]
-        return item
 
     def _neon_project(self, project_id: str) -> dict:
         rec = self.db["neon"]["projects"].get(project_id)
@@ -126,79 +227,32 @@ class NeonApi:
             if pid not in self.db["neon"]["projects"] and pid not in self.db["tombstones"]:
                 break
         created = self._created_now()
-        ts = iso(created)
-        proxy_host = region_host(region)
         branch_id, ep_id = neon_name(self.rng, "br-"), neon_name(self.rng, "ep-")
         role = branch_spec.get("role_name") or f"{branch_spec.get('database_name') or 'neondb'}_owner"
         dbname = branch_spec.get("database_name") or "neondb"
         password = "npg_" + rand_alnum(12)
-        host, pooler_host = f"{ep_id}.{proxy_host}", f"{ep_id}-pooler.{proxy_host}"
-        project = {
-            "id": pid, "platform_id": region.split("-", 1)[0], "region_id": region,
-            "name": name or pid, "provisioner": "k8s-neonvm",
-            "default_endpoint_settings": {"autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2,
-                                          "suspend_timeout_seconds": 0},
-            "settings": {"allowed_ips": {"ips": [], "protected_branches_only": False},
-                         "enable_logical_replication": False},
-            "pg_version": pg_version, "proxy_host": proxy_host,
-            "branch_logical_size_limit": 512, "branch_logical_size_limit_bytes": 536870912,
-            "store_passwords": spec.get("store_passwords", True), "active_time_seconds": 0,
-            "compute_time_seconds": 0, "written_data_bytes": 0, "data_transfer_bytes": 0,
-            "data_storage_bytes_hour": 0, "cpu_used_sec": 0, "creation_source": "console",
-            "history_retention_seconds": int(spec.get("history_retention_seconds", 86400)),
-            "created_at": ts, "updated_at": ts,
-            "consumption_period_start": iso(created.replace(day=1, hour=0, minute=0, second=0, microsecond=0)),
-            "consumption_period_end": iso((created.replace(day=1) + timedelta(days=32)).replace(
-                day=1, hour=0, minute=0, second=0, microsecond=0)),
-            "owner_id": "u-fake-0001",
-            "owner": {"email": "dev@example.com", "name": "Dev User", "branches_limit": 10,
-                      "subscription_type": "free_v3"},
-        }
-        if org_id:
-            project["org_id"] = org_id
-        branch = {
-            "id": branch_id, "project_id": pid, "name": branch_spec.get("name") or "main",
-            "current_state": "init", "pending_state": "ready", "state_changed_at": ts,
-            "creation_source": "console", "primary": True, "default": True, "protected": False,
-            "cpu_used_sec": 0, "compute_time_seconds": 0, "active_time_seconds": 0,
-            "written_data_bytes": 0, "data_transfer_bytes": 0, "created_at": ts, "updated_at": ts,
-        }
-        endpoint = {
-            "host": host, "id": ep_id, "project_id": pid, "branch_id": branch_id,
-            "autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2, "region_id": region,
-            "type": "read_write", "current_state": "init", "pending_state": "active", "settings": {},
-            "pooler_enabled": False, "pooler_mode": "transaction", "disabled": False,
-            "passwordless_access": True, "creation_source": "console", "created_at": ts, "updated_at": ts,
-            "proxy_host": proxy_host, "suspend_timeout_seconds": 0, "provisioner": "k8s-neonvm",
-        }
-        roles = [{"branch_id": branch_id, "name": role, "password": password, "protected": False,
-                  "created_at": ts, "updated_at": ts}]
-        databases = [{"id": self.rng.randrange(10**6, 10**7), "branch_id": branch_id, "name": dbname,
-                      "owner_name": role, "created_at": ts, "updated_at": ts}]
+        project = project_obj(pid, name or pid, region, pg_version, created, org_id=org_id,
+                              store_passwords=spec.get("store_passwords", True),
+                              history_retention_seconds=int(spec.get("history_retention_seconds", 86400)))
+        branch = branch_obj(branch_id, pid, branch_spec.get("name") or "main", created)
+        endpoint = endpoint_obj(ep_id, pid, branch_id, region, created)
+        roles = [role_obj(branch_id, role, password, created)]
+        databases = [database_obj(self.rng.randrange(10**6, 10**7), branch_id, dbname, role, created)]
         delay_ms = int(self.config["neon_operation_ms"])
         finish_at = created.timestamp() + delay_ms / 1000.0
         operations = [
-            {"id": str(uuid.uuid4()), "project_id": pid, "branch_id": branch_id, "action": "create_timeline",
-             "status": "running", "failures_count": 0, "created_at": ts, "updated_at": ts,
-             "total_duration_ms": 0, "_finish_at": finish_at, "_duration_ms": delay_ms},
-            {"id": str(uuid.uuid4()), "project_id": pid, "branch_id": branch_id, "endpoint_id": ep_id,
-             "action": "start_compute", "status": "running", "failures_count": 0, "created_at": ts,
-             "updated_at": ts, "total_duration_ms": 0, "_finish_at": finish_at, "_duration_ms": delay_ms},
+            {**operation_obj(str(uuid.uuid4()), pid, branch_id, "create_timeline", created),
+             "_finish_at": finish_at, "_duration_ms": delay_ms},
+            {**operation_obj(str(uuid.uuid4()), pid, branch_id, "start_compute", created, endpoint_id=ep_id),
+             "_finish_at": finish_at, "_duration_ms": delay_ms},
         ]
         rec = {"seq": self._next_seq(), "cursor": iso_us(created), "project": project, "branch": branch,
                "endpoints": [endpoint], "roles": roles, "databases": databases, "operations": operations}
         self.db["neon"]["projects"][pid] = rec
         self.persist()
-        uri = f"postgresql://{role}:{password}@{host}/{dbname}?sslmode=require"
-        return json_response(201, {
-            "project": project,
-            "connection_uris": [{"connection_uri": uri, "connection_parameters": {
-                "database": dbname, "password": password, "role": role, "host": host,
-                "pooler_host": pooler_host}}],
-            "roles": roles, "databases": databases,
-            "operations": [{k: v for k, v in op.items() if not k.startswith("_")} for op in operations],
-            "branch": branch, "endpoints": [endpoint],
-        })
+        return json_response(201, created_body(
+            project, branch, endpoint, roles, databases,
+            [{k: v for k, v in op.items() if not k.startswith("_")} for op in operations], password=password))
 
     def neon_list_projects(self, req: Request) -> Response:
         q = req.query
@@ -218,13 +272,8 @@ class NeonApi:
         if cursor:
             recs = [r for r in recs if r["cursor"] > cursor]
         page = recs[:limit]
-        out: dict[str, Any] = {"projects": [self._neon_list_item(r["project"]) for r in page],
-                               "applications": {}, "integrations": {}}
-        if page:
-            out["pagination"] = {"cursor": page[-1]["cursor"]}
-        elif cursor:
-            out["pagination"] = {"cursor": cursor}
-        return json_response(200, out)
+        return json_response(200, list_body([list_item(r["project"]) for r in page],
+                                            page[-1]["cursor"] if page else cursor or None))
 
     def neon_get_project(self, req: Request, project_id: str) -> Response:
         return json_response(200, {"project": self._neon_project(project_id)["project"]})
@@ -267,7 +316,7 @@ class NeonApi:
         host = endpoint["host"]
         if q.get("pooled", "").lower() == "true":
             host = host.replace(endpoint["id"], endpoint["id"] + "-pooler", 1)
-        return json_response(200, {"uri": f"postgresql://{role}:{role_rec['password']}@{host}/{db}?sslmode=require"})
+        return json_response(200, {"uri": connection_uri(role, role_rec["password"], host, db)})
 
     def neon_me(self, req: Request) -> Response:
         return json_response(200, {

@@ -44,12 +44,6 @@ def unauthorized(token: str | None) -> Response:
                                          "in your PostHog project settings.", "attr": None})
 
 
-def not_found(req: Request) -> Response:
-    return error(404, f"no such route: {req.method} {req.rel}")
-
-
-def decorate(server: Any, resp: Response) -> Response:
-    return resp
 
 
 #: (method, path pattern, handler method name); ``{name}`` matches one path segment
@@ -59,6 +53,7 @@ ROUTES = [
     ("POST", "/batch/", "posthog_capture"),
     ("POST", "/capture/", "posthog_capture"),
 ]
+
 
 class PostHogApi:
     """Route handlers; mixed into the server."""

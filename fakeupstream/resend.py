@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from typing import Callable
 
 from .common import BadRequest, Request, Response, json_response, rand_alnum, resend_ts
 
@@ -12,9 +12,6 @@ from .common import BadRequest, Request, Response, json_response, rand_alnum, re
 
 
 # -- the answers every route shares (the server calls these by provider)
-def token_of(req: Request) -> str | None:
-    return req.token()
-
 
 def error_body(status: int, message: str, name: str | None = None) -> dict:
     """Resend's error shape (resend.com/docs/api-reference/errors)."""
@@ -38,12 +35,6 @@ def unauthorized(token: str | None) -> Response:
     return error(401, "API key is invalid", "invalid_api_key")
 
 
-def not_found(req: Request) -> Response:
-    return error(404, f"no such route: {req.method} {req.rel}")
-
-
-def decorate(server: Any, resp: Response) -> Response:
-    return resp
 
 
 #: (method, path pattern, handler method name); ``{name}`` matches one path segment
@@ -57,6 +48,7 @@ ROUTES = [
     ("DELETE", "/api-keys/{api_key_id}", "resend_delete_api_key"),
     ("GET", "/domains", "resend_list_domains"),
 ]
+
 
 class ResendApi:
     """Route handlers; mixed into the server."""

@@ -244,10 +244,12 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
         return None, {}, f"{method} <unknown>"
 
 
-    # ---------------------------------------------------------------- auth and errors (per provider module)
+    # ---------------------------------------------------------------- auth and errors
+    # Each provider module has error(status, message, name) and unauthorized(token); it may
+    # have token_of(req) (default: the bearer token), not_found(req) and decorate(server, resp).
     def _auth_error(self, req: Request) -> Response | None:
         module = PROVIDER_MODULES[req.provider]
-        token = module.token_of(req)
+        token = module.token_of(req) if hasattr(module, "token_of") else req.token()
         if self._token_ok(req.provider, token):
             return None
         return module.unauthorized(token)
@@ -267,10 +269,14 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
         return resp
 
     def _not_found(self, req: Request) -> Response:
-        return PROVIDER_MODULES[req.provider].not_found(req)
+        module = PROVIDER_MODULES[req.provider]
+        if hasattr(module, "not_found"):
+            return module.not_found(req)
+        return module.error(404, f"no such route: {req.method} {req.rel}")
 
     def _decorate(self, req: Request, resp: Response) -> Response:
-        return PROVIDER_MODULES[req.provider].decorate(self, resp)
+        decorate = getattr(PROVIDER_MODULES[req.provider], "decorate", None)
+        return resp if decorate is None else decorate(self, resp)
 
 
     # ---------------------------------------------------------------- control routes

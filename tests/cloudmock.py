@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from apispec import SpecCheckedRouter, _request_errors, _response_errors, _fail, load_spec
-from fakeupstream import github as fake_github, neon as fake_neon, resend as fake_resend
+from fakeupstream import e2b as fake_e2b, github as fake_github, neon as fake_neon, resend as fake_resend
 
 from mk0r_tui.providers.http import Clock
 
@@ -180,6 +180,23 @@ def resend_list(items: list[dict], has_more: bool = False) -> dict:
 def resend_error(status: int, message: str, name: str = "error") -> dict:
     """Resend's documented error shape (resend.com/docs/api-reference/errors)."""
     return fake_resend.error_body(status, message, name)
+
+
+# E2B ------------------------------------------------------------------------------------
+
+E2B = "https://api.e2b.app"
+
+
+def e2b_sandbox(sandbox_id: str, **extra: Any) -> dict:
+    return fake_e2b.sandbox_obj(sandbox_id, **extra)
+
+
+def e2b_listed(sandbox_id: str, metadata: dict[str, str], **extra: Any) -> dict:
+    return fake_e2b.listed_obj(sandbox_id, metadata, **extra)
+
+
+def e2b_error(code: int, message: str) -> dict:
+    return fake_e2b.error_body(code, message)
 
 
 # -- answers no spec documents ----------------------------------------------------------------

@@ -300,3 +300,47 @@ def test_spec_validation_is_active(fake: FakeUpstream, client: httpx.Client) -> 
     del body["project"]["owner_id"]
     with pytest.raises(AssertionError, match="owner_id"):
         validate_response(r.request, httpx.Response(201, json=body, request=r.request), registry)
+
+
+# ---------------------------------------------------------------- the shared serialisers
+def _shared_answers() -> list[tuple[str, str, int, object]]:
+    import cloudmock as cm
+
+    return [
+        ("POST", f"{cm.NEON}/projects", 201, cm.neon_created("proj-1", "mk0r-abc")),
+        ("GET", f"{cm.NEON}/projects", 200, cm.neon_list([cm.neon_list_item("proj-1", "mk0r-abc")], cursor="c1")),
+        ("GET", f"{cm.NEON}/projects/proj-1", 200, {"project": cm.neon_project("proj-1", "mk0r-abc")}),
+        ("GET", f"{cm.NEON}/projects/proj-1/operations/{cm.OP_ID}", 200,
+         {"operation": cm.neon_operation(cm.OP_ID, "proj-1", status="finished")}),
+        ("GET", f"{cm.NEON}/projects/proj-9", 404, cm.neon_error("project not found")),
+        ("POST", f"{cm.GITHUB}/user/repos", 201, cm.github_repo("octo", "mk0r-abc")),
+        ("GET", f"{cm.GITHUB}/user/repos", 200, [cm.github_repo_item("octo", "mk0r-abc")]),
+        ("GET", f"{cm.GITHUB}/user", 200, cm.github_user("octo")),
+        ("GET", f"{cm.GITHUB}/repos/octo/gone", 404, cm.github_error("Not Found")),
+        ("GET", f"{cm.RESEND}/segments", 200, cm.resend_list([{"id": "s1", "name": "n", "created_at": "x"}])),
+        ("POST", f"{cm.E2B}/sandboxes", 201, cm.e2b_sandbox("sbx1", envd_access_token="tok")),
+        ("GET", f"{cm.E2B}/v2/sandboxes", 200, [cm.e2b_listed("sbx1", {"mk0r": "1"})]),
+        ("DELETE", f"{cm.E2B}/sandboxes/sbx9", 404, cm.e2b_error(404, "sandbox not found")),
+    ]
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_cloudmock_answers_are_the_fakes_shapes_and_match_the_specs(index: int) -> None:
+    """cloudmock's respx answers come from fakeupstream's serialisers; each fits its spec."""
+    if SpecRegistry is None:
+        pytest.skip("tests/apispec.py is not available")
+    method, url, status, body = _shared_answers()[index]
+    request = httpx.Request(method, url, headers={"Authorization": "Bearer t", "X-API-Key": "e2b_t"})
+    validate_response(request, httpx.Response(status, json=body, request=request))
+
+
+def test_the_fake_and_cloudmock_share_one_serialiser() -> None:
+    import cloudmock as cm
+    from fakeupstream import github as fake_github, neon as fake_neon
+
+    cm.neon_project("p", "n")["settings"]["allowed_ips"]["ips"].append("1.2.3.4")
+    assert cm.neon_project("p", "n")["settings"]["allowed_ips"]["ips"] == []  # no state shared between answers
+    assert cm.neon_project("p", "n")["owner_id"] == fake_neon.project_obj("p", "n", "aws-us-east-2", 17,
+                                                                           cm.CREATED)["owner_id"]
+    assert set(cm.github_repo("o", "r")) == set(fake_github.repo_obj(
+        fake_github.user_obj("o"), "r", 1, {}, cm.CREATED, org=False))

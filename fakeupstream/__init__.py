@@ -3,9 +3,21 @@
 Made for crash-safety tests and benchmarks: a separate process can kill our CLI
 at any point and then ask the fake (``GET /_state``) what it holds.
 
-Pure stdlib: an ``asyncio.start_server`` HTTP/1.1 server (keep-alive,
-Content-Length and chunked request bodies). Latency is ``await asyncio.sleep``,
-so hundreds of concurrent connections never serialise. Binds 127.0.0.1 only.
+The server (server.py) is ``asyncio.start_server`` with h11 doing the HTTP/1.1: h11 (python-hyper,
+the protocol layer under httpx's own client, so already installed) parses request lines, headers,
+Content-Length and chunked bodies, ``Expect: 100-continue`` and keep-alive, and frames responses;
+the fake only moves bytes. It replaced a hand-written parser. Not ``http.server.ThreadingHTTPServer``:
+a thread per connection would turn latency into sleeping threads and need locks around every
+resource, while here latency is ``await asyncio.sleep`` and all state lives on one loop, so hundreds
+of concurrent connections never serialise and need no locking. Cost measured when switching: about
+0.4 ms more per sequential request than the hand-written parser (2 cores, loaded), nothing beside
+the injected latencies of 50-800 ms. Binds 127.0.0.1 only.
+
+Layout: common.py (config, request/response types, FakeState: resources, counters, faults,
+latency, clock, state file), one module per provider (neon.py, resend.py, github.py, posthog.py:
+serialisers, error shapes, ROUTES and the handlers as a mixin; e2b.py: serialisers only),
+server.py (HTTP and dispatch), harness.py (:class:`FakeUpstream`), __main__.py (the CLI).
+tests/cloudmock.py builds its respx answers with the same serialisers.
 
 Mounts (response shapes follow the trimmed OpenAPI documents in ``tests/api-specs/``)::
 

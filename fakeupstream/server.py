@@ -10,6 +10,8 @@ from http import HTTPStatus
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import h11
+
 from . import github, neon, posthog, resend
 from .common import HOST, MOUNTS, BadRequest, FakeState, Request, Response, dumps, json_response
 
@@ -61,59 +63,34 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
         if self._server is not None:
             await self._server.wait_closed()
 
-    # ---------------------------------------------------------------- HTTP/1.1
+    # ---------------------------------------------------------------- HTTP/1.1 (h11)
     async def _handle_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection: h11 parses requests and frames responses; we only move bytes."""
         task = asyncio.current_task()
         if task is not None:
             self._conn_tasks.add(task)
         self._writers.add(writer)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
         try:
             while True:
-                line = await reader.readline()
-                if not line:
+                req = await self._read_request(conn, reader, writer)
+                if req is None:
                     break
-                if line in (b"\r\n", b"\n"):
-                    continue
-                try:
-                    method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-                except ValueError:
-                    await self._write(writer, json_response(400, {"error": "bad request line"}), False)
-                    break
-                headers: dict[str, str] = {}
-                complete = False
-                while True:
-                    h = await reader.readline()
-                    if not h:
-                        break
-                    if h in (b"\r\n", b"\n"):
-                        complete = True
-                        break
-                    k, _, v = h.decode("latin-1").partition(":")
-                    k, v = k.strip().lower(), v.strip()
-                    headers[k] = f"{headers[k]}, {v}" if k in headers else v
-                if not complete:
-                    break
-                if headers.get("expect", "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if "chunked" in headers.get("transfer-encoding", "").lower():
-                    body = await self._read_chunked(reader)
-                else:
-                    body = await reader.readexactly(int(headers.get("content-length") or 0))
-                conn = headers.get("connection", "").lower()
-                keep_alive = ("close" not in conn) if version == "HTTP/1.1" else ("keep-alive" in conn)
-                split = urlsplit(target)
-                req = Request(method=method.upper(), target=target, path=unquote(split.path),
-                              query=dict(parse_qsl(split.query, keep_blank_values=True)),
-                              headers=headers, body=body)
                 resp = await self._dispatch(req)
                 if resp is None:  # injected connection drop
                     break
-                await self._write(writer, resp, keep_alive)
-                if not keep_alive:
+                await self._write(conn, writer, resp, self._keep_alive(conn, req))
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass
-        except asyncio.CancelledError:
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                try:
+                    await self._write(conn, writer, json_response(exc.error_status_hint,
+                                                                  {"error": f"bad request: {exc}"}), False)
+                except (h11.LocalProtocolError, ConnectionError):
+                    pass
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._writers.discard(writer)
@@ -125,34 +102,60 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
                 pass
 
     @staticmethod
-    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-        chunks = []
+    async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> Request | None:
+        """The next complete request on the connection, or None when the client is gone."""
+        head: h11.Request | None = None
+        body = bytearray()
         while True:
-            size_line = await reader.readline()
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if head is not None and conn.they_are_waiting_for_100_continue:
+                    writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                conn.receive_data(await reader.read(1 << 16))
+            elif isinstance(event, h11.Request):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:  # ConnectionClosed, or PAUSED after a request the client did not finish
+                return None
+        headers: dict[str, str] = {}
+        for name, value in head.headers:
+            k, v = name.decode("latin-1").lower(), value.decode("latin-1")
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v
+        target = head.target.decode("latin-1")
+        split = urlsplit(target)
+        return Request(method=head.method.decode("latin-1").upper(), target=target, path=unquote(split.path),
+                       query=dict(parse_qsl(split.query, keep_blank_values=True)), headers=headers,
+                       body=bytes(body))
 
     @staticmethod
-    async def _write(writer: asyncio.StreamWriter, resp: Response, keep_alive: bool) -> None:
+    def _keep_alive(conn: h11.Connection, req: Request) -> bool:
+        wanted = req.headers.get("connection", "").lower()
+        return "close" not in wanted if conn.their_http_version == b"1.1" else "keep-alive" in wanted
+
+    @staticmethod
+    async def _write(conn: h11.Connection, writer: asyncio.StreamWriter, resp: Response, keep_alive: bool) -> None:
         try:
             reason = HTTPStatus(resp.status).phrase
         except ValueError:
             reason = "Unknown"
-        lines = [f"HTTP/1.1 {resp.status} {reason}", f"Date: {formatdate(usegmt=True)}",
-                 "Server: fakeupstream", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        headers = [("Date", formatdate(usegmt=True)), ("Server", "fakeupstream"),
+                   ("Connection", "keep-alive" if keep_alive else "close")]
         names = {k.lower() for k, _ in resp.headers}
-        if resp.status not in (204, 304):
+        bodyless = resp.status in (204, 304)
+        if not bodyless:
             if resp.content_type and "content-type" not in names:
-                lines.append(f"Content-Type: {resp.content_type}")
-            lines.append(f"Content-Length: {len(resp.body)}")
-        lines += [f"{k}: {v}" for k, v in resp.headers if k.lower() not in ("content-length", "connection")]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        writer.write(head + (resp.body if resp.status not in (204, 304) else b""))
+                headers.append(("Content-Type", resp.content_type))
+            headers.append(("Content-Length", str(len(resp.body))))
+        headers += [(k, v) for k, v in resp.headers if k.lower() not in ("content-length", "connection")]
+        out = conn.send(h11.Response(status_code=resp.status, headers=headers, reason=reason.encode()))
+        if not bodyless and resp.body:
+            out += conn.send(h11.Data(data=resp.body))
+        out += conn.send(h11.EndOfMessage())
+        writer.write(out)
         await writer.drain()
 
     # ---------------------------------------------------------------- dispatch

@@ -344,3 +344,43 @@ def test_the_fake_and_cloudmock_share_one_serialiser() -> None:
                                                                            cm.CREATED)["owner_id"]
     assert set(cm.github_repo("o", "r")) == set(fake_github.repo_obj(
         fake_github.user_obj("o"), "r", 1, {}, cm.CREATED, org=False))
+
+
+# ---------------------------------------------------------------- HTTP/1.1 on the wire
+def _raw(fake: FakeUpstream, data: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def test_http_framing_chunked_body_keep_alive_and_bad_requests(fake: FakeUpstream) -> None:
+    body = b'{"name":"chunky"}'
+    reply = _raw(fake, b"POST /github/user/repos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                       b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                       + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 201 ") and b'"full_name":"octocat/chunky"' in reply
+    two = _raw(fake, b"GET /github/user HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"
+                     b"GET /github/rate_limit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n")
+    assert two.count(b"HTTP/1.1 200 OK") == 2  # both answered on one connection
+    assert _raw(fake, b"not http at all\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert fake.state()["requests"]["github"]["by_route"] == {"POST /user/repos": 1, "GET /user": 1,
+                                                              "GET /rate_limit": 1}
+
+
+def test_expect_100_continue(fake: FakeUpstream) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
+        sock.sendall(b"POST /resend/segments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: 12\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b'{"name":"s"}')
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 201 ")

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT, ROOT / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(ROOT) not in sys.path:  # the repository root holds mk0r_tui and the fakeupstream package
+    sys.path.insert(0, str(ROOT))
 
 from fakeupstream import FakeUpstream  # noqa: E402
 

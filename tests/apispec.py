@@ -1,7 +1,7 @@
 """Check mocked HTTP traffic against the providers' OpenAPI documents.
 
-Specs live in ``<repo>/../shared/api-specs`` (override with ``MK0R_API_SPECS``);
-see SOURCES.md there. A request is matched to a spec by URL prefix through a
+Specs live in ``tests/api-specs/`` inside the repository (copies of the public
+documents listed in SOURCES.md there; override with ``MK0R_API_SPECS``). A request is matched to a spec by URL prefix through a
 :class:`SpecRegistry`; the prefix is cut off and the rest of the path is
 validated with openapi-core against the spec's ``paths`` (the spec's own
 ``servers`` are replaced, so test base URLs like ``https://neon.test/api/v2``
@@ -45,7 +45,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 __all__ = [
     "ALIASES", "DEFAULT_BASE_URLS", "SpecCheckedRouter", "SpecRegistry", "load_spec",
     "respx_spec", "spec_checked_router", "specs_dir", "validate_all",
-    "validate_request", "validate_response",
+    "validate_request", "validate_response", "missing_specs", "pytest_sessionstart",
 ]
 
 SPEC_NAMES = ("neon", "resend", "github", "e2b", "e2b-envd")
@@ -68,9 +68,31 @@ ALIASES: list[tuple[str, str, re.Pattern[str], str]] = [
 _SPEC_HOST = "https://spec.invalid"  # neutral server every loaded spec is given
 
 
+SPECS_DIR = Path(__file__).resolve().parent / "api-specs"
+
+
 def specs_dir() -> Path:
     env = os.environ.get("MK0R_API_SPECS")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "api-specs"
+    return Path(env) if env else SPECS_DIR
+
+
+class SpecMissing(FileNotFoundError):
+    """An OpenAPI document is not where the tests look for it (one short message, no traceback)."""
+
+
+def missing_specs(directory: Path | None = None) -> list[Path]:
+    directory = specs_dir() if directory is None else directory
+    return [directory / f"{name}.json" for name in SPEC_NAMES if not (directory / f"{name}.json").is_file()]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop the run with one message when the documents are missing, instead of a failure
+    per mocked request (a hook: ``from apispec import *`` in conftest registers it)."""
+    missing = missing_specs()
+    if missing:
+        pytest.exit("the providers' OpenAPI documents are missing: " + ", ".join(map(str, missing))
+                    + " (they belong in tests/api-specs/; MK0R_API_SPECS overrides the directory)",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 class _NoSecurity(SecurityProviderFactory):
@@ -96,7 +118,14 @@ def load_spec(name: str) -> LoadedSpec:
 def _load_spec(name: str, directory: str) -> LoadedSpec:
     if name not in SPEC_NAMES:
         raise ValueError(f"unknown spec {name!r}; known: {', '.join(SPEC_NAMES)}")
-    raw = json.loads((Path(directory) / f"{name}.json").read_text())
+    path = Path(directory) / f"{name}.json"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        source = "MK0R_API_SPECS" if os.environ.get("MK0R_API_SPECS") else "the default, tests/api-specs/"
+        raise SpecMissing(f"OpenAPI document {name}.json not found at {path} (directory from {source}); "
+                          "the tests validate mocked HTTP against it") from None
+    raw = json.loads(text)
     data = copy.deepcopy(raw)
     data["servers"] = [{"url": _SPEC_HOST}]
     for item in data["paths"].values():

@@ -1,23 +1,24 @@
-"""Test helpers for the cloud providers: a fake clock, answers built from the providers' own
-OpenAPI documents, and a router for the few answers those documents cannot describe.
+"""Test helpers for the cloud providers over respx: a fake clock, answers in the providers'
+shapes, and a router for the few answers their OpenAPI documents cannot describe.
 
-Answers are built from the spec (minimal instances of the documented schema, or GitHub's own
-examples) and then given the fields a test cares about, so they validate against the spec and
-stay readable.
+The answers come from the serialisers of the one fake upstream (the `fakeupstream` package,
+whose own round trips are validated against the specs), given the fields a test cares about;
+`minimal` builds the smallest spec instance of any other schema.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from apispec import SpecCheckedRouter, _request_errors, _response_errors, _fail, load_spec
+from fakeupstream import e2b as fake_e2b, github as fake_github, neon as fake_neon, resend as fake_resend
 
 from mk0r_tui.providers.http import Clock
 
@@ -103,97 +104,99 @@ def _minimal(spec: dict, node: dict) -> Any:
     return "x" * max(1, node.get("minLength", 1))
 
 
-def github_example(example: str, **overrides: Any) -> Any:
-    value = copy.deepcopy(load_spec("github").raw["components"]["examples"][example]["value"])
-    if isinstance(value, dict):
-        value.update(overrides)
-    return value
+# The JSON shapes come from the fake upstream's provider modules (fakeupstream/neon.py, ...):
+# one serialiser per shape serves both the stateful fake and these respx answers.
+
+CREATED = datetime(2024, 1, 1, tzinfo=timezone.utc)
+BRANCH_ID = "br-main-1"
+REGION = "aws-us-east-2"
 
 
 # Neon -----------------------------------------------------------------------------------
 
 
 def neon_project(project_id: str, name: str, **extra: Any) -> dict:
-    return minimal("neon", "Project", id=project_id, name=name, region_id="aws-us-east-2", pg_version=17, **extra)
+    return {**fake_neon.project_obj(project_id, name, REGION, 17, CREATED), **extra}
 
 
 def neon_list_item(project_id: str, name: str, created_at: str = "2024-01-01T00:00:00Z") -> dict:
-    return minimal("neon", "ProjectListItem", id=project_id, name=name, region_id="aws-us-east-2", pg_version=17,
-                   created_at=created_at)
+    return {**fake_neon.list_item(fake_neon.project_obj(project_id, name, REGION, 17, CREATED)), "created_at": created_at}
 
 
 def neon_operation(op_id: str, project_id: str, action: str = "start_compute", status: str = "running") -> dict:
-    return minimal("neon", "Operation", id=op_id, project_id=project_id, action=action, status=status)
+    return fake_neon.operation_obj(op_id, project_id, BRANCH_ID, action, CREATED, status=status)
 
 
 def neon_uri(password: str = "s3cret-pw", host: str = "ep-cool-1.us-east-2.aws.neon.tech",
              role: str = "neondb_owner", db: str = "neondb") -> str:
-    return f"postgresql://{role}:{password}@{host}/{db}?sslmode=require"
+    return fake_neon.connection_uri(role, password, host, db)
 
 
 def neon_created(project_id: str, name: str, *, ops: list[dict] | None = None, password: str = "s3cret-pw") -> dict:
-    uri = neon_uri(password)
-    return {
-        "project": neon_project(project_id, name),
-        "connection_uris": [{
-            "connection_uri": uri,
-            "connection_parameters": {"database": "neondb", "password": password, "role": "neondb_owner",
-                                      "host": "ep-cool-1.us-east-2.aws.neon.tech",
-                                      "pooler_host": "ep-cool-1-pooler.us-east-2.aws.neon.tech"},
-        }],
-        "roles": [], "databases": [], "endpoints": [],
-        "operations": ops if ops is not None else [neon_operation(OP_ID, project_id)],
-        "branch": minimal("neon", "Branch", id="br-main-1", project_id=project_id, name="main"),
-    }
+    """POST /projects' 201: endpoint ep-cool-1, role neondb_owner owning database neondb."""
+    return fake_neon.created_body(
+        neon_project(project_id, name), fake_neon.branch_obj(BRANCH_ID, project_id, "main", CREATED),
+        fake_neon.endpoint_obj("ep-cool-1", project_id, BRANCH_ID, REGION, CREATED),
+        [fake_neon.role_obj(BRANCH_ID, "neondb_owner", password, CREATED)],
+        [fake_neon.database_obj(1, BRANCH_ID, "neondb", "neondb_owner", CREATED)],
+        ops if ops is not None else [neon_operation(OP_ID, project_id)], password=password)
 
 
 def neon_list(items: list[dict], cursor: str | None = None) -> dict:
-    body: dict = {"projects": items, "applications": {}, "integrations": {}}
-    if cursor is not None:
-        body["pagination"] = {"cursor": cursor}
-    return body
+    return fake_neon.list_body(items, cursor)
 
 
 def neon_error(message: str, code: str = "") -> dict:
-    return {"code": code, "message": message}
+    return fake_neon.error_body(message, code)
 
 
 # GitHub ---------------------------------------------------------------------------------
 
 
 def github_repo(owner: str, name: str, **extra: Any) -> dict:
-    return github_example(
-        "full-repository", name=name, full_name=f"{owner}/{name}", private=True,
-        html_url=f"https://github.com/{owner}/{name}", clone_url=f"https://github.com/{owner}/{name}.git",
-        owner={**github_example("full-repository")["owner"], "login": owner}, has_discussions=False, **extra,
-    )
+    return {**fake_github.repo_obj(fake_github.user_obj(owner), name, 1296269, {"private": True}, CREATED, org=False),
+            **extra}
 
 
 def github_repo_item(owner: str, name: str, created_at: str = "2024-01-01T00:00:00Z") -> dict:
-    item = github_example("repository-items-default-response")[0]
-    return {**item, "name": name, "full_name": f"{owner}/{name}", "created_at": created_at,
-            "owner": {**item["owner"], "login": owner}}
+    return github_repo(owner, name, created_at=created_at)
 
 
 def github_user(login: str = "octo") -> dict:
-    return github_example("private-user-response-with-public-and-private-profile-information", login=login,
-                          user_view_type="private")
+    return fake_github.profile_obj(login)
 
 
 def github_error(message: str) -> dict:
-    return {"message": message, "documentation_url": "https://docs.github.com/rest"}
+    return fake_github.error_body(message)
 
 
 # Resend ---------------------------------------------------------------------------------
 
 
 def resend_list(items: list[dict], has_more: bool = False) -> dict:
-    return {"object": "list", "has_more": has_more, "data": items}
+    return fake_resend.list_body(items, has_more)
 
 
 def resend_error(status: int, message: str, name: str = "error") -> dict:
     """Resend's documented error shape (resend.com/docs/api-reference/errors)."""
-    return {"statusCode": status, "message": message, "name": name}
+    return fake_resend.error_body(status, message, name)
+
+
+# E2B ------------------------------------------------------------------------------------
+
+E2B = "https://api.e2b.app"
+
+
+def e2b_sandbox(sandbox_id: str, **extra: Any) -> dict:
+    return fake_e2b.sandbox_obj(sandbox_id, **extra)
+
+
+def e2b_listed(sandbox_id: str, metadata: dict[str, str], **extra: Any) -> dict:
+    return fake_e2b.listed_obj(sandbox_id, metadata, **extra)
+
+
+def e2b_error(code: int, message: str) -> dict:
+    return fake_e2b.error_body(code, message)
 
 
 # -- answers no spec documents ----------------------------------------------------------------

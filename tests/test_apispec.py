@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -207,19 +206,40 @@ def test_respx_spec_fixture_fails_the_test_at_teardown(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_bad*", "*'admin' is not one of*"])
 
 
+def test_a_loaded_spec_is_reused():
+    """Validation speed is a figure (bench/helpers_speed.py); here: the document is parsed once."""
+    request = req("POST", f"{NEON}/projects", json=NEON_PROJECT)
+    validate_request(request)
+    assert apispec.load_spec("neon") is apispec.load_spec("neon")
+    validate_request(request)  # still valid from the cache
+
+
 def test_specs_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("MK0R_API_SPECS", str(tmp_path))
     assert apispec.specs_dir() == tmp_path
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "neon.json")):
         apispec.load_spec("neon")
 
 
-def test_validation_is_fast_once_loaded():
-    requests = [req("POST", f"{NEON}/projects", json=NEON_PROJECT),
-                req("POST", "https://api.github.com/user/repos", json={"name": "mk0r-x", "private": True})]
-    for request in requests:
-        validate_request(request)  # loads and caches the spec
-        start = time.perf_counter()
-        for _ in range(10):
-            validate_request(request)
-        assert (time.perf_counter() - start) / 10 < 0.05
+def test_specs_are_inside_the_repository(monkeypatch):
+    monkeypatch.delenv("MK0R_API_SPECS", raising=False)
+    tests_dir = Path(apispec.__file__).resolve().parent
+    assert apispec.specs_dir() == tests_dir / "api-specs"
+    assert apispec.missing_specs() == []
+    assert (tests_dir / "api-specs" / "SOURCES.md").is_file()
+
+
+def test_missing_specs_stop_the_run_with_one_message(pytester: pytest.Pytester, monkeypatch, tmp_path):
+    empty = tmp_path / "no-specs"
+    empty.mkdir()
+    monkeypatch.setenv("MK0R_API_SPECS", str(empty))
+    pytester.makeconftest(f"import sys\nsys.path.insert(0, {str(Path(apispec.__file__).parent)!r})\n"
+                          "from apispec import *\n")
+    pytester.makepyfile("def test_a(respx_spec):\n    pass\n\ndef test_b():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist",
+                                           "-p", "no:textual-snapshot", "-p", "no:asyncio")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert len(result.stdout.lines) <= 3 and len(output.splitlines()) <= 6, output  # not a failure per test
+    assert "OpenAPI documents are missing" in result.stdout.str()
+    assert str(empty / "neon.json") in output and "passed" not in output

@@ -24,6 +24,7 @@ import errno
 import json
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from crashkit import (
     upstream_resources,
 )
 from fakeupstream import FakeUpstream
+from waiting import wait_until_sync
+
 from mk0r_tui.core import envfile
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderProgressed, ProviderRetrying, ResourceDeleted, TeardownFailed
@@ -514,10 +517,17 @@ def test_11_second_ctrl_c_exits_now_names_what_may_be_left_and_orphans_finds_it(
     key = "siginttwo000-a"
 
     env, proc = _interrupted_teardown(fake, tmp_path / "home", key, delete_delay_ms=3000)
-    time.sleep(0.2)
+    err_lines: list[str] = []  # read as it comes: the second Ctrl+C waits for the first's answer
+    reader = threading.Thread(target=lambda: err_lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    wait_until_sync(lambda: "finishing in-flight deletes" in "".join(err_lines) or proc.poll() is not None,
+                    what="the CLI to acknowledge the first Ctrl+C")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    out = proc.stdout.read()
+    proc.wait(timeout=10)
+    reader.join(10)
+    err = "".join(err_lines)
 
     assert proc.returncode == 130 and time.monotonic() - started < 2.5  # did not wait for the deletes
     assert "Traceback" not in err

@@ -12,6 +12,7 @@ import pytest
 
 from cloudmock import keyed
 from fakeupstream import FakeUpstream
+from waiting import wait_until
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import AuthenticationError
 from mk0r_tui.providers.github import GitHubProvider
@@ -68,7 +69,7 @@ async def test_a_cancelled_first_caller_does_not_cancel_the_others(fake):
         first = asyncio.create_task(github.owner())
         await asyncio.sleep(0)
         second = asyncio.create_task(github.owner())
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: user_lookups(fake) == 1, what="the shared GET /user to reach the fake")
         first.cancel()
         assert await second == "octocat"
         assert user_lookups(fake) == 1

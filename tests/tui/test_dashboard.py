@@ -10,6 +10,7 @@ from textual.widgets import Button, DataTable, Input
 from textual.worker import Worker, WorkerFailed, WorkerState
 
 from tui_fakes import REPO_URL, FakeProvider, fake_set
+from waiting import wait_until
 
 from mk0r_tui.core.events import (
     ProviderFailed,
@@ -58,6 +59,14 @@ async def settle(app, pilot) -> None:
         pass
     for _ in range(3):
         await pilot.pause()
+
+
+def db_running(app, key: str) -> bool:
+    """The gated fake-db of session `key` is mid-create (its intent row is in the ledger)."""
+    state = app.sessions.get(key)
+    panel = state.panel("fake-db") if state is not None else None
+    return panel is not None and panel.status is Status.RUNNING and any(
+        r.provider == "fake-db" and r.state == "pending" for r in app.runtime.ledger.resources(key))
 
 
 async def provision_via_modal(pilot, key: str) -> None:
@@ -312,7 +321,7 @@ async def test_no_teardown_while_provisioning(make_app, session_key):
     app = make_app(providers)
     async with app.run_test(size=SIZE) as pilot:
         app.start_provision(Session.parse(session_key))
-        await pilot.pause(0.1)
+        await wait_until(lambda: db_running(app, session_key), pilot=pilot)
         assert app.sessions[session_key].busy == "provisioning"
         assert panels(app)["fake-db"].panel.status is Status.RUNNING
         assert app.screen.check_action("teardown", ()) is None
@@ -352,7 +361,7 @@ async def test_quit_while_busy_asks_then_drains(make_app, session_key):
     app = make_app(providers)
     async with app.run_test(size=SIZE) as pilot:
         app.start_provision(Session.parse(session_key))
-        await pilot.pause(0.1)
+        await wait_until(lambda: db_running(app, session_key), pilot=pilot)
         await pilot.press("q")
         await pilot.pause()
         from mk0r_tui.tui.screens.confirm_quit import ConfirmQuitScreen
@@ -380,7 +389,7 @@ async def test_second_ctrl_c_exits_and_names_what_may_be_orphaned(make_app, sess
     app = make_app(providers)
     async with app.run_test(size=SIZE) as pilot:
         app.start_provision(Session.parse(session_key))
-        await pilot.pause(0.1)
+        await wait_until(lambda: db_running(app, session_key), pilot=pilot)
         await pilot.press("ctrl+c")
         await pilot.pause()
         await pilot.press("ctrl+c")
@@ -406,9 +415,9 @@ async def test_switching_selection_keeps_other_sessions_events(make_app):
     first, second = Session.parse("first-session-aa"), Session.parse("second-session-bb")
     async with app.run_test(size=SIZE) as pilot:
         app.start_provision(first)
-        await pilot.pause(0.1)
+        await wait_until(lambda: db_running(app, first.key), pilot=pilot)
         app.start_provision(second)
-        await pilot.pause(0.1)
+        await wait_until(lambda: db_running(app, second.key), pilot=pilot)
         session_list = app.screen.query_one(SessionList)
         assert session_list.selected_key == second.key
         assert session_list.shown_keys == (second.key, first.key), "newest first"

@@ -45,6 +45,7 @@ REGISTRY: tuple[ProviderSpec, ...] = (
     ProviderSpec("neon", Slot.DATABASE, "mk0r_tui.providers.neon:NeonProvider", "NEON_PROVISIONING_KEY", cloud=True),
     ProviderSpec("local-postgres", Slot.DATABASE, "mk0r_tui.providers.local_postgres:LocalPostgresProvider"),
     ProviderSpec("resend", Slot.EMAIL, "mk0r_tui.providers.resend:ResendProvider", "RESEND_PROVISIONING_KEY", cloud=True),
+    ProviderSpec("local-mail", Slot.EMAIL, "mk0r_tui.providers.local_mail:LocalMailProvider"),
     ProviderSpec("github", Slot.REPO, "mk0r_tui.providers.github:GitHubProvider", "GITHUB_PROVISIONING_TOKEN", cloud=True),
     ProviderSpec("local-git", Slot.REPO, "mk0r_tui.providers.local_git:LocalGitProvider"),
 )
@@ -58,7 +59,7 @@ SLOT_ORDER = (Slot.ANALYTICS, Slot.DATABASE, Slot.EMAIL, Slot.REPO)
 
 MISSING_KEY_HINT = {
     Slot.DATABASE: "set NEON_PROVISIONING_KEY",
-    Slot.EMAIL: "set RESEND_PROVISIONING_KEY (no local email provider)",
+    Slot.EMAIL: "set RESEND_PROVISIONING_KEY",
     Slot.REPO: "set GITHUB_PROVISIONING_TOKEN",
     Slot.ANALYTICS: "set POSTHOG_PROJECT_KEY",
 }

@@ -320,13 +320,21 @@ def _answers(endpoints: Endpoints, root: Path) -> bool:
     return response.status == 200 and body.get("root") == str(root.resolve())
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it when it is our own child that exited (a zombie would
+    otherwise look alive to `kill(pid, 0)`)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
-        return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 class MailCatcher:
@@ -395,11 +403,9 @@ class MailCatcher:
             os.kill(endpoints.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(endpoints.pid, 0)
-            except ProcessLookupError:
+            if not _alive(endpoints.pid):
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(endpoints.pid, signal.SIGKILL)

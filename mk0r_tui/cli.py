@@ -552,11 +552,13 @@ def mail(session: str, as_json: bool) -> None:
     row = runtime.ledger.require_session(session)
     store = MailStore(runtime.settings.mail_dir)
     mails = store.list_mail(f"mk0r-{row.slug}")
+    if not mails and not runtime.ledger.resources(row.key, provider="local-mail"):
+        click.echo(f"session {row.key} has no local mailbox: its email slot is not local-mail", err=True)
+    elif not mails and not as_json:
+        click.echo(f"no mail caught for session {row.key} (mailbox {store.box_dir(f'mk0r-{row.slug}')})", err=True)
     if as_json:
         _emit([m.to_json() for m in mails])
         return
-    if not mails:
-        click.echo(f"no mail caught for session {row.key} (mailbox {store.box_dir(f'mk0r-{row.slug}')})", err=True)
     for m in mails:
         click.echo(f"{m.at}  {m.via:4}  {', '.join(m.to):30}  {m.subject}  [{m.id}]")
 

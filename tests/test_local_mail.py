@@ -258,3 +258,16 @@ def test_the_wheel_ships_the_resend_spec(tmp_path):
 
     wheel = next(iter(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"])))
     assert "mk0r_tui/specs/resend-emails.json" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_mail_for_a_session_without_a_local_mailbox_or_an_unknown_one(mk0r_home, session_key):
+    from mk0r_tui.core.ledger import Ledger
+
+    mk0r_home.mkdir(parents=True, exist_ok=True)
+    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+        ledger.ensure_session(Session.parse(session_key))
+    listed = mk0r("mail", session_key, "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert "no local mailbox" in listed.stderr
+    unknown = mk0r("mail", "no-such-session-1")
+    assert unknown.returncode == 2 and "no session" in unknown.stderr and "Traceback" not in unknown.stderr

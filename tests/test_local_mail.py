@@ -99,6 +99,7 @@ async def test_a_request_the_spec_rejects_gets_resends_error_shape(runtime, sess
         (post({"from": "a@acme.test", "to": 42, "subject": "x"}), 422, "validation_error", "to"),
         (post({"from": "a@acme.test", "to": [], "subject": "x"}), 422, "validation_error", "to"),
         (post({"from": "a@acme.test", "to": "b@example.com", "subject": "x", "tags": "nope"}), 422, "validation_error", "tags"),
+        (post({"from": "a@acme.test", "to": "b@example.com", "subject": "x\r\nBcc: victim@example.com"}), 422, "validation_error", "invalid"),
         (post({"from": "a@acme.test", "to": "b@example.com", "subject": "x"}, headers={}), 401, "missing_api_key", "API key"),
         (post({"from": "a@acme.test", "to": "b@example.com", "subject": "x"}, headers={"Authorization": "Bearer re_wrong"}), 403, "invalid_api_key", "invalid"),
         (httpx.get(f"{base}/emails/no-such-id", headers=auth, timeout=10), 404, "not_found", "not found"),

@@ -562,7 +562,11 @@ def build_http_app(store: MailStore):
         problem = validation_problem(validator, body)
         if problem is not None:
             return error(*problem)
-        mail_id = store.deliver(name, message_from_request(body), via="api")
+        try:
+            message = message_from_request(body)
+        except (ValueError, TypeError) as exc:  # e.g. a header value with a line break in it
+            return error(422, "validation_error", f"Invalid email: {exc}")
+        mail_id = store.deliver(name, message, via="api")
         return JSONResponse({"id": mail_id})
 
     async def get_email(request: Request) -> JSONResponse:

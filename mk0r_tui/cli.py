@@ -548,6 +548,62 @@ def doctor(as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+# -- the local mail catcher ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout, newest first.")
+def mail(session: str, as_json: bool) -> None:
+    """List the mails a session's app sent to the local mail catcher, newest first.
+
+    Nothing is ever sent anywhere: the local profile's email slot catches every mail on disk.
+    """
+    from mk0r_tui.providers.mail_catcher import MailStore
+
+    runtime = _runtime()
+    row = runtime.ledger.require_session(session)
+    store = MailStore(runtime.settings.mail_dir)
+    mails = store.list_mail(f"mk0r-{row.slug}")
+    if not mails and not runtime.ledger.resources(row.key, provider="local-mail"):
+        click.echo(f"session {row.key} has no local mailbox: its email slot is not local-mail", err=True)
+    elif not mails and not as_json:
+        click.echo(f"no mail caught for session {row.key} (mailbox {store.box_dir(f'mk0r-{row.slug}')})", err=True)
+    if as_json:
+        _emit([m.to_json() for m in mails])
+        return
+    for m in mails:
+        click.echo(f"{m.at}  {m.via:4}  {', '.join(m.to):30}  {m.subject}  [{m.id}]")
+
+
+@cli.group("local-mail")
+def local_mail() -> None:
+    """The local mail catcher of the local profile (SMTP + a Resend-compatible API)."""
+
+
+@local_mail.command("status")
+def local_mail_status() -> None:
+    """Say whether the mail catcher runs, and on which ports."""
+    from mk0r_tui.providers.mail_catcher import MailCatcher
+
+    runtime = _runtime()
+    endpoints = MailCatcher(runtime.settings.mail_dir).running()
+    if endpoints is None:
+        click.echo("not running")
+    else:
+        click.echo(f"running (pid {endpoints.pid}): smtp 127.0.0.1:{endpoints.smtp_port}, api {endpoints.base_url}")
+
+
+@local_mail.command("stop")
+def local_mail_stop() -> None:
+    """Stop the mail catcher (it starts again on demand; caught mail stays on disk)."""
+    from mk0r_tui.providers.mail_catcher import MailCatcher
+
+    runtime = _runtime()
+    stopped = MailCatcher(runtime.settings.mail_dir).stop()
+    click.echo("stopped" if stopped else "was not running")
+
+
 def main() -> None:
     cli(prog_name="mk0r-tui")
 

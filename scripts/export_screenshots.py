@@ -81,6 +81,25 @@ async def shoot(app, pilot, out: Path, name: str) -> None:
     print(f"wrote {path}")
 
 
+def send_demo_mail(env_file: Path) -> None:
+    """What a generated app does: a welcome mail with the resend SDK, a notification by SMTP,
+    both to the addresses in the session's .env (the local mail catcher)."""
+    import smtplib
+
+    import resend
+    from dotenv import dotenv_values
+
+    env = dotenv_values(env_file)
+    resend.api_url, resend.api_key = env["RESEND_API_URL"], env["RESEND_API_KEY"]
+    resend.Emails.send({"from": "Demo app <hello@demo.test>", "to": ["ada@example.com"], "subject": "Welcome to the demo app",
+                        "text": "Hi Ada,\n\nyour account is ready. Sign in any time.\n\nThe demo app team"})
+    with smtplib.SMTP(env["SMTP_HOST"], int(env["SMTP_PORT"])) as client:
+        client.login(env["SMTP_USER"], env["SMTP_PASSWORD"])
+        client.sendmail("hello@demo.test", ["ops@demo.test"], (
+            "From: hello@demo.test\r\nTo: ops@demo.test\r\nSubject: New signup: ada@example.com\r\n\r\n"
+            "Ada signed up a minute ago.\r\n").encode())
+
+
 async def main_scenes(out: Path) -> None:
     from mk0r_tui.core.models import Session, Status
     from mk0r_tui.engine.runtime import Runtime
@@ -115,6 +134,15 @@ async def main_scenes(out: Path) -> None:
 
         await pilot.press("e")
         await shoot(app, pilot, out, "env-masked")
+        await pilot.press("escape")
+        await pilot.pause()
+
+        # the app sends its welcome mail through the Resend SDK and a notification over SMTP
+        await asyncio.to_thread(send_demo_mail, runtime.settings.env_file_for(session.slug))
+        await pilot.press("m")
+        await wait_until(lambda: type(app.screen).__name__ == "MailboxScreen" and app.screen.mails)
+        await wait_until(lambda: len(app.screen.mails) == 2)
+        await shoot(app, pilot, out, "mailbox")
         await pilot.press("escape")
         await pilot.pause()
 
@@ -165,6 +193,9 @@ def main() -> None:
     from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
 
     EmbeddedPostgres(args.home / "postgres").stop()
+    from mk0r_tui.providers.mail_catcher import MailCatcher
+
+    MailCatcher(args.home / "mail").stop()
 
 
 if __name__ == "__main__":

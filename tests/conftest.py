@@ -47,6 +47,17 @@ def isolated_env(tmp_path, monkeypatch, shared_postgres_dir) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def stop_mail_catchers(tmp_path):
+    """A local-profile provision starts a mail catcher daemon under its data dir and keeps it
+    warm; a test's data dirs live in its tmp_path, so stop every catcher found there after it."""
+    yield
+    from mk0r_tui.providers.mail_catcher import MailCatcher
+
+    for state in [*tmp_path.glob("*/mail/catcher.json"), *tmp_path.glob("*/*/mail/catcher.json")]:
+        MailCatcher(state.parent).stop()
+
+
 @pytest.fixture
 def mk0r_home(isolated_env) -> Path:
     return isolated_env

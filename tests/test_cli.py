@@ -45,7 +45,7 @@ def test_missing_git_exits_2(tmp_path):
 
 
 def test_every_command_has_help():
-    for args in ([], ["provision"], ["sessions"], ["env"], ["teardown"], ["orphans"], ["local-postgres"]):
+    for args in ([], ["provision"], ["sessions"], ["env"], ["teardown"], ["orphans"], ["local-postgres"], ["mail"], ["local-mail"]):
         result = mk0r(*args, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, args
 
@@ -56,16 +56,17 @@ def test_provision_json_sessions_env_and_teardown(session_key, mk0r_home):
     data = json.loads(result.stdout)
     assert data["session"] == session_key and data["slug"] == session_key[:12]
     assert {p["name"]: p["status"] for p in data["providers"]} == {
-        "posthog": "ok", "local-postgres": "ok", "resend": "skipped", "local-git": "ok", "local-folder": "ok",
+        "posthog": "ok", "local-postgres": "ok", "local-mail": "ok", "local-git": "ok", "local-folder": "ok",
     }
-    skipped = next(p for p in data["providers"] if p["status"] == "skipped")
-    assert skipped["note"] == "set RESEND_PROVISIONING_KEY (no local email provider)"
+    assert {"RESEND_API_KEY", "RESEND_BASE_URL", "RESEND_API_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD"} <= set(data["env"])
     for p in data["providers"]:
         assert set(p) >= {"name", "slot", "status", "latency_ms", "attempts", "error", "resources"}
     password = Path(data["env_file"]).read_text()
     assert "••••" in data["env"]["DATABASE_URL"]
     real = dict(line.split("=", 1) for line in password.splitlines() if "=" in line and not line.startswith("#"))
     assert real["PGPASSWORD"] not in result.stdout + result.stderr
+    for secret in ("RESEND_API_KEY", "SMTP_PASSWORD"):
+        assert real[secret] and real[secret] not in result.stdout + result.stderr
 
     listed = json.loads(mk0r("sessions", "--json").stdout)
     assert listed[0]["session"] == session_key
@@ -82,7 +83,7 @@ def test_provision_json_sessions_env_and_teardown(session_key, mk0r_home):
     down = mk0r("teardown", session_key, "--yes", "--json")
     assert down.returncode == 0, down.stdout + down.stderr
     outcomes = json.loads(down.stdout)["resources"]
-    assert {o["outcome"] for o in outcomes} == {"deleted"} and len(outcomes) == 4
+    assert {o["outcome"] for o in outcomes} == {"deleted"} and len(outcomes) == 5
     again = json.loads(mk0r("teardown", session_key, "--yes", "--json").stdout)
     assert again["ok"] and again["resources"] == []
 

@@ -24,7 +24,7 @@ GITHUB_TOKEN = "ghp_0123456789abcdefABCDEF0123456789abcd"
 RESULTS = (
     ProviderResult("posthog", Slot.ANALYTICS, Status.OK, 1.0, 1, env={"VITE_POSTHOG_APP_ID": "mk0r-abc"}, note="tag only"),
     ProviderResult("neon", Slot.DATABASE, Status.OK, 900.0, 1, env={"DATABASE_URL": NEON_URL, "NEON_HOST": "ep-x.neon.tech"}),
-    ProviderResult("resend", Slot.EMAIL, Status.SKIPPED, note="set RESEND_PROVISIONING_KEY (no local email provider)"),
+    ProviderResult("resend", Slot.EMAIL, Status.SKIPPED, note="set RESEND_PROVISIONING_KEY"),
     ProviderResult("github", Slot.REPO, Status.FAILED, 300.0, 3, error=f"POST /user/repos → HTTP 500: boom with {GITHUB_TOKEN}"),
     ProviderResult("local-folder", Slot.TARGET, Status.OK),
 )
@@ -48,7 +48,7 @@ def test_the_table_has_one_row_per_provisioned_service_with_its_env_var_names():
 
 def test_missing_slots_say_why_and_nothing_secret_leaks():
     agents = render_agents_md(RESULTS, ENV)
-    assert "- email (resend): not provisioned (skipped: set RESEND_PROVISIONING_KEY (no local email provider))." in agents
+    assert "- email (resend): not provisioned (skipped: set RESEND_PROVISIONING_KEY)." in agents
     assert "- repo (github): not provisioned (provisioning failed: POST /user/repos → HTTP 500: boom with" in agents
     for secret in (NEON_URL, "npg_S3cr3tPassw0rd", GITHUB_TOKEN, RESEND_KEY):
         assert secret not in agents
@@ -107,3 +107,26 @@ async def test_the_local_folder_gets_the_same_files_as_a_sandbox(mk0r_home, sess
     assert (folder / "CLAUDE.md").read_text() == CLAUDE_MD
     assert (folder / ".gitignore").read_text() == "node_modules\n.env\n.env.*\n"
     ledger.close()
+
+
+def test_local_mail_says_mail_is_caught_locally_where_to_look_and_which_vars():
+    env = {
+        "RESEND_API_KEY": "re_local_s3cr3tK3yValue0123456789", "RESEND_BASE_URL": "http://127.0.0.1:40001",
+        "RESEND_API_URL": "http://127.0.0.1:40001", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "40002",
+        "SMTP_USER": "mk0r-abc123def456", "SMTP_PASSWORD": "smtp-s3cr3t-password-value",
+    }
+    from mk0r_tui.core.models import ResourceRef
+
+    mail = ProviderResult("local-mail", Slot.EMAIL, Status.OK, 5.0, 1, env=env,
+                          resources=(ResourceRef("local-mail", "mailbox", "mk0r-abc123def456", "/x/boxes/mk0r-abc123def456"),))
+    agents = render_agents_md([mail], env)
+    row = next(r for r in table_rows(agents) if r[0] == "Email (local mail catcher)")
+    assert row[1] == "`RESEND_API_KEY`, `RESEND_BASE_URL`, `RESEND_API_URL`, `SMTP_HOST`, `SMTP_PORT`, `SMTP_USER`, `SMTP_PASSWORD`"
+    assert "## Email is caught locally" in agents and "never delivered" in agents
+    assert "`mk0r-tui mail abc123def456`" in agents and "mailbox screen" in agents
+    for name in ("RESEND_BASE_URL", "RESEND_API_URL", "SMTP_USER", "SMTP_PASSWORD"):
+        assert f"`{name}`" in agents.split("## Email is caught locally")[1]
+    for value in env.values():
+        if value not in ("127.0.0.1",) and not value.startswith(("http://", "mk0r-")) and not value.isdigit():
+            assert value not in agents
+    assert "Do not tell users to check a real inbox" in agents

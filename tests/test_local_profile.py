@@ -28,7 +28,7 @@ async def test_local_profile_gives_a_working_database(provisioned):
     runtime, report = provisioned
     statuses = {r.name: r.status for r in report.results}
     assert statuses == {
-        "posthog": Status.OK, "local-postgres": Status.OK, "resend": Status.SKIPPED, "local-git": Status.OK, "local-folder": Status.OK,
+        "posthog": Status.OK, "local-postgres": Status.OK, "local-mail": Status.OK, "local-git": Status.OK, "local-folder": Status.OK,
     }
     env = dotenv_values(report.env_file)
     with psycopg.connect(env["DATABASE_URL"], connect_timeout=5) as conn:
@@ -88,7 +88,8 @@ async def test_second_provision_creates_nothing_and_teardown_removes_everything(
     teardown = await teardown_session(runtime, session_key)
     assert teardown.ok
     assert {(o.resource.provider, o.resource.kind) for o in teardown.outcomes} == {
-        ("local-postgres", "role"), ("local-postgres", "database"), ("local-git", "bare-repo"), ("local-folder", "app-folder"),
+        ("local-postgres", "role"), ("local-postgres", "database"), ("local-mail", "mailbox"), ("local-git", "bare-repo"),
+        ("local-folder", "app-folder"),
     }
     admin = await runtime.provider("local-postgres").admin()
     with psycopg.connect(admin.dsn()) as conn:
@@ -99,7 +100,8 @@ async def test_second_provision_creates_nothing_and_teardown_removes_everything(
 
     second = await teardown_session(runtime, session_key)
     assert second.ok and second.outcomes == ()
-    scan = await find_orphans(runtime, providers=["local-git", "local-folder"])
+    assert not (runtime.settings.mail_dir / "boxes" / f"mk0r-{session_key[:12]}").exists()
+    scan = await find_orphans(runtime, providers=["local-git", "local-folder", "local-mail"])
     assert scan.orphans == []
 
 

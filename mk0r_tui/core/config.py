@@ -34,6 +34,7 @@ class Settings(BaseSettings):
 
     local_postgres_url: str | None = Field(None, validation_alias=_env("MK0R_LOCAL_POSTGRES_URL"))
     postgres_dir_override: Path | None = Field(None, validation_alias=_env("MK0R_POSTGRES_DIR"))
+    mail_dir_override: Path | None = Field(None, validation_alias=_env("MK0R_MAIL_DIR"))
 
     neon_api_url: str = Field("https://console.neon.tech/api/v2", validation_alias=_env("MK0R_NEON_API_URL"))
     neon_org_id: str | None = Field(None, validation_alias=_env("NEON_ORG_ID"))
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
     def postgres_dir(self) -> Path:
         """The embedded server's folder (shareable between data dirs with MK0R_POSTGRES_DIR)."""
         return self.postgres_dir_override or self.data_dir / "postgres"
+
+    @property
+    def mail_dir(self) -> Path:
+        """The local mail catcher's folder: its state, the sessions' credentials and mailboxes."""
+        return self.mail_dir_override or self.data_dir / "mail"
 
     @property
     def log_path(self) -> Path:

@@ -35,6 +35,11 @@ SERVICE_DOCS: Mapping[str, ServiceDoc] = {
     "neon": ServiceDoc("Postgres (Neon)", "the app's own database; connect with DATABASE_URL", "a dedicated Neon project; free-tier limits apply"),
     "local-postgres": ServiceDoc("Postgres (local)", "the app's own database; connect with DATABASE_URL", "a dedicated database and role; only this app's role can connect"),
     "resend": ServiceDoc("Email (Resend)", "send transactional email; add contacts to the segment", "the key can only send email (sending_access); it cannot read or manage anything"),
+    "local-mail": ServiceDoc(
+        "Email (local mail catcher)",
+        "send the app's email with a Resend SDK or over SMTP; see \"Email is caught locally\" below",
+        "caught on this machine, never delivered to a real inbox",
+    ),
     "github": ServiceDoc("Git repository (GitHub)", "push the app's code to origin", "private repository; never commit .env"),
     "local-git": ServiceDoc("Git repository (local)", "push the app's code to origin", "a local bare repository; never commit .env"),
     "posthog": ServiceDoc("Analytics (PostHog)", "tag every captured event with VITE_POSTHOG_APP_ID", "a shared project: always send the app id as a property"),
@@ -89,6 +94,27 @@ def _limits(result: ProviderResult, doc: ServiceDoc, env: Mapping[str, str]) -> 
     return doc.limits
 
 
+def _local_mail_paragraph(result: ProviderResult) -> list[str]:
+    box = next((r.name for r in result.resources if r.kind == "mailbox"), "")
+    slug = box[len("mk0r-"):] if box.startswith("mk0r-") else "<session>"
+    return [
+        "",
+        "## Email is caught locally",
+        "",
+        "Mail this app sends goes to a mail catcher on this machine and is never delivered to anyone.",
+        "Send it either way, unchanged from production code:",
+        "",
+        "- with a Resend SDK: the key is `RESEND_API_KEY` and the base URL is in `RESEND_BASE_URL` (resend-node reads it)",
+        "  and `RESEND_API_URL` (resend-python reads it); `POST /emails` and `GET /emails/{id}` work as on Resend,",
+        "  with any `from` address;",
+        "- over SMTP: `SMTP_HOST`, `SMTP_PORT`, log in with `SMTP_USER` / `SMTP_PASSWORD` (AUTH required, no TLS,",
+        "  127.0.0.1 only).",
+        "",
+        f"To see what was sent: `mk0r-tui mail {slug}` (`--json` for a list of id, at, from, to, subject, via), or the",
+        "dashboard's mailbox screen (`m` on the session). Do not tell users to check a real inbox: nothing arrives there.",
+    ]
+
+
 def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) -> str:
     """The instructions: a table of the provisioned services (names only, never values) and,
     for each slot that is missing, why."""
@@ -113,6 +139,9 @@ def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) 
         lines.append(f"| {_cell(doc.service)} | {names} | {_cell(doc.purpose)} | {_cell(_limits(result, doc, env))} |")
     if not provisioned:
         lines.append("| (none) | | | |")
+    mail = next((r for r in provisioned if r.name == "local-mail"), None)
+    if mail is not None:
+        lines += _local_mail_paragraph(mail)
     if missing:
         lines += ["", "## Not available", ""]
         for result in missing:

@@ -24,7 +24,7 @@ Factory = Union[str, Callable[[Settings, Credentials], "Provider"]]
 
 MISSING_KEY_HINT = {
     Slot.DATABASE: "set NEON_PROVISIONING_KEY",
-    Slot.EMAIL: "set RESEND_PROVISIONING_KEY (no local email provider)",
+    Slot.EMAIL: "set RESEND_PROVISIONING_KEY",
     Slot.REPO: "set GITHUB_PROVISIONING_TOKEN",
     Slot.ANALYTICS: "set POSTHOG_PROJECT_KEY",
 }
@@ -77,6 +77,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec("neon", Slot.DATABASE, "mk0r_tui.providers.neon:NeonProvider", "NEON_PROVISIONING_KEY", cloud=True),
     ProviderSpec("local-postgres", Slot.DATABASE, "mk0r_tui.providers.local_postgres:LocalPostgresProvider"),
     ProviderSpec("resend", Slot.EMAIL, "mk0r_tui.providers.resend:ResendProvider", "RESEND_PROVISIONING_KEY", cloud=True),
+    ProviderSpec("local-mail", Slot.EMAIL, "mk0r_tui.providers.local_mail:LocalMailProvider"),
     ProviderSpec("github", Slot.REPO, "mk0r_tui.providers.github:GitHubProvider", "GITHUB_PROVISIONING_TOKEN", cloud=True),
     ProviderSpec("local-git", Slot.REPO, "mk0r_tui.providers.local_git:LocalGitProvider"),
 )

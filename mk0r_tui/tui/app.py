@@ -361,6 +361,12 @@ class Mk0rApp(App[None]):
             return
         self.push_screen(EnvScreen(self.sessions[key].slug, path))
 
+    def show_mailbox(self, key: str) -> None:
+        from mk0r_tui.tui.screens.mailbox import MailboxScreen
+
+        session = self.sessions[key]
+        self.push_screen(MailboxScreen(self.runtime.settings.mail_dir, session.resource_name))
+
     def open_repo(self, key: str) -> None:
         env = read_env_file(self.env_path(key))
         if env.get("GITHUB_REPO_URL"):
@@ -407,10 +413,15 @@ class Mk0rApp(App[None]):
             dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown")]
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
 
+        from mk0r_tui.tui.screens.mailbox import MailboxScreen
+
         def shown(bindings: Iterable[object]) -> list[Binding]:
             return [b for b in bindings if isinstance(b, Binding)]
 
-        sections = [("dashboard", dashboard_keys), ("app", shown(self.BINDINGS)), (".env viewer", shown(EnvScreen.BINDINGS))]
+        sections = [
+            ("dashboard", dashboard_keys), ("app", shown(self.BINDINGS)), (".env viewer", shown(EnvScreen.BINDINGS)),
+            ("mailbox", shown(MailboxScreen.BINDINGS)),
+        ]
         self.push_screen(HelpScreen(sections))
 
     # -- quitting ----------------------------------------------------------------------

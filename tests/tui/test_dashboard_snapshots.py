@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from textual.widgets import Input
 
-from tui_fakes import FAKE_SECRETS, fake_set
+from tui_fakes import FAKE_SECRETS, FAKE_SMTP_PASSWORD, fake_set
 from tui_scenarios import LIVE, PARTIAL, READY, live_events, seed_ledger
 
 from mk0r_tui.core.models import Session
@@ -150,7 +150,7 @@ def test_stored_snapshots_hold_no_secret():
     assert len(svgs) >= 9
     for svg in svgs:
         text = svg.read_text(encoding="utf-8")
-        for secret in FAKE_SECRETS:
+        for secret in (*FAKE_SECRETS, FAKE_SMTP_PASSWORD):
             assert secret not in text, f"{secret!r} appears in {svg.name}"
 
 

@@ -18,6 +18,8 @@ from mk0r_tui.providers import ProviderSpec, Registry
 FAKE_DB_PASSWORD = "hunter2-FAKE-db-password"
 FAKE_API_KEY = "sk_test_FAKE_SECRET_0123456789abcdef"
 FAKE_SECRETS = (FAKE_DB_PASSWORD, FAKE_API_KEY)
+#: the scenes' local mail password (the fake providers do not hand it out)
+FAKE_SMTP_PASSWORD = "FAKE-smtp-password-0123456789"
 REPO_URL = "https://github.com/acme/mk0r-demo"
 
 

@@ -7,7 +7,6 @@ from mk0r_tui.core.envfile import write_env_file
 from mk0r_tui.core.events import (
     ProviderProgressed,
     ProviderRetrying,
-    ProviderSkipped,
     ProviderStarted,
     ProviderSucceeded,
 )
@@ -15,7 +14,7 @@ from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Ses
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.state import WorkStarted
 
-from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD
+from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD, FAKE_SMTP_PASSWORD
 
 READY = Session.parse("7f3c9a21-ready-demo")
 PARTIAL = Session.parse("b41e07d9-partial-demo")
@@ -23,7 +22,7 @@ DELETED = Session.parse("0c5d2e88-deleted-demo")
 LIVE = Session.parse("e9a4b6f0-live-demo")
 
 PLAN = (
-    ("posthog", Slot.ANALYTICS), ("local-postgres", Slot.DATABASE), ("resend", Slot.EMAIL),
+    ("posthog", Slot.ANALYTICS), ("local-postgres", Slot.DATABASE), ("local-mail", Slot.EMAIL),
     ("local-git", Slot.REPO), ("local-folder", Slot.TARGET),
 )
 DB_LATENCIES = (812.0, 640.0, 930.0, 702.0, 1210.0, 655.0, 590.0, 780.0, 845.0, 610.0)
@@ -43,7 +42,9 @@ def seed_ledger(runtime: Runtime, now: float) -> None:
 
     for session in (READY, PARTIAL):
         ledger.record_run(session.key, ProviderResult("posthog", Slot.ANALYTICS, Status.OK, 0.4, 1, note="tag only (set POSTHOG_PROJECT_KEY to send events)"))
-        ledger.record_run(session.key, ProviderResult("resend", Slot.EMAIL, Status.SKIPPED, note="set RESEND_PROVISIONING_KEY (no local email provider)"))
+        ledger.record_run(session.key, ProviderResult("local-mail", Slot.EMAIL, Status.OK, 38.0, 1))
+        _created(runtime, session, "local-mail", "mailbox", session.resource_name, remote_id=f"/srv/mk0r/mail/boxes/{session.resource_name}")
+    seed_mail(runtime, READY)
     _created(runtime, READY, "local-postgres", "role", READY.pg_identifier)
     _created(runtime, READY, "local-postgres", "database", READY.pg_identifier)
     ledger.record_run(READY.key, ProviderResult("local-postgres", Slot.DATABASE, Status.OK, 731.0, 1))
@@ -58,6 +59,8 @@ def seed_ledger(runtime: Runtime, now: float) -> None:
         "PGHOST": "127.0.0.1", "PGPORT": "54329", "PGUSER": READY.pg_identifier,
         "PGPASSWORD": FAKE_DB_PASSWORD, "PGDATABASE": READY.pg_identifier,
         "RESEND_API_KEY": FAKE_API_KEY,
+        "RESEND_BASE_URL": "http://127.0.0.1:48025", "RESEND_API_URL": "http://127.0.0.1:48025",
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "48026", "SMTP_USER": READY.resource_name, "SMTP_PASSWORD": FAKE_SMTP_PASSWORD,
         "GIT_REMOTE_URL": f"file:///srv/mk0r/repos/{READY.resource_name}.git",
         "LOCAL_GIT_REPO": f"/srv/mk0r/repos/{READY.resource_name}.git",
     }, header="demo")
@@ -78,6 +81,22 @@ def seed_ledger(runtime: Runtime, now: float) -> None:
     ledger.set_session_state(DELETED.key, "deleted")
 
 
+def seed_mail(runtime: Runtime, session: Session) -> None:
+    """One mail caught in the session's mailbox, as the app's welcome email would be."""
+    from email.message import EmailMessage
+
+    from mk0r_tui.providers.mail_catcher import MailStore
+
+    store = MailStore(runtime.settings.mail_dir)
+    store.create_account(session.resource_name)
+    message = EmailMessage()
+    message["From"] = "Demo app <hello@demo.test>"
+    message["To"] = "ada@example.com"
+    message["Subject"] = "Welcome to the demo app"
+    message.set_content("Hi Ada, your account is ready.")
+    store.deliver(session.resource_name, message, via="api")
+
+
 def _created(runtime: Runtime, session: Session, provider: str, kind: str, name: str, *, remote_id: str | None = None) -> None:
     row = runtime.ledger.intend(session.key, provider, kind, name)
     runtime.ledger.mark_created(row.id, remote_id or name)
@@ -85,7 +104,7 @@ def _created(runtime: Runtime, session: Session, provider: str, kind: str, name:
 
 def live_events(now: float) -> list:
     """A session caught mid-provision: analytics ok, the database retrying, the repo running,
-    email skipped, the target waiting."""
+    email ok (the local mail catcher), the target waiting."""
     key = LIVE.key
     repo = ResourceRef("local-git", "bare-repo", LIVE.resource_name, f"/srv/mk0r/repos/{LIVE.resource_name}.git")
     del repo
@@ -95,8 +114,10 @@ def live_events(now: float) -> list:
         ProviderSucceeded(session=key, provider="posthog", at=now - 4.1, result=ProviderResult(
             "posthog", Slot.ANALYTICS, Status.OK, 0.3, 1, note="tag only (set POSTHOG_PROJECT_KEY to send events)")),
         ProviderStarted(session=key, provider="local-postgres", slot=Slot.DATABASE, at=now - 4.1),
-        ProviderSkipped(session=key, provider="resend", at=now - 4.1, result=ProviderResult(
-            "resend", Slot.EMAIL, Status.SKIPPED, note="set RESEND_PROVISIONING_KEY (no local email provider)")),
+        ProviderStarted(session=key, provider="local-mail", slot=Slot.EMAIL, at=now - 4.1),
+        ProviderSucceeded(session=key, provider="local-mail", at=now - 4.0, result=ProviderResult(
+            "local-mail", Slot.EMAIL, Status.OK, 41.0, 1,
+            resources=(ResourceRef("local-mail", "mailbox", LIVE.resource_name, f"/srv/mk0r/mail/boxes/{LIVE.resource_name}"),))),
         ProviderStarted(session=key, provider="local-git", slot=Slot.REPO, at=now - 4.0),
         ProviderProgressed(session=key, provider="local-postgres", message="starting embedded Postgres", at=now - 4.0),
         ProviderRetrying(session=key, provider="local-postgres", attempt=2, max_attempts=5, delay_s=1.5,

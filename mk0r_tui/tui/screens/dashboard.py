@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 #: actions that create or delete something: none of them exists in --read-only
 MUTATING_ACTIONS = frozenset({"new_session", "retry", "teardown"})
 #: actions about the selected session
-SESSION_ACTIONS = frozenset({"retry", "env", "open_repo", "teardown"})
+SESSION_ACTIONS = frozenset({"retry", "env", "open_repo", "teardown", "mailbox"})
+#: how often the local mail panel looks for newly caught mail (one directory stat)
+MAIL_POLL_S = 0.5
 
 EMPTY_HINT = "No sessions yet. Press [b]n[/b] to provision one (the local profile needs no keys)."
 EMPTY_HINT_READ_ONLY = "No sessions yet. This dashboard is read-only: provision with `mk0r-tui provision`."
@@ -60,6 +62,7 @@ class DashboardScreen(Screen):
         Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision again: retry what failed, reuse what is ok"),
         Binding("e", "env", ".env", id="dashboard.env", tooltip="Show the session's .env (secrets masked)"),
         Binding("o", "open_repo", "Repo", id="dashboard.open_repo", tooltip="Open the session's repository"),
+        Binding("m", "mailbox", "Mail", id="dashboard.mailbox", tooltip="The mail the session's app sent, caught locally"),
         Binding("t", "teardown", "Teardown", id="dashboard.teardown", tooltip="Delete every resource of the selected session"),
         Binding("O", "orphans", "Orphans", id="dashboard.orphans", tooltip="Find resources no live session owns"),
         Binding("k", "keys", "Keys", id="dashboard.keys", tooltip="Provisioning keys: which are set, and where from"),
@@ -107,6 +110,7 @@ class DashboardScreen(Screen):
         session_list.show(self.app.sessions.values(), keep=self.selected_key)
         session_list.focus()
         self.call_after_refresh(self._show_detail)
+        self.set_interval(MAIL_POLL_S, self._refresh_mail, name="mail")
 
     def _show_detail(self) -> None:
         """Mount the detail pane with the selected session's panels already in it (one pass)."""
@@ -236,9 +240,47 @@ class DashboardScreen(Screen):
             grid.remove_children()
             self._panels = self._new_panels(session)
             grid.mount_all(self._panels)
+            self._refresh_mail()
             return
         for widget, state in zip(self._panels, session.panels):
             widget.panel = state
+        self._refresh_mail()
+
+    def _mail_panel(self) -> ProviderPanel | None:
+        for widget in self._panels:
+            if widget.panel is not None and widget.panel.provider == "local-mail":
+                return widget
+        return None
+
+    def _refresh_mail(self) -> None:
+        """The local mail panel says how many mails the session's app sent and the latest one;
+        it reads the mailbox again only when the folder changed."""
+        session, widget = self.selected, self._mail_panel()
+        if session is None or widget is None or widget.panel is None:
+            return
+        from mk0r_tui.providers.mail_catcher import MailStore
+
+        store = MailStore(self.app.runtime.settings.mail_dir)
+        box = store.box_dir(session.resource_name)
+        try:
+            stamp: object = (str(box), box.stat().st_mtime_ns)
+        except OSError:
+            stamp = (str(box), None)
+        if stamp == widget.extra_stamp:
+            return
+        if stamp[1] is None:
+            widget.show_extra((), stamp)
+            return
+        summary = store.mailbox_summary(session.resource_name)
+        if summary.latest is None:
+            lines = (Content.styled("no mail caught yet: what the app sends lands here (m)", "$text-muted"),)
+        else:
+            latest = summary.latest
+            lines = (
+                Content.assemble((f"{summary.count} mail{'s' if summary.count != 1 else ''} caught", "bold"), ("  m: mailbox", "$text-muted")),
+                Content.assemble(("latest ", "$text-muted"), latest.subject or "(no subject)", ("  → ", "$text-muted"), ", ".join(latest.to)),
+            )
+        widget.show_extra(lines, stamp)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -256,6 +298,9 @@ class DashboardScreen(Screen):
             return True if session.can_teardown else None
         if action == "env":
             return True if (session.env_file or any(p.status is Status.OK for p in session.panels)) and not session.deleted else None
+        if action == "mailbox":
+            mail_ok = any(p.provider == "local-mail" and p.status is Status.OK for p in session.panels)
+            return True if mail_ok and not session.deleted else None
         if action == "open_repo":
             repo_ok = any(p.slot is Slot.REPO and p.status is Status.OK for p in session.panels)
             return True if repo_ok and not session.deleted else None
@@ -275,6 +320,10 @@ class DashboardScreen(Screen):
     def action_open_repo(self) -> None:
         if self.selected is not None:
             self.app.open_repo(self.selected.key)
+
+    def action_mailbox(self) -> None:
+        if self.selected is not None:
+            self.app.show_mailbox(self.selected.key)
 
     def action_teardown(self) -> None:
         if self.selected is not None:

@@ -52,8 +52,9 @@ def panel_title(panel: PanelState) -> str:
     return f"{panel.provider} · {panel.slot.value}"
 
 
-def panel_body(panel: PanelState, now: float) -> Content:
-    """Everything below the title: the latest step, attempts, resources, note and the full error."""
+def panel_body(panel: PanelState, now: float, extra: tuple[Content, ...] = ()) -> Content:
+    """Everything below the title: the latest step, attempts, resources, what the provider's
+    service holds now (`extra`: e.g. the caught mail), note and the full error."""
     lines: list[Content] = []
     facts = []
     if panel.attempts:
@@ -63,6 +64,7 @@ def panel_body(panel: PanelState, now: float) -> Content:
     if facts:
         lines.append(Content.styled(" · ".join(facts), "$text-muted"))
     lines.extend(_resource_line(view) for view in panel.resources)
+    lines.extend(extra)
     if panel.note and panel.status is not Status.FAILED:
         lines.append(Content.styled(panel.note, "$text-muted italic"))
     if panel.error:
@@ -97,6 +99,9 @@ class ProviderPanel(Vertical):
         self._status = Static(status_line(panel, now), classes="panel-status")
         self._body = Static(panel_body(panel, now), classes="panel-body")
         self._history_widget = LatencyHistory(history, classes="panel-history")
+        #: lines about what the service holds now (the dashboard fills them, e.g. caught mail)
+        self.extra: tuple[Content, ...] = ()
+        self.extra_stamp: object = None
 
     def compose(self) -> ComposeResult:
         yield self._status
@@ -111,6 +116,13 @@ class ProviderPanel(Vertical):
         if self.panel is not None and self.panel.active:
             self._status.update(status_line(self.panel, now))
 
+    def show_extra(self, lines: tuple[Content, ...], stamp: object = None) -> None:
+        self.extra_stamp = stamp
+        if lines != self.extra:
+            self.extra = lines
+            if self.panel is not None:
+                self._body.update(panel_body(self.panel, self._now, self.extra))
+
     def show_history(self, latencies_ms: tuple[float, ...]) -> None:
         self._history_widget.latencies_ms = latencies_ms
 
@@ -123,4 +135,4 @@ class ProviderPanel(Vertical):
         if not self.has_class(wanted):
             self.set_classes((self.classes - _STATUS_CLASSES) | {wanted})
         self._status.update(status_line(panel, self._now))
-        self._body.update(panel_body(panel, self._now))
+        self._body.update(panel_body(panel, self._now, self.extra))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import zlib
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -171,7 +172,9 @@ def github_repo(owner: str, name: str, **extra: Any) -> dict:
 
 def github_repo_item(owner: str, name: str, created_at: str = "2024-01-01T00:00:00Z") -> dict:
     item = github_example("repository-items-default-response")[0]
-    return {**item, "name": name, "full_name": f"{owner}/{name}", "created_at": created_at,
+    # a distinct id per repository, as GitHub gives (discovery deduplicates by id)
+    repo_id = zlib.crc32(f"{owner}/{name}".encode()) or 1
+    return {**item, "id": repo_id, "name": name, "full_name": f"{owner}/{name}", "created_at": created_at,
             "owner": {**item["owner"], "login": owner}}
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg import sql
 
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ProviderError
@@ -70,6 +71,7 @@ class LocalPostgresProvider:
         admin = await self.admin()
         ctx.attempt()
         password = secrets.token_urlsafe(24)
+        remember_secrets([password])  # an error that echoes it is scrubbed everywhere
         conn = await self._connect(admin)
         try:
             prior = ctx.existing(ROLE, ident)

@@ -302,7 +302,9 @@ async def teardown_session(
     remaining = runtime.ledger.resources(session_row.key, live_only=True)
     if not remaining:
         env_copy = runtime.settings.env_file_for(session_row.slug).parent
-        if env_copy.exists():
+        if env_copy.is_symlink():
+            env_copy.unlink()  # the link itself, never what it points to
+        elif env_copy.exists():
             shutil.rmtree(env_copy, ignore_errors=True)
         runtime.ledger.set_session_state(session_row.key, "deleted")
     else:
@@ -370,7 +372,10 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
     async def discover(name: str) -> list[FoundResource]:
         try:
             async with asyncio.timeout(runtime.settings.provider_timeout_s):
-                return await runtime.provider(name).discover()
+                provider = runtime.provider(name)
+                found = await provider.discover()
+                scan.warnings.extend(getattr(provider, "discovery_warnings", ()))
+                return found
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise

@@ -91,6 +91,16 @@ def test_a_value_with_both_quotes_and_a_dollar_round_trips_in_python_and_node(tm
     script.write_text(NODE_DOTENV_PARSE)
     out = subprocess.run([node, str(script), str(path)], capture_output=True, text=True, timeout=30, check=True)
     assert json.loads(out.stdout) == env
+    # and Node's own parser (process.loadEnvFile), as test_node_reads_back_exactly_what_was_written
+    builtin = (
+        "const before = new Set(Object.keys(process.env));"
+        f"process.loadEnvFile({json.dumps(str(path))});"
+        "const out = {}; for (const k of Object.keys(process.env)) if (!before.has(k)) out[k] = process.env[k];"
+        "console.log(JSON.stringify(out));"
+    )
+    result = subprocess.run([node, "-e", builtin], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    if result.returncode == 0:
+        assert json.loads(result.stdout) == env
 
 
 def test_a_value_no_quoting_can_carry_names_its_key_and_the_reason():

@@ -292,6 +292,7 @@ async def teardown_session(
 ) -> TeardownReport:
     """Delete every live resource of a session. Idempotent: a second call does nothing."""
     session_row = runtime.ledger.require_session(key)
+    read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     rows = runtime.ledger.resources(session_row.key, live_only=True)
     runtime.ledger.set_session_state(session_row.key, "tearing_down")
     runtime.in_flight.add(session_row.key)

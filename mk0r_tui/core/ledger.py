@@ -273,12 +273,9 @@ class Ledger:
         self.close()
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        # no secret is ever stored: every text is scrubbed of every secret this process knows
-        # (provisioning keys and provisioned values), e.g. a provider's error echoing a password
-        values = tuple(scrub(p) if isinstance(p, str) else p for p in params)
         with self._lock:
             try:
-                return self._db.execute(sql, values)
+                return self._db.execute(sql, tuple(params))
             except (sqlite3.OperationalError, sqlite3.IntegrityError) as exc:
                 raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
             except sqlite3.DatabaseError as exc:
@@ -359,7 +356,7 @@ class Ledger:
             cur = self._write(
                 "INSERT INTO resources(session_key, provider, kind, name, state, meta, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                (session_key, provider, kind, name, ResourceState.PENDING.value, json.dumps(meta or {}), now, now),
+                (session_key, provider, kind, name, ResourceState.PENDING.value, _clean(json.dumps(meta or {})), now, now),
             )
             return self.resource(int(cur.lastrowid))
 
@@ -372,18 +369,18 @@ class Ledger:
             self._write(
                 "UPDATE resources SET state = ?, remote_id = ?, url = COALESCE(?, url), meta = ?, error = NULL,"
                 " updated_at = ? WHERE id = ?",
-                (ResourceState.CREATED.value, remote_id, url, json.dumps(merged), time.time(), resource_id),
+                (ResourceState.CREATED.value, remote_id, _clean(url), _clean(json.dumps(merged)), time.time(), resource_id),
             )
             return self.resource(resource_id)
 
     def mark_state(self, resource_id: int, state: ResourceState, *, error: str | None = None) -> None:
         self._write(
             "UPDATE resources SET state = ?, error = ?, updated_at = ? WHERE id = ?",
-            (state.value, error, time.time(), resource_id),
+            (state.value, _clean(error), time.time(), resource_id),
         )
 
     def note_error(self, resource_id: int, error: str) -> None:
-        self._write("UPDATE resources SET error = ?, updated_at = ? WHERE id = ?", (error, time.time(), resource_id))
+        self._write("UPDATE resources SET error = ?, updated_at = ? WHERE id = ?", (_clean(error), time.time(), resource_id))
 
     def resource(self, resource_id: int) -> ResourceRow:
         rows = self._read("SELECT * FROM resources WHERE id = ?", (resource_id,))
@@ -437,8 +434,8 @@ class Ledger:
                 result.status.value,
                 result.latency_ms,
                 result.attempts,
-                result.error,
-                result.note,
+                _clean(result.error),
+                _clean(result.note),
                 time.time(),
             ),
         )
@@ -494,6 +491,13 @@ def _resource_row(r: sqlite3.Row) -> ResourceRow:
         created_at=r["created_at"],
         updated_at=r["updated_at"],
     )
+
+
+def _clean(text: str | None) -> str | None:
+    """No secret is ever stored: free text (errors, notes, meta, URLs) is scrubbed of every
+    secret this process knows (provisioning keys and provisioned values), e.g. a provider's
+    error that echoes a generated password."""
+    return scrub(text) if text else text
 
 
 def _meta(text: str | None) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ConfigError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow
-from mk0r_tui.core.paths import is_link, private_dir, refuse_link
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.core.paths import is_link, private_dir, refuse_link
 from mk0r_tui.providers.base import ProvisionContext
 
 

@@ -16,9 +16,9 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg import sql
 
-from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, ResourceRef, Slot

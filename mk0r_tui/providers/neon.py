@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 
-from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.doctor import AuthCheck
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot

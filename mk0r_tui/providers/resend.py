@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.doctor import AuthCheck
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot

@@ -14,8 +14,8 @@ from mk0r_tui.core.envfile import atomic_write
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
-from mk0r_tui.core.paths import is_link, private_dir, refuse_link
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.core.paths import is_link, private_dir, refuse_link
 from mk0r_tui.providers.base import ProvisionContext
 from mk0r_tui.providers.local_git import check_remote_url, run_git
 

@@ -274,6 +274,19 @@ def test_a_symlinked_gitignore_is_not_copied_into_the_app(mk0r_home, session_key
     assert gitignore.is_symlink() or "PRIVATE-CONTENT" not in gitignore.read_text()
 
 
+def test_a_symlinked_local_repo_is_refused_and_its_target_untouched(mk0r_home, session_key, tmp_path):
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    (mk0r_home / "repos").mkdir(parents=True)
+    (mk0r_home / "repos" / f"mk0r-{session_key[:12]}.git").symlink_to(elsewhere, target_is_directory=True)
+
+    result = mk0r("provision", "--session", session_key, "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    repo = next(p for p in json.loads(result.stdout)["providers"] if p["name"] == "local-git")
+    assert repo["status"] == "failed" and "refusing to use" in repo["error"] and "symbolic link" in repo["error"]
+    assert list(elsewhere.iterdir()) == []  # no bare repo made inside the link's target
+
+
 # -- 9: configuration accepted but broken is refused before anything is created ------------------
 
 

@@ -39,11 +39,34 @@ class Mk0rGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Mk0rError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BaseExceptionGroup as group:
+            # a task group (the providers run in one) wraps what its tasks raised: a ledger
+            # write failing mid-provision is still one line and its exit code, not a traceback
+            known = group.subgroup(lambda e: isinstance(e, (Mk0rError, KeyboardInterrupt)))
+            if known is None or group.subgroup(lambda e: not isinstance(e, (Mk0rError, KeyboardInterrupt, BaseExceptionGroup))):
+                raise
+            first = _leaf(known)
+            if isinstance(first, KeyboardInterrupt):
+                click.echo("interrupted", err=True)
+                ctx.exit(130)
+            click.echo(f"error: {_one_line(first)}", err=True)
+            ctx.exit(first.exit_code)
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line, without terminal control characters."""
+    text = " ".join(str(exc).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _runtime() -> Runtime:
@@ -174,7 +197,7 @@ def report_json(report: ProvisionReport, *, reveal: bool) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--session", "session_key", metavar="KEY", help="Session key (default: a new UUID).")
+@click.option("--session", "session_key", metavar="KEY", help="Session key (default: a new UUID); printable characters only, e.g. --session=-key for one starting with '-'.")
 @click.option("--target", type=click.Choice(["auto", "local", "e2b"]), default=None, help="Where the .env goes (default: MK0R_TARGET or auto).")
 @click.option("--sandbox", "sandbox_id", metavar="ID", help="e2b target: connect to this sandbox instead of creating one.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -272,7 +295,11 @@ def sessions(as_json: bool) -> None:
 @click.option("--reveal", is_flag=True, help="Show secret values unmasked.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 def env(session: str, reveal: bool, as_json: bool) -> None:
-    """Print a session's env (secrets masked unless --reveal)."""
+    """Print a session's env (secrets masked unless --reveal).
+
+    SESSION is a session key or slug; one starting with '-' goes after '--':
+    `mk0r-tui env -- -my-session-key`.
+    """
     from pathlib import Path
 
     from mk0r_tui.core.envfile import masked_env, read_env_file
@@ -299,7 +326,11 @@ def env(session: str, reveal: bool, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
 def teardown(session: str, yes: bool, as_json: bool) -> None:
-    """Delete every resource of a session (idempotent: a second run does nothing)."""
+    """Delete every resource of a session (idempotent: a second run does nothing).
+
+    SESSION is a session key or slug; one starting with '-' goes after '--':
+    `mk0r-tui teardown --yes -- -my-session-key`.
+    """
     from mk0r_tui.engine.orchestrator import teardown_session
 
     runtime = _runtime()
@@ -361,7 +392,12 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
         raise UsageError(f"unknown provider {', '.join(unknown)}: choose from {', '.join(available)} (cloud ones need their key)")
 
     async def scan() -> OrphanScan:
-        return await find_orphans(runtime, older_than_s=threshold, providers=list(only) or None)
+        try:
+            return await find_orphans(runtime, older_than_s=threshold, providers=list(only) or None)
+        finally:
+            # the scan's loop ends here: its HTTP clients (and their sockets) must not outlive it
+            # into the delete's loop, nor be left open for the interpreter's shutdown to reap
+            await runtime.aclose()
 
     result = asyncio.run(scan())
     for warning in result.warnings:
@@ -375,7 +411,6 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
             for o in result.orphans:
                 age = "?" if o.age_s is None else f"{o.age_s:.0f}s"
                 click.echo(f"{o.provider:15} {o.kind:12} {o.name:22} {o.remote_id or '-':30} {age:>8}  {o.reason}")
-        asyncio.run(runtime.aclose())
         sys.exit(1 if result.warnings else 0)
     if result.orphans and not yes:
         if not sys.stdin.isatty():

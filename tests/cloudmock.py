@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -159,7 +160,8 @@ def github_repo(owner: str, name: str, **extra: Any) -> dict:
 
 
 def github_repo_item(owner: str, name: str, created_at: str = "2024-01-01T00:00:00Z") -> dict:
-    return github_repo(owner, name, created_at=created_at)
+    # a distinct id per repository, as GitHub gives (discovery deduplicates by id)
+    return {**github_repo(owner, name, created_at=created_at), "id": zlib.crc32(f"{owner}/{name}".encode()) or 1}
 
 
 def github_user(login: str = "octo") -> dict:

@@ -268,3 +268,17 @@ async def test_the_target_provisions_through_the_sdk(e2b_spec, mk0r_home, sessio
     (row,) = ledger.resources(session_key, provider="e2b", live_only=True)
     assert (row.remote_id, row.state) == ("sbx1", "created")
     ledger.close()
+
+
+def test_an_error_body_without_code_is_a_clear_error():
+    # issue 9: the SDK reads every error body as {"code", "message"}; without "code" it raised a
+    # bare KeyError('code'), which surfaced as "KeyError: 'code'"
+    from e2b.api.client.models.error import Error
+
+    with pytest.raises(KeyError) as raised:
+        Error.from_dict({"message": "upstream connect error"})
+    error = translate(raised.value, "POST /sandboxes", creating=True)
+
+    assert isinstance(error, ProviderError)
+    assert "KeyError" not in str(error)
+    assert "no 'code' field" in str(error) and error.outcome_unknown

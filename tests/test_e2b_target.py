@@ -179,7 +179,7 @@ async def test_delivers_env_instructions_gitignore_and_origin(backend, session_k
     assert backend.calls.index(("write", sandbox_id, "/app/.gitignore")) < env_write, ".gitignore lists .env before .env exists"
     git = [c for c in commands if "git " in c]
     assert len(git) == 1 and "git init" in git[0]
-    assert "git remote add origin https://github.com/acme/mk0r-app.git" in git[0]
+    assert "git remote add -- origin https://github.com/acme/mk0r-app.git" in git[0]
     for command in commands:
         assert not re.search(r"git\s+(add|commit|push|stash)", command), command
 
@@ -386,3 +386,41 @@ def test_sandbox_origin(remote, origin, noted):
     assert (note is not None) is noted
     if note:
         assert "ghs_secret" not in note
+
+
+async def test_a_reconnect_404_is_gone_only_after_a_kill_was_sent(backend, session_key):
+    # issue 9: a sandbox whose reconnect answered 404 was marked deleted without a kill
+    runtime, target, session, selection = await provisioned_once(backend, session_key)
+    (first,) = backend.sandboxes
+    live = backend._live
+
+    def connect_404(sandbox_id):  # a paused sandbox / flaky proxy: connect says 404, it still runs
+        if sandbox_id == first and backend.calls[-1] == ("connect", first):
+            raise SandboxGone(f"sandbox {sandbox_id} not found", call="connect", status=404)
+        return live(sandbox_id)
+
+    backend._live = connect_404
+    report = await provision(runtime, target, session, selection)
+
+    assert target_result(report).status is Status.OK
+    assert ("kill", first) in backend.calls
+    assert not backend.sandboxes[first].alive  # killed, not left running unrecorded
+    rows = runtime.ledger.resources(session_key, provider="e2b")
+    assert rows[0].remote_id == first and rows[0].state == "deleted" and "killed" in rows[0].error
+
+
+async def test_a_reconnect_404_whose_kill_fails_keeps_the_row(backend, session_key):
+    runtime, target, session, selection = await provisioned_once(backend, session_key)
+    (first,) = backend.sandboxes
+    backend.sandboxes[first].alive = False
+
+    async def kill_fails(sandbox_id):
+        backend.calls.append(("kill", sandbox_id))
+        raise ProviderError("E2B failed: boom", call=f"DELETE /sandboxes/{sandbox_id}", status=500)
+
+    backend.kill = kill_fails
+    report = await provision(runtime, target, session, selection)
+
+    assert target_result(report).status is Status.FAILED
+    (row,) = runtime.ledger.resources(session_key, provider="e2b", live_only=True)
+    assert row.remote_id == first and row.state == "created"  # teardown and orphans still know it

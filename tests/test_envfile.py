@@ -43,9 +43,72 @@ def test_values_that_cannot_round_trip_are_refused():
     with pytest.raises(ValueError):
         quote_value("line1\nline2")
     with pytest.raises(ValueError):
-        quote_value("it's a \\ path")
+        quote_value("it's a \\ path #1")
     with pytest.raises(ValueError):
         render_env({"BAD-NAME": "x"})
+
+
+#: Node's dotenv `parse` (dotenv 16, lib/main.js, BSD-2-Clause), run by the real `node`: how an
+#: app written in JavaScript reads the `.env` back
+NODE_DOTENV_PARSE = r"""
+const LINE = /(?:^|^)\s*(?:export\s+)?([\w.-]+)(?:\s*=\s*?|:\s+?)(\s*'(?:\\'|[^'])*'|\s*"(?:\\"|[^"])*"|\s*`(?:\\`|[^`])*`|[^#\r\n]+)?\s*(?:#.*)?(?:$|$)/mg
+function parse (src) {
+  const obj = {}
+  let lines = src.toString().replace(/\r\n?/mg, '\n')
+  let match
+  while ((match = LINE.exec(lines)) != null) {
+    const key = match[1]
+    let value = (match[2] || '').trim()
+    const maybeQuote = value[0]
+    value = value.replace(/^(['"`])([\s\S]*)\1$/mg, '$2')
+    if (maybeQuote === '"') { value = value.replace(/\\n/g, '\n').replace(/\\r/g, '\r') }
+    obj[key] = value
+  }
+  return obj
+}
+process.stdout.write(JSON.stringify(parse(require('fs').readFileSync(process.argv[2], 'utf8'))))
+"""
+
+QUOTES_AND_DOLLAR = {
+    "PASSWORD_ALL": "p'w\"d$x",  # the value of issue 9: ', " and $ together
+    "BACKSLASH_AND_QUOTE": "it's a \\ path",
+    "DOLLAR_BRACE": "a'b\"${HOME}",
+}
+
+
+def test_a_value_with_both_quotes_and_a_dollar_round_trips_in_python_and_node(tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    env = {**TRICKY, **QUOTES_AND_DOLLAR}
+    path = write_env_file(tmp_path / ".env", env, header="generated")
+    assert dotenv_values(path, interpolate=False) == env
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "parse.js"
+    script.write_text(NODE_DOTENV_PARSE)
+    out = subprocess.run([node, str(script), str(path)], capture_output=True, text=True, timeout=30, check=True)
+    assert json.loads(out.stdout) == env
+    # and Node's own parser (process.loadEnvFile), as test_node_reads_back_exactly_what_was_written
+    builtin = (
+        "const before = new Set(Object.keys(process.env));"
+        f"process.loadEnvFile({json.dumps(str(path))});"
+        "const out = {}; for (const k of Object.keys(process.env)) if (!before.has(k)) out[k] = process.env[k];"
+        "console.log(JSON.stringify(out));"
+    )
+    result = subprocess.run([node, "-e", builtin], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    if result.returncode == 0:
+        assert json.loads(result.stdout) == env
+
+
+def test_a_value_no_quoting_can_carry_names_its_key_and_the_reason():
+    with pytest.raises(ValueError) as err:
+        render_env({"OK": "fine", "TRICKY_ONE": "a'b\"c #d"})
+    message = str(err.value)
+    assert "TRICKY_ONE" in message and "'#'" in message and "both ' and \"" in message
+    assert "a'b" not in message  # the value itself (maybe a secret) is never in the message
 
 
 def test_disk_full_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):

@@ -413,7 +413,7 @@ async def test_9_env_write_failure_keeps_the_old_file_leaves_no_temp_file_and_ke
 async def test_9_a_file_where_the_app_folder_should_be_is_a_clear_error_and_resources_are_kept(
         fake, cloud, session):
     blocker = cloud.settings.apps_dir / session.slug
-    blocker.parent.mkdir(parents=True)
+    blocker.parent.mkdir(parents=True, exist_ok=True)  # the data dir always has apps/ now
     blocker.write_text("not a folder\n")
 
     report = await provision_services(cloud, session, cloud.plan("local"))

@@ -331,3 +331,33 @@ async def test_discovery_of_an_organisation(respx_spec, runtime, fake):
 
     assert [f.remote_id for f in found] == ["acme/mk0r-zzz"] and route.calls[0].request.url.params["type"] == "all"
     await provider.aclose()
+
+
+async def test_discovery_stops_at_a_next_link_seen_before_and_lists_each_repo_once(respx_spec, github):
+    # issue 9: an endless `Link: next` (a page linking to itself) made one repo appear 1,000 times
+    respx_spec.get(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(
+        200, json=[github_repo_item("octo", "mk0r-aaa")],
+        headers={"link": f'<{GITHUB}/user/repos?affiliation=owner&per_page=100&page=2>; rel="next"'}))
+
+    found = await github.discover()
+
+    assert [f.remote_id for f in found] == ["octo/mk0r-aaa"]
+    assert len(respx_spec.calls) == 2  # the first page, then page 2 once: it links to itself
+    assert any("already read" in w for w in github.discovery_warnings)
+
+
+async def test_discovery_gives_up_after_the_page_cap_and_says_so(respx_spec, github):
+    pages = iter(range(2, 10_000))
+
+    def endless(request):
+        return httpx.Response(200, json=[github_repo_item("octo", "mk0r-aaa")], headers={
+            "link": f'<{GITHUB}/user/repos?affiliation=owner&per_page=100&page={next(pages)}>; rel="next"'})
+
+    github.max_pages = 5
+    respx_spec.get(f"{GITHUB}/user/repos").mock(side_effect=endless)
+
+    found = await github.discover()
+
+    assert len(respx_spec.calls) == 5
+    assert [f.remote_id for f in found] == ["octo/mk0r-aaa"]  # deduplicated by repo id
+    assert any("after 5 pages" in w for w in github.discovery_warnings)

@@ -5,13 +5,15 @@ Provisioning keys are not settings: they come from `credentials` (env var, else 
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mk0r_tui.core.errors import ConfigError
@@ -69,6 +71,43 @@ class Settings(BaseSettings):
     posthog_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_POSTHOG"))
     no_keyring: bool = Field(False, validation_alias=_env("MK0R_NO_KEYRING"))
 
+    @field_validator("home", "postgres_dir_override", mode="before")
+    @classmethod
+    def _absolute_dir(cls, value: object) -> object:
+        """A relative or empty folder would be resolved against whatever the cwd is at the time
+        (the target failed after the cloud resources existed): refused, never guessed."""
+        if value is None:
+            return None
+        text = str(value)
+        if not text.strip():
+            raise ValueError("is empty; unset it, or give an absolute folder")
+        if "\x00" in text:
+            raise ValueError("holds a NUL character")
+        if not Path(text).expanduser().is_absolute():
+            raise ValueError(f"{text!r} is a relative path; give an absolute folder (e.g. $HOME/mk0r)")
+        return value
+
+    @field_validator("provider_timeout_s", "http_timeout_s", "resend_requests_per_second")
+    @classmethod
+    def _positive_finite(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"must be a number above 0 (got {value})")
+        return value
+
+    @field_validator("github_mutation_gap_s")
+    @classmethod
+    def _gap(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be 0 or more seconds (got {value})")
+        return value
+
+    @field_validator("e2b_timeout_s")
+    @classmethod
+    def _e2b_timeout(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"must be a number of seconds above 0 (got {value})")
+        return value
+
     def concurrency_for(self, provider: str) -> int:
         """Requests one provider may have in flight at once in this process."""
         return getattr(self, f"{provider}_concurrency", None) or self.concurrency
@@ -111,13 +150,20 @@ class Settings(BaseSettings):
         return self.data_dir / "mk0r-tui.log"
 
     def ensure_data_dir(self) -> Path:
-        """Create the data dir (0700) or raise ConfigError saying why it cannot be used."""
+        """Create the data dir (0700, tightened when it exists, whatever the umask) or raise
+        ConfigError saying why it cannot be used."""
         path = self.data_dir
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if stat.S_IMODE(path.stat().st_mode) != 0o700:
+                os.chmod(path, 0o700)
             probe = path / f".write-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            from mk0r_tui.core.paths import private_dir
+
+            for folder in (self.apps_dir, self.repos_dir):  # 0700, never a link, whatever the umask
+                private_dir(folder, path)
         except OSError as exc:
             raise ConfigError(
                 f"cannot use the data dir {path}: {exc.strerror or exc}. "

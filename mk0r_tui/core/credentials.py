@@ -74,6 +74,10 @@ class Credentials:
             stored = self._keyring_get(name)
             cred = Credential(name, stored, "keyring" if stored else None)
         self._cache[name] = cred
+        if cred.value:
+            from mk0r_tui.core.envfile import remember_secrets
+
+            remember_secrets([cred.value])
         return cred
 
     def value(self, name: str) -> str | None:

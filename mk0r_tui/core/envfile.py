@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from mk0r_tui.core.errors import Mk0rError
 
@@ -75,13 +75,44 @@ def secret_values(env: Mapping[str, str]) -> list[str]:
         if not value or not is_secret(name, value):
             continue
         password = _url_password(value)
-        found.append(password if password else value)
+        if password:
+            found.extend(sorted({password, unquote(password)}))
+        else:
+            found.append(value)
     return found
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value that appears in `text` with a mask."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+#: every secret value this process has seen: provisioning keys and provisioned ones (a generated
+#: database password, a new API key). `scrub` always masks these too, so a provider's error that
+#: echoes one never reaches the ledger, a log or `--json`.
+_KNOWN_SECRETS: set[str] = set()
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    """Add values to the process's known secrets (see `scrub`)."""
+    for value in values:
+        if value and len(value) >= 4:
+            _KNOWN_SECRETS.add(value)
+            quoted = quote(value, safe="")
+            if quoted != value:
+                _KNOWN_SECRETS.add(quoted)  # as it appears inside a URL
+
+
+def remember_env_secrets(env: Mapping[str, str]) -> None:
+    """Remember the secret values of an env (and the passwords inside its URLs)."""
+    remember_secrets(secret_values(env))
+
+
+def known_secrets() -> frozenset[str]:
+    return frozenset(_KNOWN_SECRETS)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every secret value that appears in `text` (those given and every one this process
+    knows, see `remember_secrets`) with a mask."""
+    if not text:
+        return text
+    for secret in sorted({s for s in (*secrets, *_KNOWN_SECRETS) if s and len(s) >= 4}, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, mask_value("TOKEN", secret))
     return text
@@ -97,7 +128,21 @@ def quote_value(value: str) -> str:
         return f"'{value}'"
     if '"' not in value and "\\" not in value and "$" not in value:
         return f'"{value}"'
-    raise ValueError("a .env value may not contain both a quote and a backslash")
+    # both quote kinds (or a quote and a backslash): left unquoted, both parsers read it
+    # literally, as long as nothing in it looks like a comment, a quote or padding to either
+    problems = []
+    if value[0] in "'\"`":
+        problems.append(f"it starts with {value[0]!r}")
+    if "#" in value:
+        problems.append("it holds '#' (Node's dotenv reads an unquoted '#' as a comment)")
+    if value != value.strip():
+        problems.append("it starts or ends with whitespace")
+    if problems:
+        raise ValueError(
+            "it holds both ' and \" (or a quote and a backslash), so it cannot be quoted, and it cannot stay "
+            "unquoted because " + " and ".join(problems)
+        )
+    return value
 
 
 def render_env(env: Mapping[str, str], *, header: str | None = None) -> str:
@@ -107,7 +152,10 @@ def render_env(env: Mapping[str, str], *, header: str | None = None) -> str:
     for name, value in env.items():
         if not _ENV_NAME.match(name):
             raise ValueError(f"{name!r} is not a valid environment variable name")
-        lines.append(f"{name}={quote_value(value)}")
+        try:
+            lines.append(f"{name}={quote_value(value)}")
+        except ValueError as exc:
+            raise ValueError(f"the value of {name} cannot be written to a .env that python-dotenv and Node's dotenv both read back: {exc}") from None
     return "\n".join(lines) + "\n"
 
 
@@ -119,6 +167,11 @@ def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
     """
     path = Path(path)
     folder = path.parent
+    if os.path.islink(folder):
+        raise EnvWriteError(
+            f"refusing to write {path}: its folder {folder} is a symbolic link (to {os.readlink(folder)}); "
+            "remove the link and retry"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
@@ -150,6 +203,7 @@ def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
 
 
 def write_env_file(path: Path, env: Mapping[str, str], *, header: str | None = None) -> Path:
+    remember_env_secrets(env)
     atomic_write(Path(path), render_env(env, header=header), mode=0o600)
     return Path(path)
 
@@ -161,7 +215,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     path = Path(path)
     if not path.exists():
         return {}
-    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+    values = {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+    remember_env_secrets(values)
+    return values
 
 
 def _describe_os_error(path: Path, exc: OSError) -> str:

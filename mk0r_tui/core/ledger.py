@@ -9,13 +9,16 @@ No secret value is ever written here.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session
 from mk0r_tui.core.states import SessionPhase
@@ -61,6 +64,37 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_session ON runs(session_key);
 CREATE INDEX IF NOT EXISTS runs_provider ON runs(provider, finished_at);
 """
+
+#: the schema version this code reads and writes (`PRAGMA user_version`). A ledger with a lower
+#: version is migrated forward on open by `MIGRATIONS`; a higher one (a newer mk0r-tui) is refused.
+SCHEMA_VERSION = 1
+
+#: every column each table must have; a ledger missing one is damaged (or from another program)
+COLUMNS = {
+    "sessions": ("key", "slug", "created_at", "updated_at", "state", "target", "env_file"),
+    "resources": (
+        "id", "session_key", "provider", "kind", "name", "remote_id", "url", "state", "meta", "error",
+        "created_at", "updated_at",
+    ),
+    "runs": ("id", "session_key", "provider", "slot", "status", "latency_ms", "attempts", "error", "note", "finished_at"),
+}
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    """Version 0 is a fresh file or a ledger from before versioning (today's tables, no
+    version): create whatever is missing. A later version adds `_migrate_1_to_2` and so on."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+#: MIGRATIONS[v] takes a ledger from version v to v + 1, inside one transaction
+MIGRATIONS = {0: _migrate_0_to_1}
+
+
+class LedgerError(ConfigError):
+    """The ledger file cannot be used: damaged, from a newer mk0r-tui, or not a database."""
+
 
 LIVE_STATES = (ResourceState.PENDING.value, ResourceState.CREATED.value, ResourceState.DELETING.value)
 
@@ -124,17 +158,110 @@ class Ledger:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._create_if_missing()
+            self._check_file()
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the ledger at {self.path}: {exc.strerror or exc}. Set MK0R_HOME to a writable folder.") from None
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from None
+        try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the ledger at {self.path}: {exc}. Set MK0R_HOME to a writable folder.") from None
-        self._lock = threading.RLock()
+            self._upgrade()
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, LedgerError):
+                raise
+            if isinstance(exc, sqlite3.OperationalError) and _is_io_problem(exc):
+                raise ConfigError(f"cannot open the ledger at {self.path}: {exc}. Set MK0R_HOME to a writable folder.") from None
+            if isinstance(exc, sqlite3.Error):
+                raise self._damaged(exc) from None
+            raise
+
+    # opening: create, check, migrate -------------------------------------------------------
+
+    def _damaged(self, why: object) -> LedgerError:
+        return LedgerError(
+            f"the ledger {self.path} is damaged or not an mk0r-tui ledger ({why}); "
+            "move it aside (it keeps the record of what exists) and run again, or set MK0R_HOME"
+        )
+
+    def _create_if_missing(self) -> None:
+        """A new ledger is built under a temporary name and linked into place whole, so no other
+        process ever sees a 0-byte or half-made ledger (a 0-byte one is damage, not "empty")."""
+        if os.path.lexists(self.path):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        try:
+            os.chmod(tmp, 0o600)
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("BEGIN IMMEDIATE")
+                _migrate_0_to_1(db)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)  # fails if another process got there first: theirs wins
+            except FileExistsError:
+                pass
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
+
+    def _check_file(self) -> None:
+        info = os.lstat(self.path)
+        if stat.S_ISLNK(info.st_mode):
+            raise LedgerError(f"the ledger {self.path} is a symbolic link; refusing to follow it (move it aside or set MK0R_HOME)")
+        if not stat.S_ISREG(info.st_mode):
+            raise LedgerError(f"the ledger {self.path} is not a regular file")
+        if info.st_size == 0:
+            raise self._damaged("the file is empty (0 bytes)")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(self.path, 0o600)
+
+    def _upgrade(self) -> None:
+        db = self._db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {self.path} has schema version {version}, newer than this mk0r-tui reads "
+                f"({SCHEMA_VERSION}); upgrade mk0r-tui"
+            )
+        check = db.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in check] != [("ok",)]:
+            raise self._damaged(f"integrity check: {check[0][0]}")
+        while version < SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                current = db.execute("PRAGMA user_version").fetchone()[0]
+                if current == version:  # another process may have migrated meanwhile
+                    MIGRATIONS[version](db)
+                    db.execute(f"PRAGMA user_version = {version + 1}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        for table, columns in COLUMNS.items():
+            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            missing = [c for c in columns if c not in have]
+            if missing:
+                raise self._damaged(f"table {table} lacks column {', '.join(missing)}")
 
     def close(self) -> None:
         with self._lock:
@@ -150,12 +277,21 @@ class Ledger:
         with self._lock:
             try:
                 return self._db.execute(sql, tuple(params))
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.OperationalError, sqlite3.IntegrityError) as exc:
                 raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if _is_io_problem(exc):
+                    raise ConfigError(f"cannot read the ledger at {self.path}: {exc}") from None
+                raise self._damaged(exc) from None
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
 
     # sessions ---------------------------------------------------------------------------
 
@@ -163,18 +299,21 @@ class Ledger:
         """Record the session (once). A slug already used by another key is refused."""
         now = time.time()
         with self._lock:
-            row = self._read("SELECT * FROM sessions WHERE slug = ?", (session.slug,))
-            if row and row[0]["key"] != session.key:
+            # one statement, so two processes racing on a new key never both insert: the second
+            # finds the row (same key) or the slug taken (another key), never an IntegrityError
+            self._write(
+                "INSERT INTO sessions(key, slug, created_at, updated_at, state, target) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
+                (session.key, session.slug, now, now, "provisioning", target),
+            )
+            row = self._read("SELECT * FROM sessions WHERE slug = ? OR key = ?", (session.slug, session.key))
+            if not row or row[0]["key"] != session.key:
+                owner = row[0]["key"] if row else "?"
                 raise UsageError(
-                    f"the slug {session.slug!r} already belongs to session {row[0]['key']!r}; "
+                    f"the slug {session.slug!r} already belongs to session {owner!r}; "
                     "session keys must differ in their first 12 characters"
                 )
-            if not row:
-                self._write(
-                    "INSERT INTO sessions(key, slug, created_at, updated_at, state, target) VALUES (?,?,?,?,?,?)",
-                    (session.key, session.slug, now, now, "provisioning", target),
-                )
-            elif target is not None:
+            if target is not None:
                 self._write("UPDATE sessions SET target = ?, updated_at = ? WHERE key = ?", (target, now, session.key))
         found = self.get_session(session.key)
         assert found is not None
@@ -219,7 +358,7 @@ class Ledger:
             cur = self._write(
                 "INSERT INTO resources(session_key, provider, kind, name, state, meta, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                (session_key, provider, kind, name, ResourceState.PENDING.value, json.dumps(meta or {}), now, now),
+                (session_key, provider, kind, name, ResourceState.PENDING.value, _clean(json.dumps(meta or {})), now, now),
             )
             return self.resource(int(cur.lastrowid))
 
@@ -232,18 +371,18 @@ class Ledger:
             self._write(
                 "UPDATE resources SET state = ?, remote_id = ?, url = COALESCE(?, url), meta = ?, error = NULL,"
                 " updated_at = ? WHERE id = ?",
-                (ResourceState.CREATED.value, remote_id, url, json.dumps(merged), time.time(), resource_id),
+                (ResourceState.CREATED.value, remote_id, _clean(url), _clean(json.dumps(merged)), time.time(), resource_id),
             )
             return self.resource(resource_id)
 
     def mark_state(self, resource_id: int, state: ResourceState, *, error: str | None = None) -> None:
         self._write(
             "UPDATE resources SET state = ?, error = ?, updated_at = ? WHERE id = ?",
-            (state.value, error, time.time(), resource_id),
+            (state.value, _clean(error), time.time(), resource_id),
         )
 
     def note_error(self, resource_id: int, error: str) -> None:
-        self._write("UPDATE resources SET error = ?, updated_at = ? WHERE id = ?", (error, time.time(), resource_id))
+        self._write("UPDATE resources SET error = ?, updated_at = ? WHERE id = ?", (_clean(error), time.time(), resource_id))
 
     def resource(self, resource_id: int) -> ResourceRow:
         rows = self._read("SELECT * FROM resources WHERE id = ?", (resource_id,))
@@ -301,8 +440,8 @@ class Ledger:
                 result.status.value,
                 result.latency_ms,
                 result.attempts,
-                result.error,
-                result.note,
+                _clean(result.error),
+                _clean(result.note),
                 time.time(),
             ),
         )
@@ -353,11 +492,33 @@ def _resource_row(r: sqlite3.Row) -> ResourceRow:
         remote_id=r["remote_id"],
         url=r["url"],
         state=r["state"],
-        meta=json.loads(r["meta"] or "{}"),
+        meta=_meta(r["meta"]),
         error=r["error"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
     )
+
+
+def _clean(text: str | None) -> str | None:
+    """No secret is ever stored: free text (errors, notes, meta, URLs) is scrubbed of every
+    secret this process knows (provisioning keys and provisioned values), e.g. a provider's
+    error that echoes a generated password."""
+    return scrub(text) if text else text
+
+
+def _meta(text: str | None) -> dict[str, Any]:
+    """A row's meta; one that is not a JSON object (edited by hand, damaged) reads as empty
+    rather than failing every command that lists resources."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {"unreadable_meta": text}
+    return value if isinstance(value, dict) else {"unreadable_meta": text}
+
+
+def _is_io_problem(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("disk", "readonly", "read-only", "locked", "unable to open", "i/o"))
 
 
 def _run_row(r: sqlite3.Row) -> RunRow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,6 +31,12 @@ def configure_logging(path: Path, secrets: Callable[[], Iterable[str]]) -> None:
     if any(getattr(h, "_mk0r", False) for h in logger.handlers):
         return
     try:
+        # created 0600 whatever the umask (and tightened if it exists); never through a link
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:
         return

@@ -79,6 +79,12 @@ def validate_session_key(key: str) -> str:
         raise UsageError("session key is empty: give --session KEY (at least 8 characters) or omit it for a new one")
     if key != key.strip():
         raise UsageError(f"session key {key!r} has leading or trailing spaces")
+    control = sorted({c for c in key if not c.isprintable()})
+    if control:
+        raise UsageError(
+            f"session key {key!r} holds control or escape characters "
+            f"({' '.join(repr(c) for c in control)}); use printable characters only"
+        )
     if len(key) < MIN_KEY_LENGTH:
         raise UsageError(f"session key {key!r} is too short: it needs at least {MIN_KEY_LENGTH} characters")
     slug = key[:SLUG_LENGTH].lower()

@@ -285,6 +285,7 @@ async def teardown_session(
 ) -> TeardownReport:
     """Delete every live resource of a session. Idempotent: a second call does nothing."""
     session_row = runtime.ledger.require_session(key)
+    read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     rows = runtime.ledger.resources(session_row.key, live_only=True)
     runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARING_DOWN)
     runtime.in_flight.add(session_row.key)
@@ -300,7 +301,9 @@ async def teardown_session(
     state = torn_down_state(len(remaining))
     if state is SessionPhase.DELETED:
         env_copy = runtime.settings.env_file_for(session_row.slug).parent
-        if env_copy.exists():
+        if env_copy.is_symlink():
+            env_copy.unlink()  # the link itself, never what it points to
+        elif env_copy.exists():
             shutil.rmtree(env_copy, ignore_errors=True)
     runtime.ledger.set_session_state(session_row.key, state)
     return TeardownReport(session_row.key, tuple(outcomes))
@@ -354,7 +357,10 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
     async def discover(name: str) -> list[FoundResource]:
         try:
             async with asyncio.timeout(runtime.settings.provider_timeout_s):
-                return await runtime.provider(name).discover()
+                provider = runtime.provider(name)
+                found = await provider.discover()
+                scan.warnings.extend(getattr(provider, "discovery_warnings", ()))
+                return found
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise

@@ -85,6 +85,9 @@ class GitHubProvider(CloudProvider):
     key_name = "GITHUB_PROVISIONING_TOKEN"
     kind = "repo"
     page_size = 100
+    #: discovery reads at most this many pages (100 repos each) of a listing
+    max_pages = 100
+    discovery_warnings: list[str] = []
     _login: str | None = None
     _login_lookup: "asyncio.Task[str] | None" = None
 
@@ -211,23 +214,36 @@ class GitHubProvider(CloudProvider):
             path, params = f"/orgs/{self.settings.github_owner}/repos", {"type": "all", "per_page": self.page_size}
         else:
             path, params = "/user/repos", {"affiliation": "owner", "per_page": self.page_size}
-        found: list[FoundResource] = []
+        found: dict[int, FoundResource] = {}
         url: str | None = path
         base = self.settings.github_api_url.rstrip("/")
         pages = 0
+        seen_urls: set[str] = set()
+        self.discovery_warnings = []
         while url is not None:
+            seen_urls.add(url)
             response = await self.api.request("GET", url, params=params if url == path else None, label=f"GET {path}")
             items = parse_model(response, list[_RepoItem], f"GET {path}")
-            found.extend(
-                FoundResource(self.name, self.kind, item.name, item.full_name, iso_epoch(item.created_at))
-                for item in items if item.name.startswith(RESOURCE_PREFIX)
-            )
+            for item in items:  # by repo id: a page served twice never lists a repo twice
+                if item.name.startswith(RESOURCE_PREFIX) and item.id not in found:
+                    found[item.id] = FoundResource(self.name, self.kind, item.name, item.full_name, iso_epoch(item.created_at))
             pages += 1
             next_url = response.links.get("next", {}).get("url")
             if next_url and not next_url.startswith(base + "/"):
                 raise ProviderError(f"the next page points away from {base}; not following it", call=f"GET {path}")
-            url = next_url if next_url and pages < 1000 else None
-        return found
+            if next_url and next_url in seen_urls:
+                self.discovery_warnings.append(
+                    f"github: GET {path} page {pages} links to a page already read ({next_url}); stopped there"
+                )
+                next_url = None
+            elif next_url and pages >= self.max_pages:
+                self.discovery_warnings.append(
+                    f"github: GET {path} still had a next page after {pages} pages ({pages * self.page_size} repos); "
+                    "stopped there, so some repositories may not have been scanned"
+                )
+                next_url = None
+            url = next_url
+        return list(found.values())
 
     async def check_auth(self) -> AuthCheck:
         response = await self.api.request("GET", "/user")

@@ -4,6 +4,7 @@ for a GitHub repo. The app folder's `origin` points at it, so `git push` works."
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 from typing import ClassVar
@@ -13,6 +14,7 @@ from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ConfigError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.core.paths import is_link, private_dir, refuse_link
 from mk0r_tui.core.provider import Provider, ProvisionContext
 
 
@@ -22,6 +24,22 @@ def git_binary() -> str:
     if not found:
         raise ConfigError("git is not installed or not on PATH; install git (e.g. `apt-get install git`) and try again")
     return found
+
+
+_TRANSPORT_FORM = re.compile(r"^[A-Za-z0-9+.-]+::")
+
+
+def check_remote_url(url: str) -> str:
+    """`url` if git may be handed it as a remote; a ProviderError otherwise. Refused: the
+    `<transport>::<address>` form (`ext::sh -c …` runs a command), and anything starting with
+    `-` (git would read it as an option), or holding a control character."""
+    if not url or url.startswith("-") or _TRANSPORT_FORM.match(url) or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ProviderError(
+            f"refusing the repository URL {url!r}: git remotes must be a plain https://, ssh://, git:// or "
+            "file:// URL (or user@host:path); `<transport>::` forms and leading '-' are never passed to git",
+            call="git remote",
+        )
+    return url
 
 
 async def run_git(*args: str, cwd: Path | None = None) -> str:
@@ -60,6 +78,7 @@ class LocalGitProvider(Provider):
         other = ctx.owned_by_other_session(self.kind, name)
         if other:
             raise ProviderError(f"{path} belongs to session {other!r}", call="git init")
+        refuse_link(path, "local repository")
         row = ctx.intend(self.kind, name)
         ctx.attempt()
         if path.exists() and row.state == "pending" and not (path / "HEAD").exists():
@@ -67,7 +86,7 @@ class LocalGitProvider(Provider):
         if not (path / "HEAD").exists():
             if path.exists() and row.state != "pending":
                 raise ProviderError(f"{path} exists and is not a git repository", call="git init")
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root, self.settings.data_dir)
             await run_git("init", "--bare", "--quiet", "--initial-branch=main", str(path), cwd=self.root)
         url = path.resolve().as_uri()
         ctx.created(row, str(path), url=url)
@@ -78,6 +97,9 @@ class LocalGitProvider(Provider):
 
     async def teardown(self, resource: ResourceRow) -> bool:
         path = self.path_for(resource.name)
+        if is_link(path):
+            path.unlink()  # the link itself, never what it points to
+            return True
         if not path.exists():
             return False
         await asyncio.to_thread(shutil.rmtree, path)

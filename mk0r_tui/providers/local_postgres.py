@@ -18,6 +18,7 @@ from psycopg import sql
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, ResourceRef, Slot
@@ -70,6 +71,7 @@ class LocalPostgresProvider(Provider):
         admin = await self.admin()
         ctx.attempt()
         password = secrets.token_urlsafe(24)
+        remember_secrets([password])  # an error that echoes it is scrubbed everywhere
         conn = await self._connect(admin)
         try:
             prior = ctx.existing(ROLE, ident)

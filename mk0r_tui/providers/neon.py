@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
@@ -109,6 +110,7 @@ def env_from_uri(project_id: str, uri: str) -> dict[str, str]:
     database = parts.path.lstrip("/")
     role = unquote(parts.username or "")
     password = unquote(parts.password or "")
+    remember_secrets([password])
     if not (host and database and role and password):
         raise ProviderError("the connection URI lacks a host, database, role or password", call="connection_uris[0]")
     return {
@@ -209,7 +211,9 @@ class NeonProvider(CloudProvider):
             created = parse_model(response, _Created, "POST /projects")
         except ProviderError as exc:
             raise created_but_unreadable(exc) from None
-        return created.project.id, created.connection_uris[0].connection_uri, created.operations
+        uri = created.connection_uris[0].connection_uri
+        remember_secrets([unquote(urlsplit(uri).password or "")])  # known before any later call can echo it
+        return created.project.id, uri, created.operations
 
     async def _find_and_describe(self, ctx: ProvisionContext, name: str) -> tuple[str, str, list[_Operation]] | None:
         found = await self._find(ctx, name)
@@ -233,7 +237,9 @@ class NeonProvider(CloudProvider):
             params={"database_name": self.database_name, "role_name": self.role_name},
             label="GET /projects/{id}/connection_uri",
         )
-        return parse_model(response, _Uri, "GET /projects/{id}/connection_uri").uri
+        uri = parse_model(response, _Uri, "GET /projects/{id}/connection_uri").uri
+        remember_secrets([unquote(urlsplit(uri).password or "")])
+        return uri
 
     async def _operations(self, ctx: ProvisionContext, project_id: str) -> list[_Operation]:
         response = await self.api.request("GET", f"/projects/{project_id}/operations", ctx=ctx,

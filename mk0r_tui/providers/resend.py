@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
@@ -167,9 +168,11 @@ class ResendProvider(CloudProvider):
         body: dict[str, Any] = {"name": name, "permission": "sending_access", **self._domain()}
         response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx)
         try:
-            return parse_model(response, _NewKey, "POST /api-keys")
+            key = parse_model(response, _NewKey, "POST /api-keys")
         except ProviderError as exc:
             raise created_but_unreadable(exc) from None
+        remember_secrets([key.token])
+        return key
 
     async def _replace(self, ctx: ProvisionContext, row: ResourceRow, key_id: str, why: str) -> None:
         """Record that the key exists, delete it, and record the delete: a fresh one follows."""

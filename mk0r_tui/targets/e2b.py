@@ -22,6 +22,7 @@ from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
 from mk0r_tui.core.provider import Provider, ProvisionContext
+from mk0r_tui.providers.local_git import check_remote_url
 from mk0r_tui.targets.sandbox import SANDBOX_USER, CommandResult, E2BSandboxBackend, SandboxBackend, SandboxGone
 
 T = TypeVar("T")
@@ -46,6 +47,7 @@ def sandbox_origin(remote: str | None) -> tuple[str | None, str | None]:
     """
     if not remote:
         return None, "no repository was provisioned: /app has no origin"
+    check_remote_url(remote)
     if "://" not in remote:
         if ":" in remote.split("/", 1)[0] and not remote.startswith("/"):
             return remote, None  # scp-like: git@github.com:owner/repo.git
@@ -66,8 +68,8 @@ def git_wiring_script(origin: str | None) -> str:
     if origin:
         quoted = shlex.quote(origin)
         lines.append(
-            f"if git remote get-url origin >/dev/null 2>&1; then git remote set-url origin {quoted}; "
-            f"else git remote add origin {quoted}; fi"
+            f"if git remote get-url origin >/dev/null 2>&1; then git remote set-url -- origin {quoted}; "
+            f"else git remote add -- origin {quoted}; fi"
         )
     return "\n".join(lines)
 
@@ -137,8 +139,16 @@ class E2BTarget(Provider):
                     self.backend.connect(row.remote_id, timeout_s=self.settings.e2b_timeout_s),
                 )
             except SandboxGone:
-                ctx.progress(f"sandbox {row.remote_id} is gone (killed or timed out): a new one takes its place")
-                ctx.dropped(row, "gone: killed or timed out")
+                # a 404 from connect alone is not proof (a paused sandbox, a flaky proxy): it is
+                # "already gone" only once a kill was sent and answered (404, or killed now). Any
+                # other kill failure propagates, and the row stays for teardown and orphans.
+                try:
+                    killed = await self.backend.kill(row.remote_id)
+                except SandboxGone:
+                    killed = False
+                why = "connect answered 404; killed it" if killed else "gone: connect and kill both answered 404"
+                ctx.progress(f"sandbox {row.remote_id}: {why}; a new one takes its place")
+                ctx.dropped(row, why)
         if requested:
             row = ctx.intend(KIND, name, meta={"adopted": True})
             ctx.attempt()

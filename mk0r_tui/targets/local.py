@@ -15,12 +15,13 @@ from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.core.paths import is_link, private_dir, refuse_link
 from mk0r_tui.core.provider import Provider, ProvisionContext
-from mk0r_tui.providers.local_git import run_git
+from mk0r_tui.providers.local_git import check_remote_url, run_git
 
 
 def ensure_gitignore(folder: Path) -> None:
-    path = folder / ".gitignore"
+    path = refuse_link(folder / ".gitignore", "app's .gitignore")
     merged = merge_gitignore(path.read_text() if path.exists() else None)
     if merged is not None:
         atomic_write(path, merged, mode=0o644)
@@ -45,15 +46,17 @@ class LocalFolderTarget(Provider):
         folder = self.folder_for(name)
         row = ctx.intend(self.kind, name)
         ctx.attempt()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(folder, self.settings.data_dir)  # 0700; a symlinked folder is refused
+        refuse_link(folder / ".git", "app's .git")
         if not (folder / ".git").exists():
             await run_git("init", "--quiet", "--initial-branch=main", cwd=folder)
         ensure_gitignore(folder)
         remote = ctx.env.get("GIT_REMOTE_URL")
         if remote:
+            check_remote_url(remote)
             remotes = (await run_git("remote", cwd=folder)).split()
             verb = "set-url" if "origin" in remotes else "add"
-            await run_git("remote", verb, "origin", remote, cwd=folder)
+            await run_git("remote", verb, "--", "origin", remote, cwd=folder)
         env_path = folder / ".env"  # written by the orchestrator, the one writer of this file
         for relative, text, mode in render_app_files(ctx.results, ctx.env, name=name).docs():
             atomic_write(folder / relative, text, mode=mode)
@@ -64,6 +67,9 @@ class LocalFolderTarget(Provider):
 
     async def teardown(self, resource: ResourceRow) -> bool:
         folder = self.folder_for(resource.name)
+        if is_link(folder):
+            folder.unlink()  # the link itself, never what it points to
+            return True
         if not folder.exists():
             return False
         await asyncio.to_thread(shutil.rmtree, folder)
@@ -74,9 +80,9 @@ class LocalFolderTarget(Provider):
         if not root.exists():
             return []
         return [
-            FoundResource(self.name, self.kind, RESOURCE_PREFIX + p.name, str(p), p.stat().st_mtime)
+            FoundResource(self.name, self.kind, RESOURCE_PREFIX + p.name, str(p), p.lstat().st_mtime)
             for p in sorted(root.iterdir())
-            if p.is_dir()
+            if p.is_dir() or is_link(p)
         ]
 
     async def aclose(self) -> None:

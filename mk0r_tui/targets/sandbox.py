@@ -256,4 +256,12 @@ def translate(exc: BaseException, call: str, *, creating: bool = False) -> Provi
         return ProviderError(detail, call=call, status=status)
     if isinstance(exc, SandboxException):
         return ProviderError(detail, call=call)
+    if isinstance(exc, KeyError) and exc.args and exc.args[0] in ("code", "message"):
+        # the SDK's generated client reads every error body as {"code", "message"}; a body without
+        # one (a proxy's page, a gateway error) fails inside it with a bare KeyError
+        return ProviderError(
+            f"E2B answered with an error the SDK cannot read (its body has no {exc.args[0]!r} field)",
+            call=call, retryable=True, outcome_unknown=creating,
+            hint="usually a proxy or gateway error in front of E2B; check E2B_DOMAIN / E2B_API_URL and retry",
+        )
     return ProviderError(f"{type(exc).__name__}: {detail}", call=call, retryable=True, outcome_unknown=creating)

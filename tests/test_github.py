@@ -152,15 +152,49 @@ async def test_403_secondary_limit_with_retry_after_is_a_wait_not_a_refusal(resp
     assert route.call_count == 2 and 5.0 in fake.sleeps
 
 
-async def test_500_twice_then_success(respx_offspec, github, ctx):
+def boom():
+    return off_spec(500, reason="github.json documents no 5xx", json_body=github_error("Server Error"))
+
+
+async def test_500_twice_then_success_looks_up_before_each_resend_and_counts_three_attempts(respx_offspec, github, ctx):
     name = ctx.session.resource_name
     me(respx_offspec)
-    boom = off_spec(500, reason="github.json documents no 5xx", json_body=github_error("Server Error"))
-    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(side_effect=[boom, boom, httpx.Response(201, json=github_repo("octo", name))])
+    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(
+        side_effect=[boom(), boom(), httpx.Response(201, json=github_repo("octo", name))])
+    lookup = respx_offspec.get(f"{GITHUB}/repos/octo/{name}").mock(
+        return_value=httpx.Response(404, json=github_error("Not Found")))
 
     await github.provision(ctx)
 
-    assert route.call_count == 3 and [r[0] for r in retries_of(ctx)] == [2, 3]
+    assert route.call_count == 3 and lookup.call_count == 2
+    assert ctx.attempts == 3  # every create sent is an attempt, not just the first
+
+
+@pytest.mark.parametrize("failure", ["500", "read-timeout"])
+async def test_a_500_after_github_made_the_repo_adopts_it_instead_of_calling_it_not_ours(respx_offspec, github, ctx, runtime, failure):
+    """GitHub makes no idempotency promise: a create resent after a 500 that was applied got
+    422 "name already exists" and the session refused its own repo."""
+    name = ctx.session.resource_name
+    me(respx_offspec)
+    repos: list[str] = []
+
+    def create(request):
+        if repos:
+            return httpx.Response(422, json=EXISTS)
+        repos.append(name)
+        if failure == "read-timeout":
+            raise httpx.ReadTimeout("timed out")
+        return boom()
+
+    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(side_effect=create)
+    respx_offspec.get(f"{GITHUB}/repos/octo/{name}").mock(side_effect=lambda request: httpx.Response(
+        200, json=github_repo("octo", name)) if repos else httpx.Response(404, json=github_error("Not Found")))
+
+    outcome = await github.provision(ctx)
+
+    assert route.call_count == 1 and repos == [name]
+    assert outcome.env["GITHUB_REPO"] == f"octo/{name}"
+    assert [(r.state, r.remote_id) for r in runtime.ledger.resources(ctx.session.key)] == [("created", f"octo/{name}")]
 
 
 async def test_timeout_after_send_adopts_the_repo_by_name(respx_spec, github, ctx, runtime):

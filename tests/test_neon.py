@@ -134,11 +134,63 @@ async def test_429_with_retry_after_then_success_waits_on_the_clock(respx_spec, 
     assert retries_of(ctx) == [(2, 5, 12.0, "HTTP 429")]
 
 
-async def test_500_twice_then_success(respx_spec, neon, ctx):
+def applied_then(router, name: str, failure):
+    """A Neon that commits the create and then fails the answer (`failure`: a status or an
+    exception): the project exists, the client does not know. Lists, URI and operations read
+    the projects that really exist."""
+    projects: list[str] = []
+
+    def create(request):
+        projects.append(PID)
+        if isinstance(failure, Exception):
+            raise failure
+        return httpx.Response(failure, json=neon_error("internal error"))
+
+    route = router.post(f"{NEON}/projects").mock(side_effect=create)
+    router.get(f"{NEON}/projects").mock(side_effect=lambda request: httpx.Response(
+        200, json=neon_list([neon_list_item(p, name) for p in projects])))
+    router.get(f"{NEON}/projects/{PID}/connection_uri").mock(return_value=httpx.Response(200, json={"uri": neon_uri()}))
+    router.get(f"{NEON}/projects/{PID}/operations").mock(
+        return_value=httpx.Response(200, json={"operations": [neon_operation(OP_ID, PID, status="finished")]}))
+    return route, projects
+
+
+@pytest.mark.parametrize("failure", [500, 502, 504, httpx.ReadTimeout("timed out")], ids=["500", "502", "504", "read-timeout"])
+async def test_a_5xx_after_the_create_was_applied_adopts_the_one_project(respx_spec, neon, ctx, runtime, failure):
+    """Neon: "for non-GET methods, only 503 and 423 are safe to retry". A 500 after the commit
+    is looked up by name and adopted, never resent (that made a second, billed project)."""
+    name = ctx.session.resource_name
+    create, projects = applied_then(respx_spec, name, failure)
+
+    outcome = await neon.provision(ctx)
+
+    assert create.call_count == 1 and projects == [PID]
+    assert outcome.env["NEON_PROJECT_ID"] == PID
+    (row,) = runtime.ledger.resources(ctx.session.key)
+    assert (row.state, row.remote_id) == ("created", PID)
+    assert f"project {name} was created: adopting it" in progress_of(ctx)
+    assert ctx.attempts == 1
+
+
+async def test_a_500_before_anything_was_made_looks_first_then_creates_again(respx_spec, neon, ctx):
     name = ctx.session.resource_name
     route = respx_spec.post(f"{NEON}/projects").mock(side_effect=[
         httpx.Response(500, json=neon_error("internal error")),
+        httpx.Response(201, json=neon_created(PID, name, ops=[])),
+    ])
+    search = respx_spec.get(f"{NEON}/projects").mock(return_value=httpx.Response(200, json=neon_list([])))
+
+    outcome = await neon.provision(ctx)
+
+    assert route.call_count == 2 and search.call_count == 1 and outcome.env["NEON_PROJECT_ID"] == PID
+    assert ctx.attempts == 2
+
+
+async def test_503_and_423_to_a_create_are_retried_blindly_as_neon_allows(respx_spec, neon, ctx):
+    name = ctx.session.resource_name
+    route = respx_spec.post(f"{NEON}/projects").mock(side_effect=[
         httpx.Response(503, json=neon_error("unavailable")),
+        httpx.Response(423, json=neon_error("project already has running operations")),
         httpx.Response(201, json=neon_created(PID, name, ops=[])),
     ])
 
@@ -146,6 +198,7 @@ async def test_500_twice_then_success(respx_spec, neon, ctx):
 
     assert route.call_count == 3 and outcome.env["NEON_PROJECT_ID"] == PID
     assert [r[0] for r in retries_of(ctx)] == [2, 3]
+    assert ctx.attempts == 3
 
 
 async def test_timeout_after_send_adopts_the_one_project_that_was_made(respx_spec, neon, ctx, runtime):

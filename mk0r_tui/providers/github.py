@@ -134,7 +134,6 @@ class GitHubProvider(CloudProvider):
         owner = await self.owner(ctx)
         prior = ctx.existing(self.kind, name)
         row = ctx.intend(self.kind, name)
-        ctx.attempt()
         repo = await self._get(ctx, f"{owner}/{name}") if prior is not None else None
         if repo is not None:
             ctx.progress(f"adopting {repo.full_name}, made by an earlier run of this session")
@@ -169,7 +168,7 @@ class GitHubProvider(CloudProvider):
         path = self._create_path()
         ctx.progress(f"creating private repository {owner}/{name}")
         response = await self.api.request(
-            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False},
+            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False}, main=True,
         )
         try:
             return parse_model(response, _Repo, f"POST {path}")

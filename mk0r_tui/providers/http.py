@@ -11,7 +11,12 @@ instance per process, so every session shares its pool and its limits). It:
 - never retries 400/401/403/404/422 (a 403 that is a rate limit is a rate limit, not a refusal);
 - does not resend a request whose answer was lost after it was written when the request is not
   idempotent: it raises `ProviderError(outcome_unknown=True)` and `create_or_adopt` looks the
-  resource up by name before deciding to create it again;
+  resource up by name before deciding to create it again. A 500/502/504 to a `POST` is the same
+  "outcome unknown": the server may have committed the create before failing (Neon's error
+  description: only 503 and 423 are safe to retry for non-GET methods; GitHub and Resend promise
+  no idempotency), so only the statuses a provider names in `blind_retry_statuses` (and 429, a
+  request refused before it ran) are resent as they are;
+- counts every try of a provider's main call (`main=True`) with `ctx.attempt()`, retries included;
 - limits requests in flight per provider, optionally rate-limits them (Resend), and optionally
   serialises mutating requests with a gap (GitHub's secondary-limit rule);
 - turns every failure into a `ProviderError` naming the call, the status, the provider's own
@@ -110,6 +115,16 @@ def provider_message(response: httpx.Response) -> str | None:
     return ": ".join(parts) or None
 
 
+def body_field(response: httpx.Response, key: str) -> str | None:
+    """One top-level string field of a JSON error body (Neon's `code`, `request_id`), if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get(key) if isinstance(body, dict) else None
+    return str(value) if value not in (None, "") else None
+
+
 def parse_model(response: httpx.Response, model: Any, call: str) -> Any:
     """The answer as `model` (a pydantic model or a type like `list[Model]`), or a
     ProviderError saying which field is missing or malformed."""
@@ -194,6 +209,9 @@ class ApiClient:
     headers: Mapping[str, str] = field(default_factory=dict)
     hinter: Hinter | None = None
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
+    #: statuses after which a non-idempotent request may be resent unchanged (the provider says
+    #: nothing was applied); any other retryable status to a POST/PATCH is "outcome unknown"
+    blind_retry_statuses: frozenset[int] = frozenset({429})
     #: a rate limit without any header says how long: wait at least this (GitHub: 60 s)
     unhinted_rate_limit_wait_s: float = 0.0
     requests_per_second: float | None = None
@@ -261,10 +279,13 @@ class ApiClient:
         ctx: RetryReporter | None = None,
         accept: tuple[int, ...] = (),
         label: str | None = None,
+        main: bool = False,
     ) -> httpx.Response:
         """Send `method path`; return the response if it is 2xx or in `accept`, else raise.
 
         `label` names the call in errors when the path holds an id the operator need not see.
+        `main` marks the provider's main call: every try of it (retries too) is counted with
+        `ctx.attempt()`, so the panel's "attempts" is the number of requests really sent.
         """
         if not self.token and self.key_name:
             raise AuthenticationError(
@@ -284,6 +305,8 @@ class ApiClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if main and ctx is not None and hasattr(ctx, "attempt"):
+                        ctx.attempt()  # type: ignore[attr-defined]
                     return await self._send_once(http, method, path, params, json, accept, call, ctx)
         except RetryableError as exc:
             attempts = retrying.statistics.get("attempt_number", self.max_attempts)
@@ -350,16 +373,33 @@ class ApiClient:
         status = response.status_code
         if 200 <= status < 300 or status in accept:
             return response
-        raise self._error_for(response, call)
+        raise self._error_for(response, call, method)
 
-    def _error_for(self, response: httpx.Response, call: str) -> ProviderError:
+    def _error_for(self, response: httpx.Response, call: str, method: str = "GET") -> ProviderError:
         status = response.status_code
         message = provider_message(response) or response.reason_phrase or "error"
+        code = body_field(response, "code")
+        if code and code.lower() not in message.lower():
+            message = f"{message} [{code}]"  # Neon's machine code (e.g. PROJECTS_LIMIT_EXCEEDED)
+        request_id = body_field(response, "request_id")
+        if request_id:
+            # Neon's support asks for it; it is not a secret
+            log.warning("%s %s -> HTTP %d (request_id %s)", self.provider, call, status, request_id)
+            message = f"{message} (request_id {request_id})"
         now = self.clock.now()
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is None:
             retry_after = rate_limit_reset(response.headers, now)
         rate_limited = status == 429 or (status == 403 and (retry_after is not None or "rate limit" in message.lower()))
+        if (not rate_limited and status in self.retry_statuses and method.upper() not in IDEMPOTENT_METHODS
+                and status not in self.blind_retry_statuses):
+            # the server may have applied the create before it failed: never resend it blindly;
+            # the caller looks the resource up by name (create_or_adopt) before creating again
+            log.info("%s %s: HTTP %d to a %s; the outcome is unknown", self.provider, call, status, method.upper())
+            return ProviderError(
+                f"{message} (the request may have been applied)", call=call, status=status, outcome_unknown=True,
+                hint=self._hint(status, message, call),
+            )
         if rate_limited or status in self.retry_statuses:
             if retry_after is not None and retry_after > self.longest_wait_s:
                 return ProviderError(
@@ -469,7 +509,8 @@ async def create_or_adopt(
         except ProviderError as exc:
             if not exc.outcome_unknown or number == attempts:
                 raise
-            ctx.progress(f"no answer to {exc.call} after it was sent: looking {what} up by name")
+            lost = f"HTTP {exc.status} to" if exc.status else "no answer to"
+            ctx.progress(f"{lost} {exc.call} after it was sent: looking {what} up by name")
         found = await find()
         if found is not None:
             ctx.progress(f"{what} was created: adopting it")

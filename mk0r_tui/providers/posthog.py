@@ -50,14 +50,13 @@ class PostHogProvider:
         return env
 
     async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome:
-        ctx.attempt()
         if not self.project_key:
             return ProvisionOutcome(env=self.tag_env(ctx), note="tag only (set POSTHOG_PROJECT_KEY to send events)")
         app_id = ctx.session.analytics_app_id
         event = {"api_key": self.project_key, "event": EVENT, "distinct_id": app_id,
                  "properties": {"app_id": app_id, "session_slug": ctx.session.slug}}
         try:
-            await self.api.request("POST", CAPTURE_PATH, json=event, ctx=ctx)
+            await self.api.request("POST", CAPTURE_PATH, json=event, ctx=ctx, main=True)
         except ProviderError as exc:
             if not exc.outcome_unknown:
                 # the tag is still right; the key or host is not, so only the tag stays

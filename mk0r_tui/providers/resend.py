@@ -95,7 +95,6 @@ class ResendProvider(CloudProvider):
             other = ctx.owned_by_other_session(kind, name)
             if other:
                 raise ProviderError(f"the Resend {kind} {name!r} belongs to session {other!r}", call=f"POST {PATHS[kind]}")
-        ctx.attempt()
         segment_id = await self._segment(ctx, segment_name)
         key_id, token = await self._api_key(ctx, key_name)
         return ProvisionOutcome(
@@ -166,7 +165,7 @@ class ResendProvider(CloudProvider):
     async def _create_key(self, ctx: ProvisionContext, name: str) -> _NewKey:
         ctx.progress(f"creating sending-only API key {name!r}")
         body: dict[str, Any] = {"name": name, "permission": "sending_access", **self._domain()}
-        response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx)
+        response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx, main=True)
         try:
             return parse_model(response, _NewKey, "POST /api-keys")
         except ProviderError as exc:

@@ -105,3 +105,21 @@ async def test_the_local_folder_gets_the_same_files_as_a_sandbox(mk0r_home, sess
     assert (folder / "CLAUDE.md").read_text() == CLAUDE_MD
     assert (folder / ".gitignore").read_text() == "node_modules\n.env\n.env.*\n"
     ledger.close()
+
+
+def test_the_email_row_says_what_the_sending_only_key_can_do_and_that_quotas_are_shared():
+    results = (ProviderResult("resend", Slot.EMAIL, Status.OK, 1.0, 1,
+                              env={"RESEND_API_KEY": RESEND_KEY, "RESEND_SEGMENT_ID": "seg-1"}),)
+    agents = render_agents_md(results, {"RESEND_API_KEY": RESEND_KEY, "RESEND_SEGMENT_ID": "seg-1"})
+    (row,) = table_rows(agents)
+    assert "add contacts to the segment" not in row[2], "the key cannot add contacts: 401 restricted_api_key"
+    assert "restricted_api_key" in row[3] and "full-access key" in row[3]
+    assert "shares them" in row[3] and "daily" in row[3]
+
+
+def test_the_database_row_says_which_url_is_pooled_and_which_is_for_migrations():
+    results = (ProviderResult("neon", Slot.DATABASE, Status.OK, 1.0, 1,
+                              env={"DATABASE_URL": NEON_URL, "DATABASE_URL_UNPOOLED": NEON_URL}),)
+    (row,) = table_rows(render_agents_md(results, {"DATABASE_URL": NEON_URL, "DATABASE_URL_UNPOOLED": NEON_URL}))
+    assert row[1] == "`DATABASE_URL`, `DATABASE_URL_UNPOOLED`"
+    assert "pooled" in row[2] and "migrations" in row[2] and "LISTEN/NOTIFY" in row[2]

@@ -365,3 +365,34 @@ async def test_discovery_pages_through_segments_and_keys(respx_spec, resend):
         ("segment", "s-1"), ("segment", "s-3"), ("segment", "s-4"), ("segment", "s-5"), ("api-key", "k-1")]
     assert [c.request.url.params.get("after") for c in segments.calls] == [None, "s-2", "s-4"]
     assert found[0].created_at == 1696636076.678
+
+
+@pytest.mark.parametrize("name", ["daily_quota_exceeded", "monthly_quota_exceeded"])
+async def test_a_quota_429_fails_at_once_without_waiting_for_retry_after(respx_offspec, resend, ctx, fake, name):
+    """Resend's errors page: the quotas answer 429 like the rate limit, but no wait lifts them."""
+    word = name.split("_")[0]
+    segment = respx_offspec.post(f"{RESEND}/segments").mock(return_value=off_spec(
+        429, reason="resend.json documents no errors", headers={"retry-after": "86400"},
+        json_body=resend_error(429, f"You have reached your {word} email sending quota.", name)))
+    started = fake.now()
+
+    with pytest.raises(ProviderError) as caught:
+        await resend.provision(ctx)
+
+    assert segment.call_count == 1 and fake.now() == started
+    assert f"{word} sending quota is used up" in str(caught.value) or f"{word} quota is used up" in str(caught.value)
+    assert "every app of the team" in str(caught.value)
+
+
+@pytest.mark.parametrize("status,message,name,hint", [
+    (400, "API key is invalid", "validation_error", "malformed"),
+    (403, "API key is invalid", "invalid_api_key", "not a valid key"),
+])
+async def test_an_invalid_provisioning_key_gets_a_hint_that_says_what_to_fix(respx_offspec, resend, ctx, status, message, name, hint):
+    respx_offspec.post(f"{RESEND}/segments").mock(return_value=off_spec(
+        status, reason="resend.json documents no errors", json_body=resend_error(status, message, name)))
+
+    with pytest.raises(ProviderError) as caught:
+        await resend.provision(ctx)
+
+    assert hint in str(caught.value)

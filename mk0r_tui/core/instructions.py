@@ -32,9 +32,21 @@ class ServiceDoc:
 
 
 SERVICE_DOCS: Mapping[str, ServiceDoc] = {
-    "neon": ServiceDoc("Postgres (Neon)", "the app's own database; connect with DATABASE_URL", "a dedicated Neon project; free-tier limits apply"),
+    "neon": ServiceDoc(
+        "Postgres (Neon)",
+        "the app's own database: the app connects with DATABASE_URL (pooled, through Neon's PgBouncer: "
+        "right for serverless and many short connections); migrations, schema tools, LISTEN/NOTIFY and "
+        "session state (SET, advisory locks, prepared statements) use DATABASE_URL_UNPOOLED (direct)",
+        "a dedicated Neon project; free-tier limits apply"),
     "local-postgres": ServiceDoc("Postgres (local)", "the app's own database; connect with DATABASE_URL", "a dedicated database and role; only this app's role can connect"),
-    "resend": ServiceDoc("Email (Resend)", "send transactional email; add contacts to the segment", "the key can only send email (sending_access); it cannot read or manage anything"),
+    "resend": ServiceDoc(
+        "Email (Resend)",
+        "send transactional email with RESEND_API_KEY (POST /emails); RESEND_SEGMENT_ID names the app's "
+        "segment for a server that holds a full-access key",
+        "the key is sending-only: anything but sending (contacts, segments, reading emails) is refused with "
+        "401 restricted_api_key, so the app cannot add contacts itself; contact capture needs a server "
+        "holding a full-access key, which the app is not given. Resend's rate limit and daily/monthly "
+        "sending quotas are the team's: every app of the team shares them"),
     "github": ServiceDoc("Git repository (GitHub)", "push the app's code to origin", "private repository; never commit .env"),
     "local-git": ServiceDoc("Git repository (local)", "push the app's code to origin", "a local bare repository; never commit .env"),
     "posthog": ServiceDoc("Analytics (PostHog)", "tag every captured event with VITE_POSTHOG_APP_ID", "a shared project: always send the app id as a property"),

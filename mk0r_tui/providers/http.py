@@ -209,6 +209,9 @@ class ApiClient:
     headers: Mapping[str, str] = field(default_factory=dict)
     hinter: Hinter | None = None
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
+    #: error names (`name` in the body) that are final even on a retryable status: Resend's
+    #: daily/monthly quotas answer 429 but no wait within a provision lifts them
+    final_error_names: frozenset[str] = frozenset()
     #: statuses after which a non-idempotent request may be resent unchanged (the provider says
     #: nothing was applied); any other retryable status to a POST/PATCH is "outcome unknown"
     blind_retry_statuses: frozenset[int] = frozenset({429})
@@ -390,6 +393,9 @@ class ApiClient:
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is None:
             retry_after = rate_limit_reset(response.headers, now)
+        name = body_field(response, "name")
+        if name and name in self.final_error_names:
+            return ProviderError(message, call=call, status=status, hint=self._hint(status, f"{message} [{name}]", call))
         rate_limited = status == 429 or (status == 403 and (retry_after is not None or "rate limit" in message.lower()))
         if (not rate_limited and status in self.retry_statuses and method.upper() not in IDEMPOTENT_METHODS
                 and status not in self.blind_retry_statuses):

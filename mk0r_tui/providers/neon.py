@@ -143,11 +143,6 @@ class _Uri(BaseModel):
     uri: str
 
 
-class _Me(BaseModel):
-    email: str | None = None
-    login: str | None = None
-
-
 def _hint(status: int, message: str, call: str) -> str | None:
     lowered = message.lower()
     if status == 422 and ("projects_limit_exceeded" in lowered or "limit" in lowered and "project" in lowered):
@@ -435,6 +430,10 @@ class NeonProvider(CloudProvider):
             cursor = next_cursor
 
     async def check_auth(self) -> AuthCheck:
-        response = await self.api.request("GET", "/users/me")
-        me = parse_model(response, _Me, "GET /users/me")
-        return AuthCheck(ok=True, detail=f"authenticated as {me.email or me.login or 'a Neon user'}")
+        """An org-key-safe probe: `GET /projects?limit=1` (with NEON_ORG_ID when set) works for a
+        personal, an organization and a project-scoped key alike, where `GET /users/me` refuses
+        an organization key. Neon no longer has "personal accounts": every project is in an org."""
+        response = await self.api.request("GET", "/projects", params={"limit": 1, **self._org_param()})
+        parse_model(response, _ProjectList, "GET /projects")
+        where = f"organization {self.settings.neon_org_id}" if self.settings.neon_org_id else "the key's own organization"
+        return AuthCheck(ok=True, detail=f"the key can list projects in {where}")

@@ -63,8 +63,23 @@ class _Domains(BaseModel):
     data: list[_Domain]
 
 
+#: Resend's quota errors (resend.com/docs/api-reference/errors): 429 like the rate limit, but
+#: waiting for retry-after does not lift a daily or monthly quota, so they fail at once
+QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
+
+
 def _hint(status: int, message: str, call: str) -> str | None:
     lowered = message.lower()
+    if "daily_quota_exceeded" in lowered or "daily quota" in lowered:
+        return ("the Resend team's daily sending quota is used up (shared by every app of the team); it resets "
+                "after 24 hours, or upgrade the plan")
+    if "monthly_quota_exceeded" in lowered or "monthly quota" in lowered:
+        return "the Resend team's monthly quota is used up (shared by every app of the team); upgrade the plan"
+    if status == 400 and "api key is invalid" in lowered:
+        return ("RESEND_PROVISIONING_KEY is malformed (Resend keys start with re_): copy the whole key, "
+                "without quotes or spaces")
+    if status == 403 and ("invalid_api_key" in lowered or "api key is invalid" in lowered):
+        return "RESEND_PROVISIONING_KEY is not a valid key (revoked, or from another team): create a full_access key"
     if status == 401 and "restricted" in lowered:
         return "RESEND_PROVISIONING_KEY must be a full_access key: a sending-only key cannot create keys or segments"
     if status in (401, 403):
@@ -83,7 +98,8 @@ class ResendProvider(CloudProvider):
 
     def build_client(self) -> ApiClient:
         return self.client_for(
-            self.settings.resend_api_url, hinter=_hint, requests_per_second=self.settings.resend_requests_per_second
+            self.settings.resend_api_url, hinter=_hint, requests_per_second=self.settings.resend_requests_per_second,
+            final_error_names=QUOTA_ERRORS,
         )
 
     # -- provision ------------------------------------------------------------------------

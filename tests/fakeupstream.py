@@ -18,7 +18,7 @@ Mounts (response shapes follow the trimmed OpenAPI documents in
                    POST,GET /api-keys   DELETE /api-keys/{id}   GET /domains
     /github        GET /user   GET,POST /user/repos   GET,POST /orgs/{org}/repos
                    GET,DELETE /repos/{owner}/{repo}   GET /rate_limit
-    /posthog       POST /i/v0/e/   (also /batch/ and /capture/)
+    /posthog       POST /i/v0/e/   (also /batch/ and /capture/), POST /flags (key check)
 
 Control plane (never delayed, never faulted, not counted)::
 
@@ -100,7 +100,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 # keys accepted by --config and POST /_control
 CONFIG_KEYS = set(DEFAULT_CONFIG) | {"faults", "clear_faults", "reset_counters"}
 FAULT_KEYS = {"provider", "method", "path_prefix", "times", "skip", "status", "headers", "body",
-              "drop_after_commit", "drop", "malformed", "delay_ms"}
+              "drop_after_commit", "drop", "malformed", "delay_ms", "after_commit"}
 
 _ADJ = ("autumn", "bitter", "black", "blue", "bold", "broad", "calm", "cold", "crimson", "curly",
         "damp", "dark", "divine", "dry", "falling", "floral", "fragrant", "frosty", "gentle", "green",
@@ -591,7 +591,8 @@ class FakeServer:
                 await asyncio.sleep(float(fault["delay_ms"]) / 1000.0)
             if fault.get("drop"):
                 return None
-            commits = fault.get("drop_after_commit") or fault.get("malformed")
+            # after_commit: the handler applies the request, then `status` is answered instead
+            commits = fault.get("drop_after_commit") or fault.get("malformed") or fault.get("after_commit")
             if "status" in fault and not commits:
                 if after > 0:
                     await asyncio.sleep(after)
@@ -610,6 +611,8 @@ class FakeServer:
         if fault is not None:
             if fault.get("drop_after_commit"):
                 return None
+            if fault.get("after_commit") and "status" in fault:
+                return self._decorate(req, self._fault_response(req, fault))
             if fault.get("malformed"):
                 body = resp.body or b'{"ok":true}'
                 resp = Response(int(fault.get("status", 200)), body[: max(1, len(body) // 2)],
@@ -788,6 +791,7 @@ class FakeServer:
                 ("POST", "/i/v0/e", self.posthog_capture),
                 ("POST", "/batch/", self.posthog_capture),
                 ("POST", "/capture/", self.posthog_capture),
+                ("POST", "/flags", self.posthog_flags),  # key check: 401 for an unknown key (see _auth_error)
             ],
         }
         out: dict[str, list] = {}
@@ -1347,6 +1351,9 @@ class FakeServer:
         if req.headers.get("content-encoding", "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         return json.loads(body) if body else {}
+
+    def posthog_flags(self, req: Request) -> Response:
+        return _json(200, {"flags": {}, "errorsWhileComputingFlags": False, "requestId": str(uuid.uuid4())})
 
     def posthog_capture(self, req: Request) -> Response:
         try:

@@ -71,6 +71,7 @@ def mock_all(router, session: Session, *, github_status: int = 201):
     name = session.resource_name
     routes = {
         "capture": router.post(f"{POSTHOG}/i/v0/e/").mock(return_value=httpx.Response(200, json={"status": "Ok"})),
+        "flags": router.post(f"{POSTHOG}/flags").mock(return_value=httpx.Response(200, json={"flags": {}})),
         "neon": router.post(f"{NEON}/projects").mock(return_value=httpx.Response(201, json=neon_created(PID, name))),
         "neon-op": router.get(f"{NEON}/projects/{PID}/operations").mock(
             return_value=httpx.Response(200, json={"operations": [neon_operation(OP_ID, PID, status="finished")]})),

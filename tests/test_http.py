@@ -360,7 +360,7 @@ async def test_create_or_adopt_adopts_what_a_lost_answer_created():
     assert ctx.messages[-1] == "project mk0r-x was created: adopting it"
 
 
-async def test_create_or_adopt_creates_again_when_nothing_was_made():
+async def test_create_or_adopt_creates_again_when_nothing_was_made(fake):
     ctx, outcomes = Recorder(), [ProviderError("no answer", call="POST /x", outcome_unknown=True), "made"]
 
     async def create():
@@ -372,8 +372,10 @@ async def test_create_or_adopt_creates_again_when_nothing_was_made():
     async def find():
         return None
 
-    assert await create_or_adopt(ctx, "x", create, find, attempts=3) == "made"
+    assert await create_or_adopt(ctx, "x", create, find, attempts=3, clock=fake.clock) == "made"
     assert "x was not created: sending the create again" in ctx.messages
+    (retry,) = ctx.retries
+    assert retry[0] == 2 and 0.5 <= retry[2] <= 1.0 and fake.sleeps == [retry[2]], "a backoff before the resend, shown"
 
 
 async def test_create_or_adopt_does_not_look_up_after_a_plain_failure():

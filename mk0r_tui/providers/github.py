@@ -153,7 +153,7 @@ class GitHubProvider(CloudProvider):
             with dropped_if_refused(ctx.ledger, row):
                 repo = await create_or_adopt(
                     ctx, f"repository {owner}/{name}", create, lambda: self._get(ctx, f"{owner}/{name}"),
-                    attempts=self.settings.max_attempts,
+                    attempts=self.settings.max_attempts, clock=self.clock,
                 )
         ctx.created(row, repo.full_name, url=repo.html_url, meta={"owner": repo.owner.login, "repo_id": repo.id})
         return ProvisionOutcome(

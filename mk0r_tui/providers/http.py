@@ -505,23 +505,41 @@ async def create_or_adopt(
     find: Callable[[], Awaitable[T | None]],
     *,
     attempts: int,
+    clock: Clock = SYSTEM_CLOCK,
+    backoff_initial_s: float = 0.5,
+    backoff_max_s: float = 30.0,
 ) -> T:
-    """Run `create`; when its answer was lost after the request went out, look the resource up
-    by name (`find`) and adopt it, and only when it is not there send the create again. So a
-    retry never makes a second project, repo or key."""
+    """Run `create`; when its outcome is unknown (the answer was lost after the request went
+    out, or a 5xx came back that the provider does not call safe to resend), look the resource
+    up by name (`find`) and adopt it, and only when it is not there send the create again, after
+    a backoff the panel shows as "retrying n/N". So a retry never makes a second project, repo,
+    segment or key."""
+    import random
+
     for number in range(1, attempts + 1):
         try:
             return await create()
         except ProviderError as exc:
-            if not exc.outcome_unknown or number == attempts:
+            if not exc.outcome_unknown:
                 raise
             lost = f"HTTP {exc.status} to" if exc.status else "no answer to"
             ctx.progress(f"{lost} {exc.call} after it was sent: looking {what} up by name")
+            reason = f"HTTP {exc.status}" if exc.status else "no answer"
+            last = exc
         found = await find()
         if found is not None:
             ctx.progress(f"{what} was created: adopting it")
             return found
+        if number == attempts:
+            raise ProviderError(
+                f"{str(last.args[0]).removesuffix(' (the request may have been applied)')} (gave up after {attempts} "
+                f"attempts; {what} was looked up each time and not created)",
+                call=last.call, status=last.status, hint=last.hint,
+            ) from None
         ctx.progress(f"{what} was not created: sending the create again")
+        delay = min(backoff_max_s, backoff_initial_s * 2 ** (number - 1)) + random.uniform(0, backoff_initial_s)
+        ctx.retrying(number + 1, attempts, delay, reason)
+        await clock.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

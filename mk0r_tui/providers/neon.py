@@ -257,7 +257,7 @@ class NeonProvider(CloudProvider):
                     ctx, f"project {name}",
                     lambda: self._create(ctx, name),
                     lambda: self._find_and_describe(ctx, name),
-                    attempts=self.settings.max_attempts,
+                    attempts=self.settings.max_attempts, clock=self.clock,
                 )
             ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
             await self._wait_for(ctx, project_id, operations)

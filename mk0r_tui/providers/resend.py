@@ -139,7 +139,7 @@ class ResendProvider(CloudProvider):
             with dropped_if_refused(ctx.ledger, row):
                 segment_id = await create_or_adopt(
                     ctx, f"segment {name!r}", create, lambda: self._find_id(ctx, SEGMENT, name),
-                    attempts=self.settings.max_attempts,
+                    attempts=self.settings.max_attempts, clock=self.clock,
                 )
         ctx.created(row, segment_id)
         return segment_id
@@ -168,7 +168,8 @@ class ResendProvider(CloudProvider):
             except ProviderError as exc:
                 if not exc.outcome_unknown:
                     raise
-                ctx.progress(f"no answer to {exc.call} after it was sent: looking API key {name!r} up by name")
+                lost = f"HTTP {exc.status} to" if exc.status else "no answer to"
+                ctx.progress(f"{lost} {exc.call} after it was sent: looking API key {name!r} up by name")
                 found = await self._find(ctx, API_KEY, name)
                 if found is not None:
                     await self._replace(ctx, row, found.id, "its token was lost with the answer")

@@ -88,6 +88,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "tokens": None,
     # Neon operations report "running" until this many ms after the create
     "neon_operation_ms": 100,
+    # latency of Neon's operation polls (GET .../operations[/{id}]) instead of latency_ms["neon"]:
+    # a create is slow, a status read is not (None: the provider's latency)
+    "neon_poll_latency_ms": None,
     "github_login": "octocat",
     "github_scopes": "repo, delete_repo",
     # None: any org accepted for /orgs/{org}/repos; a list restricts it (others -> 404)
@@ -569,6 +572,9 @@ class FakeServer:
                      params: dict[str, str]) -> Response | None:
         provider = req.provider
         latency = float(self.config["latency_ms"].get(provider, 0) or 0) / 1000.0
+        poll_ms = self.config.get("neon_poll_latency_ms")
+        if provider == "neon" and poll_ms is not None and req.method == "GET" and "/operations" in req.rel:
+            latency = float(poll_ms) / 1000.0
         mode = self.config["latency_mode"]
         before = {"before": 0.0, "after": latency, "split": latency / 2}[mode]
         after = latency - before

@@ -453,7 +453,8 @@ async def test_a_custom_base_url_is_used(respx_spec, runtime, ctx, fake):
 
 async def test_operations_are_polled_together_and_the_wait_lost_is_at_most_a_tenth(respx_spec, runtime):
     """Two operations, one list request per poll for both; the time between an operation
-    finishing and our seeing it is at most 10 % of how long it ran (or the 25 ms floor)."""
+    finishing and our seeing it is at most 10 % of how long it ran (the client aims at 5 %, or
+    its 20 ms floor, so the fan-out keeps within 1.10 of the critical path)."""
     TIMELINE_OP = "0f9e8d7c-6b5a-4f3e-9d2c-1b0a9f8e7d6c"
     import uuid
 
@@ -485,7 +486,8 @@ async def test_operations_are_polled_together_and_the_wait_lost_is_at_most_a_ten
         waited = clock.now() - answered[0]
         assert duration <= waited <= duration * 1.10 + 1e-9, (duration, waited)
         assert single.call_count == 0
-        assert polls.call_count <= 40, polls.call_count
+        # bounded by the shared budget: its burst (20) plus 10/s over the wait
+        assert polls.call_count <= 20 + 10 * duration + 1, polls.call_count
         await provider.aclose()
 
 

@@ -208,3 +208,23 @@ async def test_doctor_probes_neon_with_an_org_key_and_says_no_personal_account(r
     (neon,) = [c for c in report.checks if c.provider == "neon"]
     assert neon.status == "ok" and "personal" not in json.dumps(neon.settings)
     assert not any(c.request.url.path.endswith("/users/me") for c in respx_spec.calls)
+
+
+async def test_doctor_probes_an_app_installation_token_without_get_user(respx_spec):
+    user = mock_github(respx_spec, None)
+    repos = respx_spec.get(f"{GITHUB}/orgs/acme/repos").mock(return_value=httpx.Response(200, json=[]))
+
+    report = await run_doctor(load_settings(github_owner="acme"), keyed(GITHUB_PROVISIONING_TOKEN="ghs_installation_0123456789"))
+
+    (github,) = [c for c in report.checks if c.provider == "github"]
+    assert github.status == "ok" and "installation token" in github.detail
+    assert user.call_count == 0 and repos.call_count == 1
+
+
+async def test_doctor_says_it_cannot_read_a_fine_grained_tokens_permissions(respx_spec):
+    mock_github(respx_spec, None)
+
+    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN))
+
+    (github,) = [c for c in report.checks if c.provider == "github"]
+    assert "cannot check them" in github.detail and "approve" in github.detail

@@ -421,7 +421,15 @@ class ApiClient:
                 hint=self._hint(status, message, call),
             )
         error_cls = AuthenticationError if status in (401, 403) else ProviderError
-        return error_cls(message, call=call, status=status, hint=self._hint(status, message, call))
+        hint = self._hint(status, message, call)
+        accepted = response.headers.get("x-accepted-github-permissions")
+        if status == 403 and accepted:
+            # GitHub names the fine-grained permissions the call needed, e.g. "administration=write"
+            wanted = ", ".join(f"{k.strip().replace('_', ' ').title()}: {v.strip()}"
+                               for k, v in (p.split("=", 1) for p in accepted.split(",") if "=" in p))
+            hint = (f"the token lacks the permission GitHub asks for ({wanted or accepted}); for a fine-grained "
+                    "token grant it, and if the organisation requires approval, wait until it is approved")
+        return error_cls(message, call=call, status=status, hint=hint)
 
     def _hint(self, status: int, message: str, call: str) -> str | None:
         if self.hinter is not None:

@@ -123,3 +123,10 @@ def test_the_database_row_says_which_url_is_pooled_and_which_is_for_migrations()
     (row,) = table_rows(render_agents_md(results, {"DATABASE_URL": NEON_URL, "DATABASE_URL_UNPOOLED": NEON_URL}))
     assert row[1] == "`DATABASE_URL`, `DATABASE_URL_UNPOOLED`"
     assert "pooled" in row[2] and "migrations" in row[2] and "LISTEN/NOTIFY" in row[2]
+
+
+def test_a_sandbox_app_is_warned_that_a_killed_sandbox_loses_unpushed_work():
+    results = (*RESULTS[:-1], ProviderResult("e2b", Slot.TARGET, Status.OK))
+    agents = render_agents_md(results, ENV)
+    assert "loses everything on its disk that was not" in agents and "MK0R_E2B_ON_TIMEOUT=pause" in agents
+    assert "E2B sandbox" not in render_agents_md(RESULTS, ENV), "a local folder gets no sandbox warning"

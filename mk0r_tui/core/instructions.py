@@ -100,6 +100,8 @@ def _limits(result: ProviderResult, doc: ServiceDoc, env: Mapping[str, str]) -> 
 def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) -> str:
     """The instructions: a table of the provisioned services (names only, never values) and,
     for each slot that is missing, why."""
+    results = list(results)
+    in_sandbox = any(r.name == "e2b" and r.slot is Slot.TARGET for r in results)
     results = [r for r in results if r.slot is not Slot.TARGET]
     provisioned = [r for r in results if r.status is Status.OK]
     missing = [r for r in results if r.status in (Status.SKIPPED, Status.FAILED)]
@@ -121,6 +123,15 @@ def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) 
         lines.append(f"| {_cell(doc.service)} | {names} | {_cell(doc.purpose)} | {_cell(_limits(result, doc, env))} |")
     if not provisioned:
         lines.append("| (none) | | | |")
+    if in_sandbox:
+        lines += [
+            "",
+            "## This app runs in an E2B sandbox",
+            "",
+            "A sandbox that is killed or reaches its timeout loses everything on its disk that was not",
+            "pushed: commit and push to `origin` often (never `.env`). With `MK0R_E2B_ON_TIMEOUT=pause` the",
+            "operator keeps a timed-out sandbox paused instead, and it resumes on the next use.",
+        ]
     if missing:
         lines += ["", "## Not available", ""]
         for result in missing:

@@ -20,6 +20,7 @@ import _common as c
 
 from mk0r_tui.core.models import Session, Slot
 from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.providers.github import CREATES_PER_MINUTE
 from mk0r_tui.providers.neon import NeonProvider
 
 #: the requests one session needs from each provider, in order (from the providers' code:
@@ -38,12 +39,15 @@ def provider_bound(provider: str, sessions: int, settings) -> dict:
     terms = {"in-flight limit": math.ceil(requests / limit) * latency_s}
     if provider == "resend":
         terms["requests/s"] = requests / settings.resend_requests_per_second
+    if provider == "github" and sessions > CREATES_PER_MINUTE:
+        # GitHub's secondary limit on content creation: 80 repo creates a minute per token
+        terms["80 creates/min"] = (sessions - 1) // CREATES_PER_MINUTE * 60.0 + latency_s
     if provider in MUTATIONS_PER_SESSION:
         mutations = MUTATIONS_PER_SESSION[provider] * sessions
         terms["one mutation at a time"] = mutations * latency_s + (mutations - 1) * settings.github_mutation_gap_s
     if provider == "neon":
         # the create, then its operations polled at once: one wait and one round trip
-        terms["one session's path"] = 2 * latency_s + NeonProvider.poll_intervals_s[0]
+        terms["one session's path"] = 2 * latency_s + NeonProvider.poll_min_s
     binding = max(terms, key=terms.get)
     return {"limit": limit, "requests": requests, "terms": terms, "bound_s": terms[binding], "binding": binding}
 

@@ -35,6 +35,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "tokens": None,
     # Neon operations report "running" until this many ms after the create
     "neon_operation_ms": 100,
+    # latency of Neon's operation polls (GET .../operations[/{id}]) instead of latency_ms["neon"]:
+    # a create is slow, a status read is not (None: the provider's latency)
+    "neon_poll_latency_ms": None,
     "github_login": "octocat",
     "github_scopes": "repo, delete_repo",
     # None: any org accepted for /orgs/{org}/repos; a list restricts it (others -> 404)
@@ -47,7 +50,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 # keys accepted by --config and POST /_control
 CONFIG_KEYS = set(DEFAULT_CONFIG) | {"faults", "clear_faults", "reset_counters"}
 FAULT_KEYS = {"provider", "method", "path_prefix", "times", "skip", "status", "headers", "body",
-              "drop_after_commit", "drop", "malformed", "delay_ms"}
+              "drop_after_commit", "drop", "malformed", "delay_ms", "after_commit"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -326,9 +329,13 @@ class FakeState:
 
 
     # ---------------------------------------------------------------- faults and latency
-    def latency_split(self, provider: str) -> tuple[float, float]:
-        """Seconds to wait before and after the handler commits, per ``latency_mode``."""
+    def latency_split(self, provider: str, req: Request | None = None) -> tuple[float, float]:
+        """Seconds to wait before and after the handler commits, per ``latency_mode``; Neon's
+        operation polls take ``neon_poll_latency_ms`` when it is set."""
         latency = float(self.config["latency_ms"].get(provider, 0) or 0) / 1000.0
+        poll_ms = self.config.get("neon_poll_latency_ms")
+        if req is not None and provider == "neon" and poll_ms is not None and req.method == "GET" and "/operations" in req.rel:
+            latency = float(poll_ms) / 1000.0
         before = {"before": 0.0, "after": latency, "split": latency / 2}[self.config["latency_mode"]]
         return before, latency - before
 

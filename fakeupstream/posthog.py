@@ -3,6 +3,8 @@ the contract is posthog.com/docs/api/capture."""
 
 from __future__ import annotations
 
+import uuid
+
 import gzip
 import json
 from typing import Any
@@ -52,6 +54,7 @@ ROUTES = [
     ("POST", "/i/v0/e", "posthog_capture"),
     ("POST", "/batch/", "posthog_capture"),
     ("POST", "/capture/", "posthog_capture"),
+    ("POST", "/flags", "posthog_flags"),  # key check: 401 for an unknown key (see _auth_error)
 ]
 
 
@@ -59,6 +62,9 @@ class PostHogApi:
     """Route handlers; mixed into the server."""
 
     # ================================================================= PostHog
+    def posthog_flags(self, req: Request) -> Response:
+        return json_response(200, {"flags": {}, "errorsWhileComputingFlags": False, "requestId": str(uuid.uuid4())})
+
     def posthog_capture(self, req: Request) -> Response:
         try:
             body = capture_body(req)

@@ -194,7 +194,7 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
     async def _serve(self, req: Request, handler: Callable | None,
                      params: dict[str, str]) -> Response | None:
         provider = req.provider
-        before, after = self.latency_split(provider)
+        before, after = self.latency_split(provider, req)
         if before > 0:
             await asyncio.sleep(before)
 
@@ -214,7 +214,8 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
                 await asyncio.sleep(float(fault["delay_ms"]) / 1000.0)
             if fault.get("drop"):
                 return None
-            commits = fault.get("drop_after_commit") or fault.get("malformed")
+            # after_commit: the handler applies the request, then `status` is answered instead
+            commits = fault.get("drop_after_commit") or fault.get("malformed") or fault.get("after_commit")
             if "status" in fault and not commits:
                 if after > 0:
                     await asyncio.sleep(after)
@@ -233,6 +234,8 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
         if fault is not None:
             if fault.get("drop_after_commit"):
                 return None
+            if fault.get("after_commit") and "status" in fault:
+                return self._decorate(req, self._fault_response(req, fault))
             if fault.get("malformed"):
                 body = resp.body or b'{"ok":true}'
                 resp = Response(int(fault.get("status", 200)), body[: max(1, len(body) // 2)],

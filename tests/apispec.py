@@ -297,10 +297,27 @@ def _multipart_errors(found: Any, request: httpx.Request) -> list[str]:
             for n in sent if declared is not None and n.decode() not in declared]
 
 
+def _posthog_flags_errors(request: httpx.Request) -> list[str]:
+    """Flags contract from posthog.com/docs/api/flags (no OpenAPI spec exists): `POST /flags?v=2`,
+    a JSON object with non-empty `api_key` and `distinct_id`."""
+    errors = [] if request.url.params.get("v") == "2" else ["flags: the v=2 query parameter is required"]
+    try:
+        body = json.loads(_content(request))
+    except ValueError as exc:
+        return errors + [f"flags body is not JSON: {exc}"]
+    if not isinstance(body, dict):
+        return errors + ["flags body must be a JSON object"]
+    return errors + [f"flags: {key!r} must be a non-empty string" for key in ("api_key", "distinct_id")
+                     if not isinstance(body.get(key), str) or not body[key]]
+
+
 def _posthog_errors(request: httpx.Request, path: str) -> list[str]:
-    """Capture contract from posthog.com/docs/api/capture (no OpenAPI spec exists)."""
+    """Capture contract from posthog.com/docs/api/capture, and the flags endpoint (no OpenAPI
+    spec exists for either)."""
+    if (request.method, path) == ("POST", "/flags"):
+        return _posthog_flags_errors(request)
     if (request.method, path) != ("POST", "/i/v0/e/"):
-        return [f"{request.method} {path}: only POST /i/v0/e/ is a known PostHog capture endpoint"]
+        return [f"{request.method} {path}: only POST /i/v0/e/ and POST /flags are known PostHog endpoints"]
     if not request.headers.get("content-type", "").startswith("application/json"):
         return ["capture body must be sent as application/json"]
     try:

@@ -72,9 +72,10 @@ def mock_all(router, session: Session, *, github_status: int = 201):
     name = session.resource_name
     routes = {
         "capture": router.post(f"{POSTHOG}/i/v0/e/").mock(return_value=httpx.Response(200, json={"status": "Ok"})),
+        "flags": router.post(f"{POSTHOG}/flags").mock(return_value=httpx.Response(200, json={"flags": {}})),
         "neon": router.post(f"{NEON}/projects").mock(return_value=httpx.Response(201, json=neon_created(PID, name))),
-        "neon-op": router.get(f"{NEON}/projects/{PID}/operations/{OP_ID}").mock(
-            return_value=httpx.Response(200, json={"operation": neon_operation(OP_ID, PID, status="finished")})),
+        "neon-op": router.get(f"{NEON}/projects/{PID}/operations").mock(
+            return_value=httpx.Response(200, json={"operations": [neon_operation(OP_ID, PID, status="finished")]})),
         "segment": router.post(f"{RESEND}/segments").mock(
             return_value=httpx.Response(201, json={"id": "seg-1", "object": "segment"})),
         "key": router.post(f"{RESEND}/api-keys").mock(
@@ -92,7 +93,7 @@ def mock_all(router, session: Session, *, github_status: int = 201):
 
 EVERY_KEY = (
     "VITE_POSTHOG_APP_ID", "VITE_POSTHOG_KEY", "VITE_POSTHOG_HOST",
-    "DATABASE_URL", "NEON_PROJECT_ID", "NEON_HOST", "NEON_DB_NAME", "NEON_ROLE_NAME", "NEON_ROLE_PASSWORD",
+    "DATABASE_URL", "DATABASE_URL_UNPOOLED", "NEON_PROJECT_ID", "NEON_HOST", "NEON_DB_NAME", "NEON_ROLE_NAME", "NEON_ROLE_PASSWORD",
     "RESEND_API_KEY", "RESEND_SEGMENT_ID", "RESEND_AUDIENCE_ID",
     "GITHUB_REPO", "GITHUB_REPO_URL", "GIT_REMOTE_URL",
 )

@@ -282,3 +282,58 @@ def test_an_error_body_without_code_is_a_clear_error():
     assert isinstance(error, ProviderError)
     assert "KeyError" not in str(error)
     assert "no 'code' field" in str(error) and error.outcome_unknown
+
+
+async def test_on_timeout_pause_asks_e2b_to_pause_and_auto_resume(e2b_spec):
+    route = e2b_spec.post(f"{API}/v2/sandboxes").mock(return_value=httpx.Response(201, json=sandbox_body("sbx1")))
+
+    await backend(on_timeout="pause").create(template="base", timeout_s=600, metadata={"mk0r": "1"}, idempotency_key="k-1")
+
+    body = json.loads(route.calls.last.request.content)
+    assert body["autoPause"] is True  # the SDK's lifecycle {on_timeout: pause} on the wire
+    assert body.get("autoResume") in (True, {"enabled": True}), body
+
+
+async def test_the_default_sends_no_lifecycle_so_e2b_kills_at_the_timeout(e2b_spec):
+    route = e2b_spec.post(f"{API}/v2/sandboxes").mock(return_value=httpx.Response(201, json=sandbox_body("sbx1")))
+
+    await backend().create(template="base", timeout_s=600, metadata={"mk0r": "1"}, idempotency_key="k-1")
+
+    body = json.loads(route.calls.last.request.content)
+    assert not body.get("autoPause") and not body.get("autoResume"), body
+
+
+def test_a_missing_file_is_not_a_gone_sandbox():
+    from e2b.exceptions import FileNotFoundException, NotFoundException
+
+    missing = translate(FileNotFoundException("/app/x: no such file"), "files.write")
+    gone = translate(NotFoundException("sandbox sbx1 not found"), "files.write")
+
+    assert not isinstance(missing, SandboxGone) and missing.status == 404 and "file not found" in str(missing)
+    assert isinstance(gone, SandboxGone)
+
+
+def test_idempotency_keys_match_what_e2b_accepts():
+    import re
+
+    from mk0r_tui.targets.e2b import idempotency_key
+
+    for raw in ("mk0r-ABC_def-12", "mk0r-ünïcode/slash-3", "x" * 300):
+        assert re.fullmatch(r"[a-z0-9-]{1,255}", idempotency_key(raw)), raw
+
+
+async def test_doctor_probe_lists_one_sandbox(e2b_spec):
+    route = e2b_spec.get(f"{API}/v2/sandboxes").mock(return_value=httpx.Response(200, json=[]))
+    target = E2BTarget(settings=load_settings(), backend=backend())
+
+    check = await target.check_auth()
+
+    assert check.ok and "E2B accepts the key" in check.detail
+    assert route.calls.last.request.url.params["limit"] == "1"
+
+
+def test_e2b_domain_is_the_setting_the_backend_uses(monkeypatch):
+    monkeypatch.setenv("E2B_DOMAIN", "e2b.example.com")
+    target = E2BTarget(settings=load_settings(), credentials=None)
+
+    assert target.backend._opts["domain"] == "e2b.example.com"

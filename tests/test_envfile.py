@@ -185,3 +185,13 @@ def test_node_reads_back_exactly_what_was_written(tmp_path):
         pytest.skip("this node has no process.loadEnvFile")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == TRICKY
+
+
+def test_a_url_with_a_password_is_secret_whatever_its_name():
+    from mk0r_tui.core.envfile import is_secret, mask_value, secret_values
+
+    uri = "postgresql://neondb_owner:npg_S3cretPw@ep-cool-1.us-east-2.aws.neon.tech/neondb?sslmode=require"
+    assert is_secret("DATABASE_URL_UNPOOLED", uri)
+    assert "npg_S3cretPw" not in mask_value("DATABASE_URL_UNPOOLED", uri)
+    assert secret_values({"DATABASE_URL_UNPOOLED": uri}) == ["npg_S3cretPw"]
+    assert not is_secret("GITHUB_REPO_URL", "https://github.com/octo/mk0r-abc")

@@ -208,6 +208,27 @@ async def test_3_timeout_after_the_create_committed_leaves_exactly_one_resource_
         assert read_env_file(cloud.settings.env_file_for(session.slug))["RESEND_API_KEY"] == token
 
 
+@pytest.mark.parametrize("case", LOST_ANSWER_CASES)
+async def test_3_a_500_after_the_create_committed_is_looked_up_and_adopted_never_resent(fake, cloud, session, case):
+    """Neon: only 503/423 are safe to retry for non-GET; GitHub and Resend promise no
+    idempotency. A 500 that comes after the create was applied must not make a second one."""
+    provider, path, kind = LOST_ANSWER_CASES[case]
+    fake.add_fault(provider=provider, method="POST", path_prefix=path, status=500, after_commit=True)
+    sink = Collector()
+
+    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
+
+    assert_ok_except(report)
+    upstream = [u for u in upstream_resources(fake.state()) if (u.provider, u.kind) == (provider, kind)]
+    assert len(upstream) == 1, upstream
+    live = [r for r in rows_of(cloud, session, provider, kind) if r.live]
+    assert [(r.state, r.remote_id) for r in live] == [(ResourceState.CREATED.value, upstream[0].remote_id)]
+    progress = [e.message for e in sink.of(ProviderProgressed) if e.provider == provider]
+    assert any("HTTP 500 to POST" in m for m in progress), progress
+    if kind != "api-key":  # adopted: the create went out once
+        assert route_count(fake.state(), provider, f"POST {path}") == 1
+
+
 # -- 4. connection refused -------------------------------------------------------------------
 
 

@@ -152,15 +152,49 @@ async def test_403_secondary_limit_with_retry_after_is_a_wait_not_a_refusal(resp
     assert route.call_count == 2 and 5.0 in fake.sleeps
 
 
-async def test_500_twice_then_success(respx_offspec, github, ctx):
+def boom():
+    return off_spec(500, reason="github.json documents no 5xx", json_body=github_error("Server Error"))
+
+
+async def test_500_twice_then_success_looks_up_before_each_resend_and_counts_three_attempts(respx_offspec, github, ctx):
     name = ctx.session.resource_name
     me(respx_offspec)
-    boom = off_spec(500, reason="github.json documents no 5xx", json_body=github_error("Server Error"))
-    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(side_effect=[boom, boom, httpx.Response(201, json=github_repo("octo", name))])
+    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(
+        side_effect=[boom(), boom(), httpx.Response(201, json=github_repo("octo", name))])
+    lookup = respx_offspec.get(f"{GITHUB}/repos/octo/{name}").mock(
+        return_value=httpx.Response(404, json=github_error("Not Found")))
 
     await github.provision(ctx)
 
-    assert route.call_count == 3 and [r[0] for r in retries_of(ctx)] == [2, 3]
+    assert route.call_count == 3 and lookup.call_count == 2
+    assert ctx.attempts == 3  # every create sent is an attempt, not just the first
+
+
+@pytest.mark.parametrize("failure", ["500", "read-timeout"])
+async def test_a_500_after_github_made_the_repo_adopts_it_instead_of_calling_it_not_ours(respx_offspec, github, ctx, runtime, failure):
+    """GitHub makes no idempotency promise: a create resent after a 500 that was applied got
+    422 "name already exists" and the session refused its own repo."""
+    name = ctx.session.resource_name
+    me(respx_offspec)
+    repos: list[str] = []
+
+    def create(request):
+        if repos:
+            return httpx.Response(422, json=EXISTS)
+        repos.append(name)
+        if failure == "read-timeout":
+            raise httpx.ReadTimeout("timed out")
+        return boom()
+
+    route = respx_offspec.post(f"{GITHUB}/user/repos").mock(side_effect=create)
+    respx_offspec.get(f"{GITHUB}/repos/octo/{name}").mock(side_effect=lambda request: httpx.Response(
+        200, json=github_repo("octo", name)) if repos else httpx.Response(404, json=github_error("Not Found")))
+
+    outcome = await github.provision(ctx)
+
+    assert route.call_count == 1 and repos == [name]
+    assert outcome.env["GITHUB_REPO"] == f"octo/{name}"
+    assert [(r.state, r.remote_id) for r in runtime.ledger.resources(ctx.session.key)] == [("created", f"octo/{name}")]
 
 
 async def test_timeout_after_send_adopts_the_repo_by_name(respx_spec, github, ctx, runtime):
@@ -361,3 +395,97 @@ async def test_discovery_gives_up_after_the_page_cap_and_says_so(respx_spec, git
     assert len(respx_spec.calls) == 5
     assert [f.remote_id for f in found] == ["octo/mk0r-aaa"]  # deduplicated by repo id
     assert any("after 5 pages" in w for w in github.discovery_warnings)
+
+
+# -- redirects, App installation tokens, the create budget, permission hints ---------------------
+
+
+def moved(status: int, repo_id: int):
+    return httpx.Response(status, json=github_error("Moved Permanently" if status == 301 else "Temporary Redirect"),
+                          headers={"Location": f"{GITHUB}/repositories/{repo_id}"})
+
+
+async def test_a_delete_answered_307_is_never_followed_and_names_the_moved_repo(respx_spec, github):
+    """gh stopped following a redirect into a delete (cli/cli#7106): a renamed repo is not ours to delete."""
+    delete = respx_spec.delete(f"{GITHUB}/repos/octo/mk0r-abc").mock(return_value=moved(307, 4242))
+    elsewhere = respx_spec.route(url__startswith=f"{GITHUB}/repositories/").mock(return_value=httpx.Response(204))
+    resource = ResourceRow(None, None, "github", "repo", "mk0r-abc", "octo/mk0r-abc", None, "created", meta={"repo_id": 4242})
+
+    with pytest.raises(ProviderError) as caught:
+        await github.teardown(resource)
+
+    assert delete.call_count == 1 and elsewhere.call_count == 0
+    assert "id 4242, the one this session created) was renamed or transferred; not deleting it" in str(caught.value)
+
+
+async def test_a_reprovision_answered_301_neither_adopts_nor_creates(respx_spec, github, ctx, runtime):
+    name = ctx.session.resource_name
+    me(respx_spec)
+    create = respx_spec.post(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(201, json=github_repo("octo", name)))
+    await github.provision(ctx)
+    (row,) = runtime.ledger.resources(ctx.session.key)
+    respx_spec.get(f"{GITHUB}/repos/octo/{name}").mock(return_value=moved(301, row.meta["repo_id"]))
+
+    with pytest.raises(ProviderError, match="renamed or transferred; not adopting it"):
+        await github.provision(ctx)
+
+    assert create.call_count == 1
+
+
+async def test_an_app_installation_token_takes_the_owner_from_github_owner_and_never_asks_for_a_user(respx_spec, runtime, fake, ctx):
+    provider = GitHubProvider(settings=load_settings(github_owner="acme", github_mutation_gap_s=0),
+                              credentials=keyed(GITHUB_PROVISIONING_TOKEN="ghs_installation_0123456789"), clock=fake.clock)
+    user = me(respx_spec)
+    create = respx_spec.post(f"{GITHUB}/orgs/acme/repos").mock(
+        return_value=httpx.Response(201, json=github_repo("acme", ctx.session.resource_name)))
+
+    outcome = await provider.provision(ctx)
+
+    assert user.call_count == 0 and create.call_count == 1
+    assert outcome.env["GITHUB_REPO"] == f"acme/{ctx.session.resource_name}"
+    await provider.aclose()
+
+
+async def test_an_app_installation_token_without_github_owner_fails_clearly_before_any_request(respx_spec, runtime, fake, ctx):
+    provider = GitHubProvider(settings=load_settings(), credentials=keyed(GITHUB_PROVISIONING_TOKEN="ghs_installation_0123456789"),
+                              clock=fake.clock)
+    user = me(respx_spec)
+
+    with pytest.raises(ProviderError, match="set GITHUB_OWNER"):
+        await provider.provision(ctx)
+
+    assert user.call_count == 0
+    await provider.aclose()
+
+
+async def test_repo_creates_of_all_sessions_stay_within_80_a_minute_and_500_an_hour():
+    from mk0r_tui.providers.github import CreateBudget
+
+    clock = FakeClock()
+    budget = CreateBudget(clock.clock)
+    sent: list[float] = []
+
+    async def one():
+        await budget.take()
+        sent.append(clock.now())
+
+    import asyncio
+
+    await asyncio.gather(*(one() for _ in range(600)))
+
+    sent.sort()
+    assert max(sum(1 for t in sent if s <= t < s + 60) for s in sent) <= 80
+    assert max(sum(1 for t in sent if s <= t < s + 3600) for s in sent) <= 500
+    assert len(sent) == 600 and sent[-1] - sent[0] >= 3600  # the 501st waited for the hour
+
+
+async def test_a_403_names_the_permission_github_asked_for(respx_offspec, github, ctx):
+    me(respx_offspec)
+    respx_offspec.post(f"{GITHUB}/user/repos").mock(return_value=httpx.Response(
+        403, json=github_error("Resource not accessible by personal access token"),
+        headers={"X-Accepted-GitHub-Permissions": "administration=write"}))
+
+    with pytest.raises(AuthenticationError) as caught:
+        await github.provision(ctx)
+
+    assert "Administration: write" in str(caught.value) and "approv" in str(caught.value)

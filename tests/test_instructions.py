@@ -130,3 +130,28 @@ def test_local_mail_says_mail_is_caught_locally_where_to_look_and_which_vars():
         if value not in ("127.0.0.1",) and not value.startswith(("http://", "mk0r-")) and not value.isdigit():
             assert value not in agents
     assert "Do not tell users to check a real inbox" in agents
+
+
+def test_the_email_row_says_what_the_sending_only_key_can_do_and_that_quotas_are_shared():
+    results = (ProviderResult("resend", Slot.EMAIL, Status.OK, 1.0, 1,
+                              env={"RESEND_API_KEY": RESEND_KEY, "RESEND_SEGMENT_ID": "seg-1"}),)
+    agents = render_agents_md(results, {"RESEND_API_KEY": RESEND_KEY, "RESEND_SEGMENT_ID": "seg-1"})
+    (row,) = table_rows(agents)
+    assert "add contacts to the segment" not in row[2], "the key cannot add contacts: 401 restricted_api_key"
+    assert "restricted_api_key" in row[3] and "full-access key" in row[3]
+    assert "shares them" in row[3] and "daily" in row[3]
+
+
+def test_the_database_row_says_which_url_is_pooled_and_which_is_for_migrations():
+    results = (ProviderResult("neon", Slot.DATABASE, Status.OK, 1.0, 1,
+                              env={"DATABASE_URL": NEON_URL, "DATABASE_URL_UNPOOLED": NEON_URL}),)
+    (row,) = table_rows(render_agents_md(results, {"DATABASE_URL": NEON_URL, "DATABASE_URL_UNPOOLED": NEON_URL}))
+    assert row[1] == "`DATABASE_URL`, `DATABASE_URL_UNPOOLED`"
+    assert "pooled" in row[2] and "migrations" in row[2] and "LISTEN/NOTIFY" in row[2]
+
+
+def test_a_sandbox_app_is_warned_that_a_killed_sandbox_loses_unpushed_work():
+    results = (*RESULTS[:-1], ProviderResult("e2b", Slot.TARGET, Status.OK))
+    agents = render_agents_md(results, ENV)
+    assert "loses everything on its disk that was not" in agents and "MK0R_E2B_ON_TIMEOUT=pause" in agents
+    assert "E2B sandbox" not in render_agents_md(RESULTS, ENV), "a local folder gets no sandbox warning"

@@ -107,8 +107,11 @@ def test_without_a_keyring_list_still_works_from_the_environment(no_keyring, mon
 
 
 def mock_neon_ok(router):
-    return router.get(f"{NEON}/users/me").mock(return_value=httpx.Response(
-        200, json=minimal("neon", "CurrentUserInfoResponse", email="dev@example.com", login="dev")))
+    """An org-key-safe probe: a projects list (an organization key gets 4xx from /users/me)."""
+    router.get(f"{NEON}/users/me").mock(return_value=httpx.Response(
+        404, json={"code": "", "message": "not allowed for organization API keys"}))
+    return router.get(f"{NEON}/projects").mock(return_value=httpx.Response(
+        200, json={"projects": [], "applications": {}, "integrations": {}}))
 
 
 def mock_github(router, scopes: str | None):
@@ -130,8 +133,10 @@ async def test_doctor_reports_each_provider(respx_spec):
     report = await run_doctor(load_settings(neon_org_id="org-cool-1", github_owner="acme"), credentials, DEFAULT_REGISTRY)
 
     checks = {c.provider: c for c in report.checks}
-    assert (checks["neon"].status, checks["neon"].detail) == ("ok", "authenticated as dev@example.com")
+    assert (checks["neon"].status, checks["neon"].detail) == ("ok", "the key can list projects in organization org-cool-1")
     assert checks["neon"].key_source == "env" and checks["neon"].settings["org"] == "org-cool-1"
+    (probe,) = [c.request for c in respx_spec.calls if c.request.url.path.endswith("/projects")]
+    assert (probe.url.params["limit"], probe.url.params["org_id"]) == ("1", "org-cool-1")
     assert checks["resend"].status == "ok" and "mail.example.com" in checks["resend"].detail
     assert checks["github"].status == "failing"
     assert checks["github"].problems == ("token lacks the delete_repo scope (teardown cannot delete repositories)",)
@@ -194,3 +199,33 @@ def test_doctor_cli_exit_1_when_a_key_fails(respx_spec, monkeypatch):
     assert "failing   github        GITHUB_PROVISIONING_TOKEN (env)" in result.stdout
     assert "problem: token lacks the delete_repo scope" in result.stdout
     assert GITHUB_TOKEN not in result.output
+
+
+async def test_doctor_probes_neon_with_an_org_key_and_says_no_personal_account(respx_spec):
+    mock_neon_ok(respx_spec)
+
+    report = await run_doctor(load_settings(), keyed(NEON_PROVISIONING_KEY=NEON_KEY), DEFAULT_REGISTRY)
+
+    (neon,) = [c for c in report.checks if c.provider == "neon"]
+    assert neon.status == "ok" and "personal" not in json.dumps(neon.settings)
+    assert not any(c.request.url.path.endswith("/users/me") for c in respx_spec.calls)
+
+
+async def test_doctor_probes_an_app_installation_token_without_get_user(respx_spec):
+    user = mock_github(respx_spec, None)
+    repos = respx_spec.get(f"{GITHUB}/orgs/acme/repos").mock(return_value=httpx.Response(200, json=[]))
+
+    report = await run_doctor(load_settings(github_owner="acme"), keyed(GITHUB_PROVISIONING_TOKEN="ghs_installation_0123456789"), DEFAULT_REGISTRY)
+
+    (github,) = [c for c in report.checks if c.provider == "github"]
+    assert github.status == "ok" and "installation token" in github.detail
+    assert user.call_count == 0 and repos.call_count == 1
+
+
+async def test_doctor_says_it_cannot_read_a_fine_grained_tokens_permissions(respx_spec):
+    mock_github(respx_spec, None)
+
+    report = await run_doctor(load_settings(), keyed(GITHUB_PROVISIONING_TOKEN=GITHUB_TOKEN), DEFAULT_REGISTRY)
+
+    (github,) = [c for c in report.checks if c.provider == "github"]
+    assert "cannot check them" in github.detail and "approve" in github.detail

@@ -173,14 +173,67 @@ async def test_a_spent_budget_holds_the_next_request_until_the_reset(respx_spec,
     assert "resend rate limit reached: waiting 1s" in progress_of(ctx)
 
 
-async def test_500_twice_then_success(respx_offspec, resend, ctx):
-    boom = off_spec(500, reason="resend.json documents no errors", json_body=resend_error(500, "Internal server error", "internal_server_error"))
-    segment = respx_offspec.post(f"{RESEND}/segments").mock(side_effect=[boom, boom, created_segment()])
+def boom():
+    return off_spec(500, reason="resend.json documents no errors",
+                    json_body=resend_error(500, "Internal server error", "internal_server_error"))
+
+
+async def test_500_twice_then_success_looks_up_before_each_resend(respx_offspec, resend, ctx):
+    segment = respx_offspec.post(f"{RESEND}/segments").mock(side_effect=[boom(), boom(), created_segment()])
+    lookup = respx_offspec.get(f"{RESEND}/segments").mock(return_value=httpx.Response(200, json=resend_list([])))
     respx_offspec.post(f"{RESEND}/api-keys").mock(return_value=created_key())
 
     await resend.provision(ctx)
 
-    assert segment.call_count == 3 and [r[0] for r in retries_of(ctx)] == [2, 3]
+    assert segment.call_count == 3 and lookup.call_count == 2
+
+
+@pytest.mark.parametrize("failure", ["500", "read-timeout"])
+async def test_a_500_after_resend_applied_the_creates_leaves_one_segment_and_one_key(respx_offspec, resend, ctx, runtime, failure):
+    """Resend promises no idempotency: a segment or key created and then answered 500 is found
+    by name; the segment is adopted, the key (its token lost with the answer) is replaced, so
+    exactly one of each exists at the end."""
+    name = ctx.session.resource_name
+    segments: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    key_ids = iter([KEY, "b2c3d4e5-0000-4000-8000-000000000002"])
+
+    def fail():
+        if failure == "read-timeout":
+            raise httpx.ReadTimeout("timed out")
+        return boom()
+
+    def create_segment(request):
+        segments[SEG] = json.loads(request.content)["name"]
+        return fail()
+
+    def create_key(request):
+        key_id = next(key_ids)
+        keys[key_id] = json.loads(request.content)["name"]
+        return fail() if key_id == KEY else created_key(key_id)
+
+    def listing(store):
+        return lambda request: httpx.Response(200, json=resend_list([item(i, n) for i, n in store.items()]))
+
+    def delete_key(request):
+        key_id = request.url.path.rsplit("/", 1)[1]
+        del keys[key_id]
+        return deleted("api_key", key_id)
+
+    seg_create = respx_offspec.post(f"{RESEND}/segments").mock(side_effect=create_segment)
+    respx_offspec.get(f"{RESEND}/segments").mock(side_effect=listing(segments))
+    respx_offspec.post(f"{RESEND}/api-keys").mock(side_effect=create_key)
+    respx_offspec.get(f"{RESEND}/api-keys").mock(side_effect=listing(keys))
+    respx_offspec.delete(url__regex=rf"{RESEND}/api-keys/.+").mock(side_effect=delete_key)
+
+    outcome = await resend.provision(ctx)
+
+    assert seg_create.call_count == 1 and list(segments) == [SEG]
+    assert list(keys) == ["b2c3d4e5-0000-4000-8000-000000000002"]
+    assert outcome.env["RESEND_SEGMENT_ID"] == SEG
+    live = [(r.kind, r.remote_id) for r in runtime.ledger.resources(ctx.session.key) if r.state == "created"]
+    assert live == [("segment", SEG), ("api-key", "b2c3d4e5-0000-4000-8000-000000000002")]
+    assert name in keys.values()
 
 
 async def test_timeout_after_send_adopts_the_one_segment(respx_spec, resend, ctx, runtime):
@@ -312,3 +365,34 @@ async def test_discovery_pages_through_segments_and_keys(respx_spec, resend):
         ("segment", "s-1"), ("segment", "s-3"), ("segment", "s-4"), ("segment", "s-5"), ("api-key", "k-1")]
     assert [c.request.url.params.get("after") for c in segments.calls] == [None, "s-2", "s-4"]
     assert found[0].created_at == 1696636076.678
+
+
+@pytest.mark.parametrize("name", ["daily_quota_exceeded", "monthly_quota_exceeded"])
+async def test_a_quota_429_fails_at_once_without_waiting_for_retry_after(respx_offspec, resend, ctx, fake, name):
+    """Resend's errors page: the quotas answer 429 like the rate limit, but no wait lifts them."""
+    word = name.split("_")[0]
+    segment = respx_offspec.post(f"{RESEND}/segments").mock(return_value=off_spec(
+        429, reason="resend.json documents no errors", headers={"retry-after": "86400"},
+        json_body=resend_error(429, f"You have reached your {word} email sending quota.", name)))
+    started = fake.now()
+
+    with pytest.raises(ProviderError) as caught:
+        await resend.provision(ctx)
+
+    assert segment.call_count == 1 and fake.now() == started
+    assert f"{word} sending quota is used up" in str(caught.value) or f"{word} quota is used up" in str(caught.value)
+    assert "every app of the team" in str(caught.value)
+
+
+@pytest.mark.parametrize("status,message,name,hint", [
+    (400, "API key is invalid", "validation_error", "malformed"),
+    (403, "API key is invalid", "invalid_api_key", "not a valid key"),
+])
+async def test_an_invalid_provisioning_key_gets_a_hint_that_says_what_to_fix(respx_offspec, resend, ctx, status, message, name, hint):
+    respx_offspec.post(f"{RESEND}/segments").mock(return_value=off_spec(
+        status, reason="resend.json documents no errors", json_body=resend_error(status, message, name)))
+
+    with pytest.raises(ProviderError) as caught:
+        await resend.provision(ctx)
+
+    assert hint in str(caught.value)

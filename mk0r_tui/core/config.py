@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     e2b_api_url: str | None = Field(None, validation_alias=_env("E2B_API_URL"))
     e2b_template: str = Field("base", validation_alias=_env("MK0R_E2B_TEMPLATE"))
     e2b_timeout_s: int = Field(3600, validation_alias=_env("MK0R_E2B_TIMEOUT_S"))
+    #: what E2B does at the timeout: kill (work not pushed is lost) or pause (resumed on next use)
+    e2b_on_timeout: Literal["kill", "pause"] = Field("kill", validation_alias=_env("MK0R_E2B_ON_TIMEOUT"))
     #: deliver into this existing sandbox instead of creating one (`provision --sandbox ID`)
     e2b_sandbox_id: str | None = Field(None, validation_alias=_env("MK0R_E2B_SANDBOX_ID"))
 

@@ -35,7 +35,8 @@ def is_secret(name: str, value: str | None = None) -> bool:
         return True
     if value is not None and _URL_NAME.search(upper):
         return _url_password(value) is not None
-    return False
+    # any URL that embeds a password is secret, whatever its name (DATABASE_URL_UNPOOLED)
+    return value is not None and "://" in value and _url_password(value) is not None
 
 
 def _url_password(value: str) -> str | None:

@@ -32,9 +32,21 @@ class ServiceDoc:
 
 
 SERVICE_DOCS: Mapping[str, ServiceDoc] = {
-    "neon": ServiceDoc("Postgres (Neon)", "the app's own database; connect with DATABASE_URL", "a dedicated Neon project; free-tier limits apply"),
+    "neon": ServiceDoc(
+        "Postgres (Neon)",
+        "the app's own database: the app connects with DATABASE_URL (pooled, through Neon's PgBouncer: "
+        "right for serverless and many short connections); migrations, schema tools, LISTEN/NOTIFY and "
+        "session state (SET, advisory locks, prepared statements) use DATABASE_URL_UNPOOLED (direct)",
+        "a dedicated Neon project; free-tier limits apply"),
     "local-postgres": ServiceDoc("Postgres (local)", "the app's own database; connect with DATABASE_URL", "a dedicated database and role; only this app's role can connect"),
-    "resend": ServiceDoc("Email (Resend)", "send transactional email; add contacts to the segment", "the key can only send email (sending_access); it cannot read or manage anything"),
+    "resend": ServiceDoc(
+        "Email (Resend)",
+        "send transactional email with RESEND_API_KEY (POST /emails); RESEND_SEGMENT_ID names the app's "
+        "segment for a server that holds a full-access key",
+        "the key is sending-only: anything but sending (contacts, segments, reading emails) is refused with "
+        "401 restricted_api_key, so the app cannot add contacts itself; contact capture needs a server "
+        "holding a full-access key, which the app is not given. Resend's rate limit and daily/monthly "
+        "sending quotas are the team's: every app of the team shares them"),
     "local-mail": ServiceDoc(
         "Email (local mail catcher)",
         "send the app's email with a Resend SDK or over SMTP; see \"Email is caught locally\" below",
@@ -118,6 +130,8 @@ def _local_mail_paragraph(result: ProviderResult) -> list[str]:
 def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) -> str:
     """The instructions: a table of the provisioned services (names only, never values) and,
     for each slot that is missing, why."""
+    results = list(results)
+    in_sandbox = any(r.name == "e2b" and r.slot is Slot.TARGET for r in results)
     results = [r for r in results if r.slot is not Slot.TARGET]
     provisioned = [r for r in results if r.status is Status.OK]
     missing = [r for r in results if r.status in (Status.SKIPPED, Status.FAILED)]
@@ -142,6 +156,15 @@ def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) 
     mail = next((r for r in provisioned if r.name == "local-mail"), None)
     if mail is not None:
         lines += _local_mail_paragraph(mail)
+    if in_sandbox:
+        lines += [
+            "",
+            "## This app runs in an E2B sandbox",
+            "",
+            "A sandbox that is killed or reaches its timeout loses everything on its disk that was not",
+            "pushed: commit and push to `origin` often (never `.env`). With `MK0R_E2B_ON_TIMEOUT=pause` the",
+            "operator keeps a timed-out sandbox paused instead, and it resumes on the next use.",
+        ]
     if missing:
         lines += ["", "## Not available", ""]
         for result in missing:

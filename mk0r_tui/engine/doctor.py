@@ -61,7 +61,7 @@ class DoctorReport:
 
 def _neon(s: Settings) -> dict[str, str]:
     return {"api": s.neon_api_url, "region": s.neon_region, "pg_version": str(s.neon_pg_version),
-            "org": s.neon_org_id or "(personal account: NEON_ORG_ID unset)"}
+            "org": s.neon_org_id or "(NEON_ORG_ID unset: the key's own organization)"}
 
 
 def _resend(s: Settings) -> dict[str, str]:

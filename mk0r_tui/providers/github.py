@@ -4,12 +4,26 @@ works (`MK0R_GITHUB_API_URL=https://ghe.example.com/api/v3`).
 
 GitHub's rules for integrators shape the client: mutating requests one at a time per token with
 a gap, `retry-after` honoured, else `x-ratelimit-reset` when the budget is spent, else at least a
-minute before retrying a secondary limit.
+minute before retrying a secondary limit. GitHub's secondary rate limits also cap content
+creation (about 80 requests a minute and 500 an hour): repo creates of every session of the
+process share one `CreateBudget` per token (80/min, 500/hour).
+
+A renamed or transferred repository answers `301` (GET) or `307` (DELETE) pointing at
+`/repositories/{id}`. Redirects are never followed (httpx does not by default, and gh stopped
+following one into a delete, cli/cli#7106): the id is compared with the one recorded at create
+time, and a repository that moved is neither adopted nor deleted; the operator is told where it
+went.
+
+A GitHub App installation token (`ghs_...`) cannot call `GET /user` or `/user/repos`: the owner
+comes from `GITHUB_OWNER`, which such a token requires. Fine-grained tokens report no scopes;
+a 403 names the permissions GitHub wanted (`X-Accepted-GitHub-Permissions`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import re
 from typing import ClassVar
 
 from pydantic import BaseModel
@@ -24,6 +38,7 @@ from mk0r_tui.providers.http import (
     create_or_adopt,
     created_but_unreadable,
     dropped_if_refused,
+    Clock,
     iso_epoch,
     parse_model,
 )
@@ -61,6 +76,47 @@ class _User(BaseModel):
     login: str
 
 
+#: GitHub's secondary limits on content creation (docs: "Rate limits for the REST API")
+CREATES_PER_MINUTE = 80
+CREATES_PER_HOUR = 500
+
+
+class CreateBudget:
+    """Sliding windows over the repo creates sent with one token: at most `per_minute` in any
+    60 s and `per_hour` in any hour, for every session of the process."""
+
+    def __init__(self, clock: Clock, per_minute: int = CREATES_PER_MINUTE, per_hour: int = CREATES_PER_HOUR) -> None:
+        self.clock = clock
+        self.windows = ((60.0, per_minute), (3600.0, per_hour))
+        self.sent: collections.deque[float] = collections.deque()
+
+    def _wait(self, now: float) -> float:
+        while self.sent and now - self.sent[0] >= 3600.0:
+            self.sent.popleft()
+        wait = 0.0
+        for span, limit in self.windows:
+            inside = [t for t in self.sent if now - t < span]
+            if len(inside) >= limit:
+                wait = max(wait, inside[len(inside) - limit] + span - now)
+        return wait
+
+    async def take(self, ctx=None) -> None:
+        while True:
+            now = self.clock.monotonic()
+            wait = self._wait(now)
+            if wait <= 0:
+                self.sent.append(now)
+                return
+            if ctx is not None:
+                ctx.progress(f"GitHub create budget (80/min, 500/h per token) reached: waiting {wait:.0f}s")
+            await self.clock.sleep(max(wait, 0.001))
+
+
+def _redirect_id(location: str | None) -> int | None:
+    found = re.search(r"/repositories/(\d+)", location or "")
+    return int(found.group(1)) if found else None
+
+
 def _hint(status: int, message: str, call: str) -> str | None:
     if status == 401:
         return "check GITHUB_PROVISIONING_TOKEN: GitHub did not accept it (expired or revoked?)"
@@ -91,6 +147,15 @@ class GitHubProvider(CloudProvider):
     _login: str | None = None
     _login_lookup: "asyncio.Task[str] | None" = None
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.create_budget = CreateBudget(self.clock)
+
+    @property
+    def installation_token(self) -> bool:
+        """A GitHub App installation token: no `GET /user`, no `/user/repos`."""
+        return bool(self.key.value and self.key.value.startswith("ghs_"))
+
     def build_client(self) -> ApiClient:
         return self.client_for(
             self.settings.github_api_url,
@@ -106,6 +171,12 @@ class GitHubProvider(CloudProvider):
         sending one: 100 sessions at once otherwise queue 100 of them ahead of the first create."""
         if self.settings.github_owner:
             return self.settings.github_owner
+        if self.installation_token:
+            raise ProviderError(
+                "a GitHub App installation token has no user: set GITHUB_OWNER", call="GET /user",
+                hint="set GITHUB_OWNER to the organisation the app is installed on (installation tokens cannot "
+                     "call GET /user or create repositories under /user/repos)",
+            )
         if self._login is not None:
             return self._login
         loop = asyncio.get_running_loop()
@@ -136,8 +207,8 @@ class GitHubProvider(CloudProvider):
         owner = await self.owner(ctx)
         prior = ctx.existing(self.kind, name)
         row = ctx.intend(self.kind, name)
-        ctx.attempt()
-        repo = await self._get(ctx, f"{owner}/{name}") if prior is not None else None
+        recorded_id = (prior.meta or {}).get("repo_id") if prior is not None else None
+        repo = await self._get(ctx, f"{owner}/{name}", recorded_id=recorded_id) if prior is not None else None
         if repo is not None:
             ctx.progress(f"adopting {repo.full_name}, made by an earlier run of this session")
         else:
@@ -156,7 +227,7 @@ class GitHubProvider(CloudProvider):
             with dropped_if_refused(ctx, row):
                 repo = await create_or_adopt(
                     ctx, f"repository {owner}/{name}", create, lambda: self._get(ctx, f"{owner}/{name}"),
-                    attempts=self.settings.max_attempts,
+                    attempts=self.settings.max_attempts, clock=self.clock,
                 )
         ctx.created(row, repo.full_name, url=repo.html_url, meta={"owner": repo.owner.login, "repo_id": repo.id})
         return ProvisionOutcome(
@@ -169,9 +240,10 @@ class GitHubProvider(CloudProvider):
 
     async def _create(self, ctx: ProvisionContext, owner: str, name: str) -> _Repo:
         path = self._create_path()
+        await self.create_budget.take(ctx)
         ctx.progress(f"creating private repository {owner}/{name}")
         response = await self.api.request(
-            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False},
+            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False}, main=True,
         )
         try:
             return parse_model(response, _Repo, f"POST {path}")
@@ -194,11 +266,27 @@ class GitHubProvider(CloudProvider):
         ctx.progress(f"{full_name} already exists and this session made it: adopting it")
         return repo
 
-    async def _get(self, ctx: ProvisionContext | None, full_name: str) -> _Repo | None:
-        response = await self.api.request("GET", f"/repos/{full_name}", ctx=ctx, accept=(404,))
+    async def _get(self, ctx: ProvisionContext | None, full_name: str, *, recorded_id: int | None = None) -> _Repo | None:
+        response = await self.api.request("GET", f"/repos/{full_name}", ctx=ctx, accept=(404, 301))
         if response.status_code == 404:
             return None
+        if response.status_code == 301:
+            raise self._moved(response, full_name, recorded_id, "GET", "adopting")
         return parse_model(response, _Repo, f"GET /repos/{full_name}")
+
+    @staticmethod
+    def _moved(response, full_name: str, recorded_id: int | None, method: str, doing: str) -> ProviderError:
+        """A 301/307: the repository was renamed or transferred. Not followed, whatever it is."""
+        moved_id = _redirect_id(response.headers.get("location"))
+        if recorded_id is not None and moved_id == int(recorded_id):
+            what = f"{full_name} (id {moved_id}, the one this session created) was renamed or transferred"
+        else:
+            what = f"{full_name} now redirects to repository id {moved_id}, which this session did not record"
+        return ProviderError(
+            f"{what}; not {doing} it", call=f"{method} /repos/{full_name}", status=response.status_code,
+            hint="GitHub redirects a renamed or transferred repository; mk0r never follows a redirect into a "
+                 "change: delete or rename it by hand, then run `mk0r-tui orphans`",
+        )
 
     # -- teardown, discovery, doctor -------------------------------------------------------
 
@@ -206,7 +294,9 @@ class GitHubProvider(CloudProvider):
         full_name = resource.remote_id or f"{await self.owner()}/{resource.name}"
         if "/" not in full_name or not full_name.split("/", 1)[1].startswith(RESOURCE_PREFIX):
             raise ProviderError(f"refusing to delete {full_name!r}: not an mk0r repository", call="DELETE /repos")
-        response = await self.api.request("DELETE", f"/repos/{full_name}", accept=(404,))
+        response = await self.api.request("DELETE", f"/repos/{full_name}", accept=(404, 307))
+        if response.status_code == 307:
+            raise self._moved(response, full_name, (resource.meta or {}).get("repo_id"), "DELETE", "deleting")
         return response.status_code != 404
 
     async def discover(self) -> list[FoundResource]:
@@ -246,12 +336,22 @@ class GitHubProvider(CloudProvider):
         return list(found.values())
 
     async def check_auth(self) -> AuthCheck:
+        if self.installation_token:
+            owner = self.settings.github_owner
+            if not owner:
+                return AuthCheck(ok=False, detail="a GitHub App installation token needs GITHUB_OWNER",
+                                 problems=("GITHUB_OWNER is unset: installation tokens have no user to own repos",))
+            response = await self.api.request("GET", f"/orgs/{owner}/repos", params={"per_page": 1})
+            return AuthCheck(ok=True, detail=f"GitHub App installation token; it can list {owner}'s repositories "
+                                              "(it needs the Administration: write permission to create and delete them)")
         response = await self.api.request("GET", "/user")
         login = parse_model(response, _User, "GET /user").login
         header = response.headers.get("x-oauth-scopes")
         if header is None:
-            return AuthCheck(ok=True, detail=f"authenticated as {login} (fine-grained token: scopes are not reported; "
-                                              "it needs Administration: read and write to create and delete repositories)")
+            return AuthCheck(ok=True, detail=f"authenticated as {login} (fine-grained token: GitHub reports no scopes "
+                                              "for it, so doctor cannot check them; it needs Administration: read and "
+                                              "write to create and delete repositories, and an organisation may have "
+                                              "to approve the token first)")
         scopes = {s.strip() for s in header.split(",") if s.strip()}
         missing = [s for s in REQUIRED_SCOPES if s not in scopes]
         problems = tuple(f"token lacks the {s} scope" + (" (teardown cannot delete repositories)" if s == "delete_repo" else

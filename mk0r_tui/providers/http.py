@@ -11,7 +11,12 @@ instance per process, so every session shares its pool and its limits). It:
 - never retries 400/401/403/404/422 (a 403 that is a rate limit is a rate limit, not a refusal);
 - does not resend a request whose answer was lost after it was written when the request is not
   idempotent: it raises `ProviderError(outcome_unknown=True)` and `create_or_adopt` looks the
-  resource up by name before deciding to create it again;
+  resource up by name before deciding to create it again. A 500/502/504 to a `POST` is the same
+  "outcome unknown": the server may have committed the create before failing (Neon's error
+  description: only 503 and 423 are safe to retry for non-GET methods; GitHub and Resend promise
+  no idempotency), so only the statuses a provider names in `blind_retry_statuses` (and 429, a
+  request refused before it ran) are resent as they are;
+- counts every try of a provider's main call (`main=True`) with `ctx.attempt()`, retries included;
 - limits requests in flight per provider, optionally rate-limits them (Resend), and optionally
   serialises mutating requests with a gap (GitHub's secondary-limit rule);
 - turns every failure into a `ProviderError` naming the call, the status, the provider's own
@@ -111,6 +116,16 @@ def provider_message(response: httpx.Response) -> str | None:
     return ": ".join(parts) or None
 
 
+def body_field(response: httpx.Response, key: str) -> str | None:
+    """One top-level string field of a JSON error body (Neon's `code`, `request_id`), if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get(key) if isinstance(body, dict) else None
+    return str(value) if value not in (None, "") else None
+
+
 def parse_model(response: httpx.Response, model: Any, call: str) -> Any:
     """The answer as `model` (a pydantic model or a type like `list[Model]`), or a
     ProviderError saying which field is missing or malformed."""
@@ -195,6 +210,12 @@ class ApiClient:
     headers: Mapping[str, str] = field(default_factory=dict)
     hinter: Hinter | None = None
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
+    #: error names (`name` in the body) that are final even on a retryable status: Resend's
+    #: daily/monthly quotas answer 429 but no wait within a provision lifts them
+    final_error_names: frozenset[str] = frozenset()
+    #: statuses after which a non-idempotent request may be resent unchanged (the provider says
+    #: nothing was applied); any other retryable status to a POST/PATCH is "outcome unknown"
+    blind_retry_statuses: frozenset[int] = frozenset({429})
     #: a rate limit without any header says how long: wait at least this (GitHub: 60 s)
     unhinted_rate_limit_wait_s: float = 0.0
     requests_per_second: float | None = None
@@ -262,10 +283,13 @@ class ApiClient:
         ctx: RetryReporter | None = None,
         accept: tuple[int, ...] = (),
         label: str | None = None,
+        main: bool = False,
     ) -> httpx.Response:
         """Send `method path`; return the response if it is 2xx or in `accept`, else raise.
 
         `label` names the call in errors when the path holds an id the operator need not see.
+        `main` marks the provider's main call: every try of it (retries too) is counted with
+        `ctx.attempt()`, so the panel's "attempts" is the number of requests really sent.
         """
         if not self.token and self.key_name:
             raise AuthenticationError(
@@ -285,6 +309,8 @@ class ApiClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if main and ctx is not None and hasattr(ctx, "attempt"):
+                        ctx.attempt()  # type: ignore[attr-defined]
                     return await self._send_once(http, method, path, params, json, accept, call, ctx)
         except RetryableError as exc:
             attempts = retrying.statistics.get("attempt_number", self.max_attempts)
@@ -351,16 +377,36 @@ class ApiClient:
         status = response.status_code
         if 200 <= status < 300 or status in accept:
             return response
-        raise self._error_for(response, call)
+        raise self._error_for(response, call, method)
 
-    def _error_for(self, response: httpx.Response, call: str) -> ProviderError:
+    def _error_for(self, response: httpx.Response, call: str, method: str = "GET") -> ProviderError:
         status = response.status_code
         message = provider_message(response) or response.reason_phrase or "error"
+        code = body_field(response, "code")
+        if code and code.lower() not in message.lower():
+            message = f"{message} [{code}]"  # Neon's machine code (e.g. PROJECTS_LIMIT_EXCEEDED)
+        request_id = body_field(response, "request_id")
+        if request_id:
+            # Neon's support asks for it; it is not a secret
+            log.warning("%s %s -> HTTP %d (request_id %s)", self.provider, call, status, request_id)
+            message = f"{message} (request_id {request_id})"
         now = self.clock.now()
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is None:
             retry_after = rate_limit_reset(response.headers, now)
+        name = body_field(response, "name")
+        if name and name in self.final_error_names:
+            return ProviderError(message, call=call, status=status, hint=self._hint(status, f"{message} [{name}]", call))
         rate_limited = status == 429 or (status == 403 and (retry_after is not None or "rate limit" in message.lower()))
+        if (not rate_limited and status in self.retry_statuses and method.upper() not in IDEMPOTENT_METHODS
+                and status not in self.blind_retry_statuses):
+            # the server may have applied the create before it failed: never resend it blindly;
+            # the caller looks the resource up by name (create_or_adopt) before creating again
+            log.info("%s %s: HTTP %d to a %s; the outcome is unknown", self.provider, call, status, method.upper())
+            return ProviderError(
+                f"{message} (the request may have been applied)", call=call, status=status, outcome_unknown=True,
+                hint=self._hint(status, message, call),
+            )
         if rate_limited or status in self.retry_statuses:
             if retry_after is not None and retry_after > self.longest_wait_s:
                 return ProviderError(
@@ -376,7 +422,15 @@ class ApiClient:
                 hint=self._hint(status, message, call),
             )
         error_cls = AuthenticationError if status in (401, 403) else ProviderError
-        return error_cls(message, call=call, status=status, hint=self._hint(status, message, call))
+        hint = self._hint(status, message, call)
+        accepted = response.headers.get("x-accepted-github-permissions")
+        if status == 403 and accepted:
+            # GitHub names the fine-grained permissions the call needed, e.g. "administration=write"
+            wanted = ", ".join(f"{k.strip().replace('_', ' ').title()}: {v.strip()}"
+                               for k, v in (p.split("=", 1) for p in accepted.split(",") if "=" in p))
+            hint = (f"the token lacks the permission GitHub asks for ({wanted or accepted}); for a fine-grained "
+                    "token grant it, and if the organisation requires approval, wait until it is approved")
+        return error_cls(message, call=call, status=status, hint=hint)
 
     def _hint(self, status: int, message: str, call: str) -> str | None:
         if self.hinter is not None:
@@ -460,22 +514,41 @@ async def create_or_adopt(
     find: Callable[[], Awaitable[T | None]],
     *,
     attempts: int,
+    clock: Clock = SYSTEM_CLOCK,
+    backoff_initial_s: float = 0.5,
+    backoff_max_s: float = 30.0,
 ) -> T:
-    """Run `create`; when its answer was lost after the request went out, look the resource up
-    by name (`find`) and adopt it, and only when it is not there send the create again. So a
-    retry never makes a second project, repo or key."""
+    """Run `create`; when its outcome is unknown (the answer was lost after the request went
+    out, or a 5xx came back that the provider does not call safe to resend), look the resource
+    up by name (`find`) and adopt it, and only when it is not there send the create again, after
+    a backoff the panel shows as "retrying n/N". So a retry never makes a second project, repo,
+    segment or key."""
+    import random
+
     for number in range(1, attempts + 1):
         try:
             return await create()
         except ProviderError as exc:
-            if not exc.outcome_unknown or number == attempts:
+            if not exc.outcome_unknown:
                 raise
-            ctx.progress(f"no answer to {exc.call} after it was sent: looking {what} up by name")
+            lost = f"HTTP {exc.status} to" if exc.status else "no answer to"
+            ctx.progress(f"{lost} {exc.call} after it was sent: looking {what} up by name")
+            reason = f"HTTP {exc.status}" if exc.status else "no answer"
+            last = exc
         found = await find()
         if found is not None:
             ctx.progress(f"{what} was created: adopting it")
             return found
+        if number == attempts:
+            raise ProviderError(
+                f"{str(last.args[0]).removesuffix(' (the request may have been applied)')} (gave up after {attempts} "
+                f"attempts; {what} was looked up each time and not created)",
+                call=last.call, status=last.status, hint=last.hint,
+            ) from None
         ctx.progress(f"{what} was not created: sending the create again")
+        delay = min(backoff_max_s, backoff_initial_s * 2 ** (number - 1)) + random.uniform(0, backoff_initial_s)
+        ctx.retrying(number + 1, attempts, delay, reason)
+        await clock.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -63,8 +63,23 @@ class _Domains(BaseModel):
     data: list[_Domain]
 
 
+#: Resend's quota errors (resend.com/docs/api-reference/errors): 429 like the rate limit, but
+#: waiting for retry-after does not lift a daily or monthly quota, so they fail at once
+QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
+
+
 def _hint(status: int, message: str, call: str) -> str | None:
     lowered = message.lower()
+    if "daily_quota_exceeded" in lowered or "daily quota" in lowered:
+        return ("the Resend team's daily sending quota is used up (shared by every app of the team); it resets "
+                "after 24 hours, or upgrade the plan")
+    if "monthly_quota_exceeded" in lowered or "monthly quota" in lowered:
+        return "the Resend team's monthly quota is used up (shared by every app of the team); upgrade the plan"
+    if status == 400 and "api key is invalid" in lowered:
+        return ("RESEND_PROVISIONING_KEY is malformed (Resend keys start with re_): copy the whole key, "
+                "without quotes or spaces")
+    if status == 403 and ("invalid_api_key" in lowered or "api key is invalid" in lowered):
+        return "RESEND_PROVISIONING_KEY is not a valid key (revoked, or from another team): create a full_access key"
     if status == 401 and "restricted" in lowered:
         return "RESEND_PROVISIONING_KEY must be a full_access key: a sending-only key cannot create keys or segments"
     if status in (401, 403):
@@ -83,7 +98,8 @@ class ResendProvider(CloudProvider):
 
     def build_client(self) -> ApiClient:
         return self.client_for(
-            self.settings.resend_api_url, hinter=_hint, requests_per_second=self.settings.resend_requests_per_second
+            self.settings.resend_api_url, hinter=_hint, requests_per_second=self.settings.resend_requests_per_second,
+            final_error_names=QUOTA_ERRORS,
         )
 
     # -- provision ------------------------------------------------------------------------
@@ -95,7 +111,6 @@ class ResendProvider(CloudProvider):
             other = ctx.owned_by_other_session(kind, name)
             if other:
                 raise ProviderError(f"the Resend {kind} {name!r} belongs to session {other!r}", call=f"POST {PATHS[kind]}")
-        ctx.attempt()
         segment_id = await self._segment(ctx, segment_name)
         key_id, token = await self._api_key(ctx, key_name)
         return ProvisionOutcome(
@@ -124,7 +139,7 @@ class ResendProvider(CloudProvider):
             with dropped_if_refused(ctx, row):
                 segment_id = await create_or_adopt(
                     ctx, f"segment {name!r}", create, lambda: self._find_id(ctx, SEGMENT, name),
-                    attempts=self.settings.max_attempts,
+                    attempts=self.settings.max_attempts, clock=self.clock,
                 )
         ctx.created(row, segment_id)
         return segment_id
@@ -153,7 +168,8 @@ class ResendProvider(CloudProvider):
             except ProviderError as exc:
                 if not exc.outcome_unknown:
                     raise
-                ctx.progress(f"no answer to {exc.call} after it was sent: looking API key {name!r} up by name")
+                lost = f"HTTP {exc.status} to" if exc.status else "no answer to"
+                ctx.progress(f"{lost} {exc.call} after it was sent: looking API key {name!r} up by name")
                 found = await self._find(ctx, API_KEY, name)
                 if found is not None:
                     await self._replace(ctx, row, found.id, "its token was lost with the answer")
@@ -166,7 +182,7 @@ class ResendProvider(CloudProvider):
     async def _create_key(self, ctx: ProvisionContext, name: str) -> _NewKey:
         ctx.progress(f"creating sending-only API key {name!r}")
         body: dict[str, Any] = {"name": name, "permission": "sending_access", **self._domain()}
-        response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx)
+        response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx, main=True)
         try:
             key = parse_model(response, _NewKey, "POST /api-keys")
         except ProviderError as exc:

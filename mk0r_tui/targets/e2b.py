@@ -10,6 +10,7 @@ second provision connects to that sandbox instead of creating another.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from typing import Awaitable, ClassVar, TypeVar
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.provider import AuthCheck
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
@@ -33,6 +35,12 @@ OURS = {"mk0r": "1"}
 SESSION_META = "mk0r_session"
 MAX_LIST_PAGES = 200
 _NETWORK_SCHEMES = ("http", "https", "ssh", "git")
+
+
+def idempotency_key(text: str) -> str:
+    """E2B accepts idempotency keys matching `[a-z0-9-]{1,255}`: anything else becomes `-`."""
+    key = re.sub(r"[^a-z0-9-]", "-", text.lower()).strip("-")[:255]
+    return key or "mk0r"
 
 
 def sandbox_metadata(name: str) -> dict[str, str]:
@@ -91,6 +99,7 @@ class E2BTarget(Provider):
                 api_url=settings.e2b_api_url,
                 request_timeout_s=settings.http_timeout_s,
                 sandbox_timeout_s=settings.e2b_timeout_s,
+                on_timeout=settings.e2b_on_timeout,
             )
         self.backend = backend
 
@@ -174,7 +183,7 @@ class E2BTarget(Provider):
                     template=self.settings.e2b_template,
                     timeout_s=self.settings.e2b_timeout_s,
                     metadata=sandbox_metadata(name),
-                    idempotency_key=f"{name}-{row.id}",
+                    idempotency_key=idempotency_key(f"{name}-{row.id}"),
                 ),
             )
         except ProviderError as exc:
@@ -255,6 +264,16 @@ class E2BTarget(Provider):
                 if sandbox.metadata.get("mk0r") == OURS["mk0r"] and session.startswith(RESOURCE_PREFIX):
                     found.append(FoundResource(self.name, KIND, session, sandbox.sandbox_id, sandbox.started_at))
         return found
+
+    async def check_auth(self) -> AuthCheck:
+        probe = getattr(self.backend, "probe", None)
+        if probe is None:
+            await self.backend.list_page(dict(OURS), None)
+        else:
+            await probe()
+        lifecycle = "pause (resumed on use)" if self.settings.e2b_on_timeout == "pause" else "kill"
+        return AuthCheck(ok=True, detail=f"E2B accepts the key on {self.settings.e2b_domain} (listed sandboxes); "
+                                         f"at the timeout a sandbox is: {lifecycle}")
 
     async def aclose(self) -> None:
         await self.backend.aclose()

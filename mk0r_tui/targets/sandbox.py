@@ -100,9 +100,12 @@ class E2BSandboxBackend:
         request_timeout_s: float | None = None,
         retries: int | None = None,
         sandbox_timeout_s: int = 3600,
+        on_timeout: str = "kill",
     ) -> None:
         self._api_key = api_key
         self._sandbox_timeout_s = sandbox_timeout_s
+        #: E2B lifecycle: "pause" keeps the sandbox's disk at the timeout and resumes it on use
+        self._on_timeout = on_timeout
         self._opts: dict[str, object] = {"api_key": api_key}
         if domain:
             self._opts["domain"] = domain
@@ -124,8 +127,10 @@ class E2BSandboxBackend:
         call = "POST /v2/sandboxes"
         self._require_key(call)
         try:
+            lifecycle = {"on_timeout": "pause", "auto_resume": True} if self._on_timeout == "pause" else None
             sandbox = await AsyncSandbox.create(
-                template=template, timeout=timeout_s, metadata=dict(metadata), idempotency_key=idempotency_key, **self._opts
+                template=template, timeout=timeout_s, metadata=dict(metadata), idempotency_key=idempotency_key,
+                **({"lifecycle": lifecycle} if lifecycle else {}), **self._opts
             )
         except Exception as exc:
             raise translate(exc, call, creating=True) from None
@@ -212,6 +217,17 @@ class E2BSandboxBackend:
         )
         return SandboxPage(summaries, paginator.next_token if paginator.has_next else None)
 
+    async def probe(self) -> int:
+        """doctor's check: list at most one sandbox (any key that may use the API may list)."""
+        from e2b import AsyncSandbox
+
+        call = "GET /v2/sandboxes"
+        self._require_key(call)
+        try:
+            return len(await AsyncSandbox.list(limit=1, **self._opts).next_items())
+        except Exception as exc:
+            raise translate(exc, call) from None
+
     async def aclose(self) -> None:
         self._sandboxes.clear()
 
@@ -220,6 +236,7 @@ def translate(exc: BaseException, call: str, *, creating: bool = False) -> Provi
     """An SDK exception as a ProviderError an operator can act on."""
     from e2b.exceptions import (
         AuthenticationException,
+        FileNotFoundException,
         NotEnoughSpaceException,
         NotFoundException,
         RateLimitException,
@@ -241,6 +258,9 @@ def translate(exc: BaseException, call: str, *, creating: bool = False) -> Provi
         )
     if isinstance(exc, ServiceBusyException):
         return ProviderError("E2B has no capacity right now", call=call, status=503, retryable=True, hint="retry in a minute")
+    if isinstance(exc, FileNotFoundException):
+        # a subclass of NotFoundException: a missing file is not a gone sandbox
+        return ProviderError(f"file not found: {detail}", call=call, status=404)
     if isinstance(exc, (NotFoundException, SandboxNotRunningException)):
         return SandboxGone(f"not found: {detail}", call=call, status=404, hint="the sandbox was killed or timed out")
     if isinstance(exc, NotEnoughSpaceException):

@@ -16,20 +16,20 @@ import shlex
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the repository root holds mk0r_tui and the fakeupstream package
     sys.path.insert(0, str(ROOT))
 
-from fakeupstream import FakeUpstream  # noqa: E402
-
-from mk0r_tui.core.config import Settings  # noqa: E402
-from mk0r_tui.core.credentials import Credentials  # noqa: E402
-from mk0r_tui.core.ledger import Ledger  # noqa: E402
-from mk0r_tui.engine.runtime import Runtime  # noqa: E402
+from fakeupstream import FakeUpstream
+from mk0r_tui.core.config import Settings
+from mk0r_tui.core.credentials import Credentials
+from mk0r_tui.core.ledger import Ledger
+from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.providers import DEFAULT_REGISTRY
 
 #: injected latency per request, ms (the issue's figures: Resend's two calls are 150 ms each)

@@ -23,11 +23,10 @@ import _common as c
 
 # apispec is a test helper by nature (it validates mocked traffic); loaded from tests/ by path.
 sys.path.insert(0, str(c.ROOT / "tests"))
-from apispec import validate_request  # noqa: E402
+import httpx
+from apispec import validate_request
 
-import httpx  # noqa: E402
-
-from fakeupstream import FakeUpstream  # noqa: E402
+from fakeupstream import FakeUpstream
 
 AUTH = {"Authorization": "Bearer bench-token"}
 

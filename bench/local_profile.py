@@ -12,7 +12,6 @@ interpreter start and imports included.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import _common as c
 
 from mk0r_tui.core.config import Settings
-from mk0r_tui.core.models import Session, Slot
+from mk0r_tui.core.models import Session
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
 

@@ -11,14 +11,12 @@ time); the fake's max in flight per provider proves no limit was exceeded.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import os
 import time
 
-import httpx
-
 import _common as c
+import httpx
 
 from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
 

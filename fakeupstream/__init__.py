@@ -54,9 +54,9 @@ From Python::
 
 from __future__ import annotations
 
+from .__main__ import main
 from .common import CONFIG_KEYS, DEFAULT_CONFIG, MOUNTS
 from .harness import FakeUpstream
 from .server import FakeServer
-from .__main__ import main
 
 __all__ = ["FakeServer", "FakeUpstream", "DEFAULT_CONFIG", "CONFIG_KEYS", "MOUNTS", "main"]

@@ -13,7 +13,7 @@ import secrets
 import string
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +55,19 @@ FAULT_KEYS = {"provider", "method", "path_prefix", "times", "skip", "status", "h
 
 # --------------------------------------------------------------------------- helpers
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(dt: datetime) -> str:  # 2022-11-23T17:42:25Z
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_us(dt: datetime) -> str:  # 2022-12-07T00:45:05.262011Z (Neon's cursor shape)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def resend_ts(dt: datetime) -> str:  # 2023-10-06 23:47:56.678+00
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}+00"
 
 
@@ -131,7 +131,7 @@ class FakeState:
         self.faults: list[dict] = []
         self.state_file = Path(state_file) if state_file else None
         self.rng = random.Random()
-        self._last_created = datetime.fromtimestamp(0, timezone.utc)
+        self._last_created = datetime.fromtimestamp(0, UTC)
         self._version = self._written = 0
         self._flush_lock: asyncio.Lock | None = None
         self._reset_resources()

@@ -57,7 +57,7 @@ class FakeUpstream:
     posthog_url = property(lambda self: self.base_url + MOUNTS["posthog"])
 
     # -- lifecycle
-    def start(self) -> "FakeUpstream":
+    def start(self) -> FakeUpstream:
         if self.use_subprocess:
             self._start_subprocess()
         else:
@@ -75,7 +75,7 @@ class FakeUpstream:
             try:
                 self._server = FakeServer(self.config, self.state_file)
                 self.port = loop.run_until_complete(self._server.start(self.requested_port))
-            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            except BaseException as exc:
                 errors.append(exc)
                 ready.set()
                 loop.close()
@@ -143,7 +143,7 @@ class FakeUpstream:
         self.proc.wait()
         self.stop()
 
-    def __enter__(self) -> "FakeUpstream":
+    def __enter__(self) -> FakeUpstream:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

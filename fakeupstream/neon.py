@@ -6,7 +6,7 @@ import random
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .common import BadRequest, Request, Response, iso, iso_us, json_response, rand_alnum
@@ -194,7 +194,7 @@ class NeonApi:
         out = {k: v for k, v in op.items() if not k.startswith("_")}
         if time.time() >= op["_finish_at"]:
             out["status"] = "finished"
-            out["updated_at"] = iso(datetime.fromtimestamp(op["_finish_at"], timezone.utc))
+            out["updated_at"] = iso(datetime.fromtimestamp(op["_finish_at"], UTC))
             out["total_duration_ms"] = op["_duration_ms"]
         return out
 

@@ -3,16 +3,12 @@ the contract is posthog.com/docs/api/capture."""
 
 from __future__ import annotations
 
-import uuid
-
 import gzip
 import json
+import uuid
 from typing import Any
 
 from .common import Request, Response, json_response
-
-
-
 
 
 # -- the answers every route shares (the server calls these by provider)

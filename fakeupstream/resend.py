@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from .common import BadRequest, Request, Response, json_response, rand_alnum, resend_ts
-
-
-
-
 
 # -- the answers every route shares (the server calls these by provider)
 
@@ -121,13 +117,13 @@ class ResendApi:
     def resend_list_segments(self, req: Request) -> Response:
         return self._resend_page(req, list(self.db["resend"]["segments"].values()), self._segment_view)
 
-    def resend_get_segment(self, req: Request, id: str) -> Response:  # noqa: A002 - spec name
+    def resend_get_segment(self, req: Request, id: str) -> Response:
         rec = self.db["resend"]["segments"].get(id)
         if rec is None:
             raise BadRequest(self._error("resend", 404, "Segment not found"))
         return json_response(200, {"object": "segment", **{k: v for k, v in rec.items() if k != "seq"}})
 
-    def resend_delete_segment(self, req: Request, id: str) -> Response:  # noqa: A002
+    def resend_delete_segment(self, req: Request, id: str) -> Response:
         rec = self.db["resend"]["segments"].pop(id, None)
         if rec is None:
             raise BadRequest(self._error("resend", 404, "Segment not found"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -98,7 +98,7 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
                 self._conn_tasks.discard(task)
             try:
                 writer.close()
-            except Exception:  # noqa: BLE001 - best effort on a dead socket
+            except Exception:
                 pass
 
     @staticmethod

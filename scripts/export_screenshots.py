@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
 from mk0r_tui.providers import DEFAULT_REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,8 +97,8 @@ def send_demo_mail(env_file: Path) -> None:
     with smtplib.SMTP(env["SMTP_HOST"], int(env["SMTP_PORT"])) as client:
         client.login(env["SMTP_USER"], env["SMTP_PASSWORD"])
         client.sendmail("hello@demo.test", ["ops@demo.test"], (
-            "From: hello@demo.test\r\nTo: ops@demo.test\r\nSubject: New signup: ada@example.com\r\n\r\n"
-            "Ada signed up a minute ago.\r\n").encode())
+            b"From: hello@demo.test\r\nTo: ops@demo.test\r\nSubject: New signup: ada@example.com\r\n\r\n"
+            b"Ada signed up a minute ago.\r\n"))
 
 
 async def main_scenes(out: Path) -> None:

@@ -22,12 +22,13 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -114,7 +115,7 @@ def load_spec(name: str) -> LoadedSpec:
     return _load_spec(name, str(specs_dir()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_spec(name: str, directory: str) -> LoadedSpec:
     if name not in SPEC_NAMES:
         raise ValueError(f"unknown spec {name!r}; known: {', '.join(SPEC_NAMES)}")

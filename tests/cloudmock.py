@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
+from apispec import SpecCheckedRouter, _fail, _request_errors, _response_errors, load_spec
 
-from apispec import SpecCheckedRouter, _request_errors, _response_errors, _fail, load_spec
-from fakeupstream import e2b as fake_e2b, github as fake_github, neon as fake_neon, resend as fake_resend
-
+from fakeupstream import e2b as fake_e2b
+from fakeupstream import github as fake_github
+from fakeupstream import neon as fake_neon
+from fakeupstream import resend as fake_resend
 from mk0r_tui.providers.http import Clock
 
 EPOCH = 1_700_000_000.0
@@ -108,7 +111,7 @@ def _minimal(spec: dict, node: dict) -> Any:
 # The JSON shapes come from the fake upstream's provider modules (fakeupstream/neon.py, ...):
 # one serialiser per shape serves both the stateful fake and these respx answers.
 
-CREATED = datetime(2024, 1, 1, tzinfo=timezone.utc)
+CREATED = datetime(2024, 1, 1, tzinfo=UTC)
 BRANCH_ID = "br-main-1"
 REGION = "aws-us-east-2"
 

@@ -8,8 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from apispec import *  # noqa: F401,F403  (the respx_spec fixture)
+from apispec import *  # noqa: F403  (the respx_spec fixture)
 
 from mk0r_tui.core.credentials import KEY_NAMES
 from mk0r_tui.providers import DEFAULT_REGISTRY

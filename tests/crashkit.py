@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from cloudmock import FakeClock, keyed
-from fakeupstream import FakeUpstream
+from fakes import registry_of
 
+from fakeupstream import FakeUpstream
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.engine.runtime import Runtime
-from fakes import registry_of
 
 PYTHON = sys.executable
 #: fake tokens: any token not starting with "bad" is accepted by the fake

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import apispec
 import httpx
 import pytest
-
-import apispec
 from apispec import SpecRegistry, spec_checked_router, validate_request, validate_response
 
 pytest_plugins = ["pytester"]
@@ -162,15 +161,14 @@ def test_unknown_host_fails():
 
 
 def test_router_collects_every_failure_and_spec_base_adds_hosts():
-    with pytest.raises(AssertionError) as info:
-        with spec_checked_router() as mock:
-            mock.spec_base("https://ghe.example/api/v3", "github")
-            mock.route().respond(201, json={"id": "k", "token": "re_x"})
-            with httpx.Client(headers=BEARER) as client:
-                client.post("https://api.resend.com/api-keys", json={"name": "ok"})
-                client.post("https://api.resend.com/api-keys", json={"name": "x", "permission": "admin"})
-                client.get("https://ghe.example/api/v3/user/repoz")
-                client.get("https://nowhere.example/")
+    with pytest.raises(AssertionError) as info, spec_checked_router() as mock:
+        mock.spec_base("https://ghe.example/api/v3", "github")
+        mock.route().respond(201, json={"id": "k", "token": "re_x"})
+        with httpx.Client(headers=BEARER) as client:
+            client.post("https://api.resend.com/api-keys", json={"name": "ok"})
+            client.post("https://api.resend.com/api-keys", json={"name": "x", "permission": "admin"})
+            client.get("https://ghe.example/api/v3/user/repoz")
+            client.get("https://nowhere.example/")
     message = str(info.value)
     assert message.startswith("3 of 4 HTTP call(s) break the provider API spec")
     assert "'admin' is not one of" in message and "GET /user/repoz is not in github.json" in message

@@ -7,7 +7,6 @@ import subprocess
 
 import httpx
 import pytest
-
 from cloudmock import (
     GITHUB,
     NEON,
@@ -23,6 +22,8 @@ from cloudmock import (
     neon_operation,
     neon_project,
 )
+from fakes import registry_of
+
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderSkipped
@@ -33,7 +34,6 @@ from mk0r_tui.providers.github import GitHubProvider
 from mk0r_tui.providers.neon import NeonProvider
 from mk0r_tui.providers.posthog import PostHogProvider
 from mk0r_tui.providers.resend import ResendProvider
-from fakes import registry_of
 
 PID = "calm-sea-87654321"
 KEYS = {

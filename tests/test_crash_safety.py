@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from crashkit import cli_command, cli_env, cli_json, cloud_runtime, run_cli, upstream_resources
+
 from fakeupstream import FakeUpstream
 from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ResourceState
@@ -113,7 +113,7 @@ def kill_schedule(timeline: Timeline) -> list[KillPoint]:
 
 def requests_served(fake: FakeUpstream) -> int:
     """The fake's request count, read in-process (polling it over HTTP would load the fake)."""
-    return fake._server.counters["all"]["total"]  # noqa: SLF001 - the fake runs in this process
+    return fake._server.counters["all"]["total"]
 
 
 def phase_of(fake: FakeUpstream, home: Path, key: str) -> str:

@@ -165,7 +165,7 @@ async def test_listing_filters_by_metadata_and_follows_the_next_token(e2b_spec):
     assert [s.sandbox_id for s in first.sandboxes] == ["sbx1", "sbx2"] and first.next_token == "page-2"
     assert [s.sandbox_id for s in second.sandboxes] == ["sbx3"] and second.next_token is None
     assert second.sandboxes[0].metadata == {"mk0r": "1", "mk0r_session": "mk0r-three"}
-    assert second.sandboxes[0].started_at == dt.datetime(2026, 11, 2, 10, 30, tzinfo=dt.timezone.utc).timestamp()
+    assert second.sandboxes[0].started_at == dt.datetime(2026, 11, 2, 10, 30, tzinfo=dt.UTC).timestamp()
     requests = [call.request for call in route.calls]
     assert [r.url.params.get("metadata") for r in requests] == ["mk0r=1", "mk0r=1"]
     assert [r.url.params.get("nextToken") for r in requests] == [None, "page-2"]

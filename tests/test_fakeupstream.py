@@ -336,7 +336,9 @@ def test_cloudmock_answers_are_the_fakes_shapes_and_match_the_specs(index: int) 
 
 def test_the_fake_and_cloudmock_share_one_serialiser() -> None:
     import cloudmock as cm
-    from fakeupstream import github as fake_github, neon as fake_neon
+
+    from fakeupstream import github as fake_github
+    from fakeupstream import neon as fake_neon
 
     cm.neon_project("p", "n")["settings"]["allowed_ips"]["ips"].append("1.2.3.4")
     assert cm.neon_project("p", "n")["settings"]["allowed_ips"]["ips"] == []  # no state shared between answers

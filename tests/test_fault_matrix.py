@@ -30,7 +30,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from cloudmock import FakeClock
 from crashkit import (
     KEYS,
@@ -44,9 +43,9 @@ from crashkit import (
     stamp_requests,
     upstream_resources,
 )
-from fakeupstream import FakeUpstream
 from waiting import wait_until_sync
 
+from fakeupstream import FakeUpstream
 from mk0r_tui.core import envfile
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderProgressed, ProviderRetrying, ResourceDeleted, TeardownFailed
@@ -546,7 +545,7 @@ def test_11_second_ctrl_c_exits_now_names_what_may_be_left_and_orphans_finds_it(
                     what="the CLI to acknowledge the first Ctrl+C")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out = proc.stdout.read()
+    proc.stdout.read()  # drain the pipe so the process can exit
     proc.wait(timeout=10)
     reader.join(10)
     err = "".join(err_lines)

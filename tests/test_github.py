@@ -6,7 +6,6 @@ import json
 
 import httpx
 import pytest
-
 from cloudmock import (
     GITHUB,
     FakeClock,
@@ -21,6 +20,7 @@ from cloudmock import (
     respx_offspec,  # noqa: F401 - fixture
     retries_of,
 )
+
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow

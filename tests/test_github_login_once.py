@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from cloudmock import keyed
-from fakeupstream import FakeUpstream
 from waiting import wait_until
+
+from fakeupstream import FakeUpstream
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import AuthenticationError
 from mk0r_tui.providers.github import GitHubProvider

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from crashkit import KEYS, cli_env, run_cli
 
 import fakeupstream
 import fakeupstream.neon
-from crashkit import KEYS, cli_env, run_cli
 from fakeupstream import FakeUpstream
-
 from mk0r_tui.core.ledger import SCHEMA, SCHEMA_VERSION, Ledger
 from mk0r_tui.core.models import Session
 

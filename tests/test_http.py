@@ -6,17 +6,17 @@ Time is a fake clock: every wait is asserted from the clock, none is spent.
 from __future__ import annotations
 
 import asyncio
-import re
 import json
 import logging
+import re
 import time
 from email.utils import formatdate
 
 import httpx
 import pytest
+from cloudmock import GITHUB, NEON, RESEND, FakeClock, github_error, github_user, neon_error, neon_list, resend_list
 from pydantic import BaseModel
 
-from cloudmock import GITHUB, NEON, RESEND, FakeClock, github_error, github_user, neon_error, neon_list, resend_list
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.providers.http import ApiClient, create_or_adopt, parse_model, parse_retry_after, single_match
@@ -443,7 +443,7 @@ def local_server():
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802 - the stdlib's name
+        def do_GET(self):
             body = json.dumps(neon_list([])).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")

@@ -9,9 +9,9 @@ import httpx
 import keyring
 import pytest
 from click.testing import CliRunner
+from cloudmock import GITHUB, NEON, RESEND, github_error, github_user, keyed, resend_list
 from keyring.backends import fail
 
-from cloudmock import GITHUB, NEON, RESEND, github_error, github_user, keyed, minimal, resend_list
 from mk0r_tui.cli import cli
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.engine.doctor import run_doctor

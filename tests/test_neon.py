@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 
 import httpx
 import pytest
-
 from cloudmock import (
     NEON,
     OP_ID,
@@ -27,6 +25,7 @@ from cloudmock import (
     respx_offspec,  # noqa: F401 - fixture
     retries_of,
 )
+
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow

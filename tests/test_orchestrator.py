@@ -8,9 +8,7 @@ from fakes import FakeProvider, failing, plan_of, registry_of, skipped_step
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.events import (
     Collector,
-    ProviderFailed,
     ProviderSkipped,
-    ProviderStarted,
     ProviderSucceeded,
     ResourceDeleted,
     SessionProvisioned,

@@ -8,8 +8,8 @@ import json
 
 import httpx
 import pytest
-
 from cloudmock import POSTHOG, FakeClock, keyed, provision_context
+
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.providers.posthog import PostHogProvider

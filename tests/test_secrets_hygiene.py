@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from crashkit import cli_env
 from dotenv import dotenv_values
 
-from crashkit import cli_env
 from fakeupstream import FakeUpstream
 
 CANARY_KEYS = {

@@ -11,6 +11,7 @@ import asyncio
 from typing import ClassVar
 
 import pytest
+from fakes import registry_of
 
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.credentials import Credentials
@@ -18,7 +19,6 @@ from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.models import FoundResource, Session, Slot
 from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
-from fakes import registry_of
 
 
 class CountingProvider:

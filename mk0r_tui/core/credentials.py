@@ -7,8 +7,9 @@ plain words, and work from environment variables.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 KEYRING_SERVICE = "mk0r-tui"
 

@@ -10,8 +10,8 @@ import errno
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from mk0r_tui.core.errors import Mk0rError

@@ -12,8 +12,8 @@ agent finds the same files wherever its app runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from mk0r_tui.core.envfile import render_env, scrub, secret_values
 from mk0r_tui.core.models import ProviderResult, Slot, Status

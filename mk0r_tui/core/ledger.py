@@ -14,9 +14,10 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
@@ -267,7 +268,7 @@ class Ledger:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from mk0r_tui.core.errors import UsageError
 
@@ -65,11 +66,11 @@ class Session:
         return "mk0r_" + self.slug.replace("-", "_")
 
     @classmethod
-    def parse(cls, key: str) -> "Session":
+    def parse(cls, key: str) -> Session:
         return cls(key=key, slug=validate_session_key(key))
 
     @classmethod
-    def new(cls) -> "Session":
+    def new(cls) -> Session:
         return cls.parse(str(uuid.uuid4()))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import Mk0rError

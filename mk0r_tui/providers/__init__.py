@@ -8,8 +8,9 @@ dashboard) hand `DEFAULT_REGISTRY` to the runtime, tests hand a registry of fake
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Union
+from typing import TYPE_CHECKING
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from mk0r_tui.core.provider import Provider
 
 #: "module:Class" (imported only when the provider is first used) or a callable building it
-Factory = Union[str, Callable[[Settings, Credentials], "Provider"]]
+Factory = str | Callable[[Settings, Credentials], "Provider"]
 
 
 MISSING_KEY_HINT = {

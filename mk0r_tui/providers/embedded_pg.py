@@ -18,9 +18,9 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from mk0r_tui.core.errors import ConfigError
 

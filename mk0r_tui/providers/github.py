@@ -34,11 +34,11 @@ from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcom
 from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     ApiClient,
+    Clock,
     CloudProvider,
     create_or_adopt,
     created_but_unreadable,
     dropped_if_refused,
-    Clock,
     iso_epoch,
     parse_model,
 )
@@ -145,7 +145,7 @@ class GitHubProvider(CloudProvider):
     max_pages = 100
     discovery_warnings: list[str] = []
     _login: str | None = None
-    _login_lookup: "asyncio.Task[str] | None" = None
+    _login_lookup: asyncio.Task[str] | None = None
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -192,7 +192,7 @@ class GitHubProvider(CloudProvider):
         self._login = parse_model(response, _User, "GET /user").login
         return self._login
 
-    def _login_lookup_done(self, lookup: "asyncio.Task[str]") -> None:
+    def _login_lookup_done(self, lookup: asyncio.Task[str]) -> None:
         """A failed lookup is forgotten, so a later provision asks again."""
         if self._login_lookup is lookup:
             self._login_lookup = None

@@ -40,12 +40,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from mk0r_tui.core.errors import ConfigError
 
@@ -218,7 +219,7 @@ class MailStore:
         so a mail with no To header (Bcc only) still says where it was going."""
         raw = message if isinstance(message, bytes) else message.as_bytes(policy=policy.SMTP)
         mail_id = str(uuid.uuid4())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         stamp = (
             f"{VIA_HEADER}: {via}\r\n{ID_HEADER}: {mail_id}\r\n{AT_HEADER}: {now.isoformat(timespec='milliseconds')}\r\n"
             + "".join(f"{ENVELOPE_TO_HEADER}: {addr}\r\n" for addr in envelope_to if "\n" not in addr and "\r" not in addr)
@@ -366,7 +367,7 @@ class MailCatcher:
 
     def _start(self) -> Endpoints:
         self.store.state_file.unlink(missing_ok=True)
-        log = open(self.store.log_file, "ab")
+        log = open(self.store.log_file, "ab")  # noqa: SIM115  (handed to the daemon, closed below)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mk0r_tui.providers.mail_catcher", "serve", str(self.root.resolve())],
@@ -646,12 +647,11 @@ def _bind(preferred: int | None) -> socket.socket:
 async def serve(root: Path) -> None:
     """Run the daemon until SIGTERM/SIGINT, or until its folder goes away."""
     import asyncio
+    import logging
+    import warnings
 
     import uvicorn
     from aiosmtpd.smtp import SMTP
-
-    import logging
-    import warnings
 
     # aiosmtpd warns on every connection that AUTH without TLS is unsafe: on loopback it is
     # what we chose (see auth_require_tls below), so the log keeps only real problems
@@ -691,7 +691,7 @@ async def serve(root: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     http_task = asyncio.create_task(http.serve(sockets=[http_sock]))
-    while not http.started and not http_task.done():
+    while not http.started and not http_task.done():  # noqa: ASYNC110  (uvicorn exposes a flag, no event)
         await asyncio.sleep(0.01)
     smtp_port, http_port = smtp_sock.getsockname()[1], http_sock.getsockname()[1]
     ports = {"smtp_port": smtp_port, "http_port": http_port}

@@ -24,7 +24,6 @@ What Neon's own documents say, and what this module does about it:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit

@@ -15,12 +15,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from mk0r_tui.core.config import Settings
-from mk0r_tui.core.provider import AuthCheck
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, Slot
-from mk0r_tui.core.provider import Provider, ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, Provider, ProvisionContext
 from mk0r_tui.providers.http import SYSTEM_CLOCK, ApiClient, Clock
 
 CAPTURE_PATH = "/i/v0/e/"

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
-from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
+from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
 from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     ApiClient,
@@ -149,10 +149,9 @@ class ResendProvider(CloudProvider):
         else created; a key whose token is lost is deleted and replaced."""
         prior = ctx.existing(API_KEY, name)
         token = ctx.previous_env.get("RESEND_API_KEY")
-        if prior is not None and prior.remote_id and token:
-            if await self._find_id(ctx, API_KEY, name) == prior.remote_id:
-                ctx.progress(f"reusing API key {name!r} (its token is in the previous .env)")
-                return prior.remote_id, token
+        if prior is not None and prior.remote_id and token and await self._find_id(ctx, API_KEY, name) == prior.remote_id:
+            ctx.progress(f"reusing API key {name!r} (its token is in the previous .env)")
+            return prior.remote_id, token
         look_first = prior is not None
         for _ in range(self.settings.max_attempts):
             row = ctx.intend(API_KEY, name)

@@ -13,17 +13,17 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from typing import Awaitable, ClassVar, TypeVar
+from collections.abc import Awaitable
+from typing import ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
-from mk0r_tui.core.provider import AuthCheck
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.instructions import merge_gitignore, render_app_files
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
-from mk0r_tui.core.provider import Provider, ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, Provider, ProvisionContext
 from mk0r_tui.providers.local_git import check_remote_url
 from mk0r_tui.targets.sandbox import SANDBOX_USER, CommandResult, E2BSandboxBackend, SandboxBackend, SandboxGone
 

@@ -13,8 +13,9 @@ names the call, the HTTP status and what to do; a sandbox that does not exist is
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 
@@ -115,7 +116,7 @@ class E2BSandboxBackend:
             self._opts["request_timeout"] = request_timeout_s
         if retries is not None:
             self._opts["retries"] = retries
-        self._sandboxes: dict[str, "AsyncSandbox"] = {}
+        self._sandboxes: dict[str, AsyncSandbox] = {}
 
     def _require_key(self, call: str) -> None:
         if not self._api_key:
@@ -149,7 +150,7 @@ class E2BSandboxBackend:
         self._sandboxes[sandbox.sandbox_id] = sandbox
         return sandbox.sandbox_id
 
-    async def _sandbox(self, sandbox_id: str) -> "AsyncSandbox":
+    async def _sandbox(self, sandbox_id: str) -> AsyncSandbox:
         if sandbox_id not in self._sandboxes:
             await self.connect(sandbox_id, timeout_s=self._sandbox_timeout_s)
         return self._sandboxes[sandbox_id]

@@ -412,7 +412,6 @@ class Mk0rApp(App[None]):
         if self.read_only:
             dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown")]
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
-
         from mk0r_tui.tui.screens.mailbox import MailboxScreen
 
         def shown(bindings: Iterable[object]) -> list[Binding]:

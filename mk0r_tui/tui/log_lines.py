@@ -27,7 +27,7 @@ class LogLine:
     level: str = "info"  # info | ok | error | muted
 
     @classmethod
-    def from_event(cls, event: Event, *, since: float | None = None) -> "LogLine":
+    def from_event(cls, event: Event, *, since: float | None = None) -> LogLine:
         text = describe_event(event)
         if since is not None and not isinstance(event, SessionProvisioned):
             text = f"+{max(0.0, event.at - since):6.2f}s  {text}"

@@ -9,8 +9,9 @@ selected one; events of the others keep being reduced, so switching never loses 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 from mk0r_tui.core.events import (
     Event,

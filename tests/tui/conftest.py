@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tui_fakes import fake_set, registry_for
 
 from mk0r_tui.engine.runtime import Runtime

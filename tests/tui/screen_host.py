@@ -4,7 +4,7 @@ and a provider fake that only answers `discover` (what the orphans scan asks).""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from textual.app import App
 from textual.screen import Screen

@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from textual.widgets import Button, DataTable, Input
 from textual.worker import Worker, WorkerFailed, WorkerState
-
 from tui_fakes import REPO_URL, FakeProvider, fake_set
 from waiting import wait_until
 
 from mk0r_tui.core.events import (
-    ProviderFailed,
     ProviderStarted,
     ProviderSucceeded,
-    ResourceDeleted,
-    SessionProvisioned,
-    TeardownStarted,
 )
 from mk0r_tui.core.models import Session, Slot, Status
+from mk0r_tui.core.plan import Plan, PlanStep
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
 from mk0r_tui.tui.screens.new_session import NewSessionScreen
 from mk0r_tui.tui.screens.teardown import TeardownScreen
-from mk0r_tui.tui.state import WorkEnded, WorkStarted
+from mk0r_tui.tui.state import WorkStarted
 from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
 from mk0r_tui.tui.widgets.session_list import SessionList
-from mk0r_tui.core.plan import Plan, PlanStep
 
 SIZE = (160, 48)
 

@@ -10,16 +10,15 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from textual.widgets import Input
-
 from tui_fakes import FAKE_SECRETS, FAKE_SMTP_PASSWORD, fake_set
 from tui_scenarios import LIVE, PARTIAL, READY, live_events, seed_ledger
 
 from mk0r_tui.core.models import Session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.providers import DEFAULT_REGISTRY
 from mk0r_tui.tui.app import Mk0rApp
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.widgets.session_list import SessionList
-from mk0r_tui.providers import DEFAULT_REGISTRY
 
 FROZEN = dt.datetime(2025, 5, 14, 9, 30, 0, tzinfo=ZoneInfo("UTC"))
 SIZE = (150, 44)

@@ -8,17 +8,16 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
-
+from textual.widgets._footer import FooterKey
 from tui_scenarios import DELETED, PARTIAL, READY, seed_ledger
 
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.providers import DEFAULT_REGISTRY
 from mk0r_tui.tui.app import Mk0rApp
 from mk0r_tui.tui.log_lines import LogLine
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
 from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
-from textual.widgets._footer import FooterKey
-from mk0r_tui.providers import DEFAULT_REGISTRY
 
 SIZE = (150, 44)
 

@@ -4,7 +4,7 @@ and snapshots that hold no secret value."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -14,9 +14,9 @@ from textual.widgets import DataTable, Input, Static
 from mk0r_tui.core.credentials import KEYRING_SERVICE
 from mk0r_tui.core.envfile import mask_value
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.providers import DEFAULT_REGISTRY
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen
 from mk0r_tui.tui.screens.keys import KeysScreen, SetKeyScreen, key_enables
-from mk0r_tui.providers import DEFAULT_REGISTRY
 
 RESEND_SECRET = "re_SuperSecretResendValue1234"
 GITHUB_SECRET = "ghp_TopSecretGithubToken5678"
@@ -198,7 +198,7 @@ async def test_read_only_hides_set_and_delete(memory_keyring, keys_runtime):
         assert memory_keyring.store[(KEYRING_SERVICE, "NEON_PROVISIONING_KEY")] == NEON_KEYRING_SECRET
 
 
-FROZEN = datetime(2025, 3, 14, 12, 0, tzinfo=timezone.utc)
+FROZEN = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 
 
 def snapshot(snap_compare, runtime: Runtime, *, keys: tuple[str, ...] = ()) -> None:

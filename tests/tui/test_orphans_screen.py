@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import time_machine
+from fakes import registry_of
 from screen_host import DiscoverOnly, ScreenHost
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -20,7 +21,6 @@ from mk0r_tui.core.models import FoundResource, Session, Slot
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, human_age
 from mk0r_tui.tui.screens.orphans import OrphansScreen, orphan_key
-from fakes import registry_of
 
 LEFTOVER = "mk0r-zzzzzzzz"
 LEFTOVER_KEY = orphan_key("local-git", "bare-repo", LEFTOVER)
@@ -266,7 +266,7 @@ async def test_a_failing_discovery_is_a_warning_not_a_failed_scan(runtime_with_p
         assert LEFTOVER_KEY in table_keys(screen), "the other providers were still scanned"
 
 
-FROZEN = datetime(2025, 3, 14, 12, 0, tzinfo=timezone.utc)
+FROZEN = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 
 
 def snapshot_runtime() -> Runtime:

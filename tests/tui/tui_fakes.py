@@ -4,8 +4,8 @@ retries and failures, and recognisable fake secrets (to prove none reaches the s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 from fakes import registry_of
 

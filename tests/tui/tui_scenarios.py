@@ -3,6 +3,8 @@ frozen clock) and hand-made events injected into the app, so every pixel is repr
 
 from __future__ import annotations
 
+from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD, FAKE_SMTP_PASSWORD
+
 from mk0r_tui.core.envfile import write_env_file
 from mk0r_tui.core.events import (
     ProviderProgressed,
@@ -13,8 +15,6 @@ from mk0r_tui.core.events import (
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session, Slot, Status
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.state import WorkStarted
-
-from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD, FAKE_SMTP_PASSWORD
 
 READY = Session.parse("7f3c9a21-ready-demo")
 PARTIAL = Session.parse("b41e07d9-partial-demo")

@@ -3,8 +3,8 @@ and the confirmation modal for anything destructive."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.markup import escape
 from textual import on

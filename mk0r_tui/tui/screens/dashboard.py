@@ -17,8 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from mk0r_tui.core.models import Slot, Status
-from mk0r_tui.tui.state import SessionState, newest_first
 from mk0r_tui.tui.log_lines import LogLine
+from mk0r_tui.tui.state import SessionState, newest_first
 from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
 
@@ -72,7 +72,7 @@ class DashboardScreen(Screen):
 
     selected_key: reactive[str | None] = reactive(None, init=False)
 
-    app: "Mk0rApp"
+    app: Mk0rApp
 
     def __init__(self) -> None:
         super().__init__()

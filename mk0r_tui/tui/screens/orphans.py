@@ -7,8 +7,8 @@ state (one `OrphanRow` per orphan) and repaint the table from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 from rich.text import Text
 from textual import on, work

@@ -3,16 +3,15 @@ deleted, starts with focus on Cancel, and enables Delete only once the slug is t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
+from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
-
-from rich.text import Text
 
 from mk0r_tui.core.ledger import ResourceRow
 

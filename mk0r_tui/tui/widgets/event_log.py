@@ -4,7 +4,7 @@ every line comes from `core.render.describe_event`, which never includes one."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.text import Text
 from textual.widgets import RichLog

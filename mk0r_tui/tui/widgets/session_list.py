@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.style import Style
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from mk0r_tui.core.models import Status
 from mk0r_tui.tui.state import SessionState, matches, newest_first
 from mk0r_tui.tui.widgets.glyphs import STATUS_COLOUR, STATUS_GLYPH, format_age
 

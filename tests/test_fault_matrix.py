@@ -186,21 +186,27 @@ LOST_ANSWER_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", LOST_ANSWER_CASES)
-async def test_3_timeout_after_the_create_committed_leaves_exactly_one_resource_with_its_id_recorded(
-        fake, cloud, session, case):
-    provider, path, kind = LOST_ANSWER_CASES[case]
-    fake.add_fault(provider=provider, method="POST", path_prefix=path, drop_after_commit=True)
+async def provision_and_check_one_upstream_resource_recorded(fake, cloud, session, provider, kind) -> list[str]:
+    """Provision; exactly one resource of (provider, kind) exists upstream and the ledger
+    recorded it with its id. Returns that provider's progress lines."""
     sink = Collector()
-
     report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
-
     assert_ok_except(report)
     upstream = [u for u in upstream_resources(fake.state()) if (u.provider, u.kind) == (provider, kind)]
     assert len(upstream) == 1, upstream
     live = [r for r in rows_of(cloud, session, provider, kind) if r.live]
     assert [(r.state, r.remote_id) for r in live] == [(ResourceState.CREATED.value, upstream[0].remote_id)]
-    progress = [e.message for e in sink.of(ProviderProgressed) if e.provider == provider]
+    return [e.message for e in sink.of(ProviderProgressed) if e.provider == provider]
+
+
+@pytest.mark.parametrize("case", LOST_ANSWER_CASES)
+async def test_3_timeout_after_the_create_committed_leaves_exactly_one_resource_with_its_id_recorded(
+        fake, cloud, session, case):
+    provider, path, kind = LOST_ANSWER_CASES[case]
+    fake.add_fault(provider=provider, method="POST", path_prefix=path, drop_after_commit=True)
+
+    progress = await provision_and_check_one_upstream_resource_recorded(fake, cloud, session, provider, kind)
+
     assert any("no answer to POST" in m for m in progress), progress
     if kind == "api-key":  # its token died with the answer: replaced, and the .env has the live one
         token = next(k["token"] for k in fake.state()["resend"]["api_keys"])
@@ -213,16 +219,9 @@ async def test_3_a_500_after_the_create_committed_is_looked_up_and_adopted_never
     idempotency. A 500 that comes after the create was applied must not make a second one."""
     provider, path, kind = LOST_ANSWER_CASES[case]
     fake.add_fault(provider=provider, method="POST", path_prefix=path, status=500, after_commit=True)
-    sink = Collector()
 
-    report = await provision_services(cloud, session, cloud.plan("local"), sink=sink)
+    progress = await provision_and_check_one_upstream_resource_recorded(fake, cloud, session, provider, kind)
 
-    assert_ok_except(report)
-    upstream = [u for u in upstream_resources(fake.state()) if (u.provider, u.kind) == (provider, kind)]
-    assert len(upstream) == 1, upstream
-    live = [r for r in rows_of(cloud, session, provider, kind) if r.live]
-    assert [(r.state, r.remote_id) for r in live] == [(ResourceState.CREATED.value, upstream[0].remote_id)]
-    progress = [e.message for e in sink.of(ProviderProgressed) if e.provider == provider]
     assert any("HTTP 500 to POST" in m for m in progress), progress
     if kind != "api-key":  # adopted: the create went out once
         assert route_count(fake.state(), provider, f"POST {path}") == 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from pilot_kit import settle
 from textual.widgets import Button, DataTable, Input
-from textual.worker import Worker, WorkerFailed, WorkerState
+from textual.worker import Worker, WorkerState
 from tui_fakes import REPO_URL, FakeProvider, fake_set
 from waiting import wait_until
 
@@ -43,16 +44,6 @@ class Conversation:
 
     def kinds(self, session: str, provider: str | None = None) -> list[str]:
         return [type(e).__name__ for e in self.events(session) if provider is None or getattr(e, "provider", None) == provider]
-
-
-async def settle(app, pilot) -> None:
-    """Wait for every worker; a failed one is not an error here (tests check how it is shown)."""
-    try:
-        await app.workers.wait_for_complete()
-    except WorkerFailed:
-        pass
-    for _ in range(3):
-        await pilot.pause()
 
 
 def db_running(app, key: str) -> bool:

@@ -4,7 +4,7 @@ dashboard opened afterwards, `sessions --json` and the ledger say the same word.
 from __future__ import annotations
 
 import pytest
-from textual.worker import WorkerFailed
+from pilot_kit import settle
 from tui_fakes import FakeProvider, fake_set
 
 from mk0r_tui.cli import sessions_json
@@ -13,15 +13,6 @@ from mk0r_tui.core.plan import Plan, PlanStep
 from mk0r_tui.tui.app import Mk0rApp
 
 SIZE = (160, 48)
-
-
-async def settle(app, pilot) -> None:
-    try:
-        await app.workers.wait_for_complete()
-    except WorkerFailed:
-        pass
-    for _ in range(3):
-        await pilot.pause()
 
 
 def failing_everywhere():

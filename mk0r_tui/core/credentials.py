@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 KEYRING_SERVICE = "mk0r-tui"
 
@@ -43,6 +43,14 @@ class Credential:
 
 class KeyringUnavailable(Exception):
     """The keyring cannot be used here; the message says why and what to do."""
+
+
+class _KeyringApi(Protocol):
+    """The `keyring` module's functions used here; the module itself satisfies this."""
+
+    def get_password(self, service_name: str, username: str, /) -> str | None: ...
+    def set_password(self, service_name: str, username: str, password: str, /) -> None: ...
+    def delete_password(self, service_name: str, username: str, /) -> None: ...
 
 
 class Credentials:
@@ -112,7 +120,7 @@ class Credentials:
         self._cache.pop(name, None)
         return True
 
-    def _keyring(self):
+    def _keyring(self) -> _KeyringApi:
         if not self._use_keyring:
             raise KeyringUnavailable(NO_KEYRING_MESSAGE.format(detail="disabled by MK0R_NO_KEYRING"))
         import keyring

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mk0r_tui.core.errors import ConfigError
 
@@ -48,7 +49,15 @@ def _bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-def _pgserver_utils():
+class _PgserverUtils(Protocol):
+    """The part of `pgserver.utils` used here (POSIX only: pgserver defines these off Windows)."""
+
+    def ensure_user_exists(self, username: str, /) -> object: ...
+    def ensure_prefix_permissions(self, path: Path, /) -> object: ...
+    def ensure_folder_permissions(self, path: Path, flag: int, /) -> object: ...
+
+
+def _pgserver_utils() -> _PgserverUtils:
     _bin_dir()  # imports pgserver quietly first
     from pgserver import utils
 

@@ -11,7 +11,6 @@ stands for the mailbox and its credentials: teardown removes both.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
@@ -25,9 +24,9 @@ KIND = "mailbox"
 
 
 class LocalMailProvider(Provider):
-    name: ClassVar[str] = "local-mail"
-    slot: ClassVar[Slot] = Slot.EMAIL
-    env_keys: ClassVar[tuple[str, ...]] = (
+    name = "local-mail"
+    slot = Slot.EMAIL
+    env_keys = (
         "RESEND_API_KEY", "RESEND_BASE_URL", "RESEND_API_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD",
     )
 

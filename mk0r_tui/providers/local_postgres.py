@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import ClassVar
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -36,9 +35,9 @@ def admin_from_url(url: str) -> AdminInfo:
 
 
 class LocalPostgresProvider(Provider):
-    name: ClassVar[str] = "local-postgres"
-    slot: ClassVar[Slot] = Slot.DATABASE
-    env_keys: ClassVar[tuple[str, ...]] = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
+    name = "local-postgres"
+    slot = Slot.DATABASE
+    env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 
     def __init__(self, *, settings: Settings, credentials: Credentials | None = None) -> None:
         self.settings = settings

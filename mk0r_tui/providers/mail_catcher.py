@@ -46,9 +46,14 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mk0r_tui.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the daemon's libraries, imported at run time only where they are used
+    from aiosmtpd.smtp import SMTP, AuthenticatorType, Envelope, Session
+    from jsonschema.protocols import Validator
+    from starlette.applications import Starlette
 
 HOST = "127.0.0.1"
 ACCOUNT_PREFIX = "mk0r-"
@@ -274,7 +279,7 @@ class MailStore:
         for path in self._files(name):
             if path.name.endswith(f"-{mail_id}.eml"):
                 with open(path, "rb") as handle:
-                    return BytesParser(policy=policy.default).parse(handle)  # type: ignore[return-value]
+                    return BytesParser(policy=policy.default).parse(handle)
         return None
 
     # -- the daemon's state ----------------------------------------------------------------
@@ -301,9 +306,11 @@ def text_body(message: EmailMessage) -> str:
     if part is None:
         return ""
     try:
-        return part.get_content()
+        content: str = part.get_content()  # a text/* part's content is str (email.contentmanager)
+        return content
     except (LookupError, KeyError):
-        return part.get_payload(decode=True).decode(errors="replace") if part.get_payload(decode=True) else ""
+        payload = part.get_payload(decode=True)  # a non-multipart part decodes to bytes
+        return payload.decode(errors="replace") if isinstance(payload, bytes) and payload else ""
 
 
 def _answers(endpoints: Endpoints, root: Path) -> bool:
@@ -421,10 +428,11 @@ def load_spec() -> dict[str, Any]:
     """The part of Resend's OpenAPI document the catcher serves (shipped in the wheel)."""
     from importlib.resources import files
 
-    return json.loads((files("mk0r_tui") / "specs" / "resend-emails.json").read_text())
+    spec: dict[str, Any] = json.loads((files("mk0r_tui") / "specs" / "resend-emails.json").read_text())
+    return spec
 
 
-def send_email_validator():
+def send_email_validator() -> Validator:
     """A JSON Schema validator for `POST /emails` bodies (OpenAPI 3.1 schemas are JSON Schema
     2020-12, so the spec's components are used as they are, `$ref`s and all)."""
     from jsonschema import Draft202012Validator
@@ -438,7 +446,7 @@ def resend_error(status: int, name: str, message: str) -> dict[str, Any]:
     return {"statusCode": status, "name": name, "message": message}
 
 
-def validation_problem(validator, body: Any) -> tuple[int, str, str] | None:
+def validation_problem(validator: Validator, body: Any) -> tuple[int, str, str] | None:
     """None when `body` is a valid send request, else (status, name, message) as Resend says:
     a missing field is 422 `missing_required_field`, anything else 422 `validation_error`."""
     errors = sorted(validator.iter_errors(body), key=lambda e: (len(e.path), e.message))
@@ -528,7 +536,7 @@ def email_object(summary: MailSummary, message: EmailMessage) -> dict[str, Any]:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
-def build_http_app(store: MailStore):
+def build_http_app(store: MailStore) -> Starlette:
     """The Resend-compatible API. Starlette: small, async, on the uvicorn the team uses anyway."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
@@ -584,7 +592,9 @@ def build_http_app(store: MailStore):
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "root": root, "pid": os.getpid()})
 
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's handler type takes any Exception; this one is registered for HTTPException only
+        assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
             return error(405, "method_not_allowed", "Method is not allowed for the requested path.")
         if exc.status_code == 404:
@@ -605,7 +615,7 @@ class _SmtpHandler:
     def __init__(self, store: MailStore) -> None:
         self.store = store
 
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         name = session.auth_data  # set by the authenticator: the mailbox these credentials own
         if not isinstance(name, str):
             return "530 5.7.0 Authentication required"
@@ -615,10 +625,10 @@ class _SmtpHandler:
         return "250 2.0.0 OK: caught locally, not sent"
 
 
-def _authenticator(store: MailStore):
+def _authenticator(store: MailStore) -> AuthenticatorType:
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
-    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         user = auth_data.login.decode(errors="replace")
@@ -683,7 +693,7 @@ async def serve(root: Path) -> None:
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):  # our own handlers below end both servers the same way
+        def capture_signals(self) -> Iterator[None]:  # our own handlers below end both servers the same way
             yield
 
     http = Server(uvicorn.Config(build_http_app(store), log_level="warning", access_log=False, lifespan="off"))

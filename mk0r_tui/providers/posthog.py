@@ -12,8 +12,6 @@ no (billed) person profile. Nothing is created, so there is nothing to tear down
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ProviderError
@@ -39,9 +37,9 @@ def _hint(status: int, message: str, call: str) -> str | None:
 
 
 class PostHogProvider(Provider):
-    name: ClassVar[str] = "posthog"
-    slot: ClassVar[Slot] = Slot.ANALYTICS
-    env_keys: ClassVar[tuple[str, ...]] = ("VITE_POSTHOG_APP_ID", "VITE_POSTHOG_KEY", "VITE_POSTHOG_HOST")
+    name = "posthog"
+    slot = Slot.ANALYTICS
+    env_keys = ("VITE_POSTHOG_APP_ID", "VITE_POSTHOG_KEY", "VITE_POSTHOG_HOST")
 
     def __init__(self, *, settings: Settings, credentials: Credentials, clock: Clock | None = None) -> None:
         self.settings = settings

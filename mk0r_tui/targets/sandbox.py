@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 
 if TYPE_CHECKING:
-    from e2b import AsyncSandbox
+    from e2b import ApiParams, AsyncSandbox, SandboxLifecycle
 
 #: E2B's default user in its templates; commands that need more run as root
 SANDBOX_USER = "user"
@@ -107,7 +107,8 @@ class E2BSandboxBackend:
         self._sandbox_timeout_s = sandbox_timeout_s
         #: E2B lifecycle: "pause" keeps the sandbox's disk at the timeout and resumes it on use
         self._on_timeout = on_timeout
-        self._opts: dict[str, object] = {"api_key": api_key}
+        #: the SDK's per-request options (its `ApiParams` TypedDict), passed to every call
+        self._opts: ApiParams = {"api_key": api_key}
         if domain:
             self._opts["domain"] = domain
         if api_url:
@@ -128,10 +129,13 @@ class E2BSandboxBackend:
         call = "POST /v2/sandboxes"
         self._require_key(call)
         try:
-            lifecycle = {"on_timeout": "pause", "auto_resume": True} if self._on_timeout == "pause" else None
+            lifecycle: SandboxLifecycle | None = (
+                {"on_timeout": "pause", "auto_resume": True} if self._on_timeout == "pause" else None
+            )
+            # lifecycle=None is the SDK's default: the request then carries no lifecycle fields
             sandbox = await AsyncSandbox.create(
                 template=template, timeout=timeout_s, metadata=dict(metadata), idempotency_key=idempotency_key,
-                **({"lifecycle": lifecycle} if lifecycle else {}), **self._opts
+                lifecycle=lifecycle, **self._opts
             )
         except Exception as exc:
             raise translate(exc, call, creating=True) from None

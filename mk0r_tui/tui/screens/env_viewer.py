@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -16,7 +17,7 @@ from mk0r_tui.core.envfile import is_secret, mask_value, read_env_file
 COLUMNS = (("name", "name"), ("value", "value"), ("secret", ""))
 
 
-class EnvScreen(Screen):
+class EnvScreen(Screen[None]):
     BINDINGS = [
         Binding("x", "reveal", "Reveal", id="env.reveal", tooltip="Show or hide the selected secret"),
         Binding("X", "reveal_all", "Reveal all", id="env.reveal_all", tooltip="Show or hide every secret"),
@@ -66,7 +67,7 @@ class EnvScreen(Screen):
         table = self.query_one(DataTable)
         if not self.env or table.cursor_row < 0:
             return None
-        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+        return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
 
     def action_reveal(self) -> None:
         name = self.selected_name

@@ -164,7 +164,7 @@ class SetKeyScreen(ModalScreen[str | None]):
         self.dismiss(value)
 
 
-class KeysScreen(Screen):
+class KeysScreen(Screen[None]):
     """Provisioning keys, where each comes from, and the keyring's set/delete."""
 
     CSS_PATH = stylesheet("keys.tcss")
@@ -217,7 +217,7 @@ class KeysScreen(Screen):
             lead += " Read-only: setting and deleting are off."
         yield Static(lead, id="keys-lead", markup=False)
         yield Static("", id="keys-keyring", markup=False)
-        table: DataTable = DataTable(id="keys-table", cursor_type="row")
+        table: DataTable[Text] = DataTable(id="keys-table", cursor_type="row")
         for key, label in COLUMNS:
             table.add_column(label, key=key, width=_column_widths()[key])
         yield table

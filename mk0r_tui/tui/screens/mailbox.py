@@ -19,7 +19,7 @@ SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "X-Mk0r-Bcc", "Subject", "Date"
 POLL_S = 0.5
 
 
-class MailboxScreen(Screen):
+class MailboxScreen(Screen[None]):
     TITLE = "Mailbox"
     AUTO_FOCUS = "#mail-table"
     BINDINGS = [

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Unpack
 
 from rich.text import Text
 from textual.widgets import RichLog
 
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
+from mk0r_tui.tui.widgets.options import WidgetOptions
 
 _LEVEL_STYLE = {"info": "", "ok": "green", "error": "bold red", "muted": "dim"}
 
@@ -22,7 +24,7 @@ def render_line(line: LogLine) -> Text:
 class EventLog(RichLog):
     """Shows one session's lines; `show` swaps the whole content when the selection changes."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
         super().__init__(max_lines=LOG_LINES_KEPT, wrap=True, markup=False, highlight=False, **kwargs)
 
     def show(self, lines: Iterable[LogLine]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Unpack
 
 from textual.app import ComposeResult
 from textual.widgets import Footer
+
+from mk0r_tui.tui.widgets.options import WidgetOptions
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -21,13 +23,13 @@ class DebouncedFooter(Footer):
     refresh, and recomposes only when what it would show differs from what it shows.
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
         super().__init__(**kwargs)
         self.set_reactive(Footer._bindings_ready, True)
-        self._shown: tuple | None = None
+        self._shown: tuple[object, ...] | None = None
         self._check_pending = False
 
-    def _keys_shown(self) -> tuple:
+    def _keys_shown(self) -> tuple[object, ...]:
         """Everything of the active bindings that the footer's keys are made of."""
         palette = self.app.COMMAND_PALETTE_BINDING
         return tuple(
@@ -40,7 +42,7 @@ class DebouncedFooter(Footer):
         self._shown = self._keys_shown()
         yield from super().compose()
 
-    def bindings_changed(self, screen: Screen) -> None:
+    def bindings_changed(self, screen: Screen[Any]) -> None:  # any screen, whatever its result
         if not screen.app.app_focus or self._check_pending:
             return
         if self.is_attached and screen is self.screen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Unpack
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -11,6 +12,7 @@ from textual.reactive import reactive
 from textual.widgets import Label, Sparkline
 
 from mk0r_tui.tui.widgets.glyphs import format_duration
+from mk0r_tui.tui.widgets.options import WidgetOptions
 
 MIN_SPARKLINE_POINTS = 3
 
@@ -27,7 +29,7 @@ class LatencyHistory(Horizontal):
 
     latencies_ms: reactive[tuple[float, ...]] = reactive((), init=False)
 
-    def __init__(self, latencies_ms: tuple[float, ...] = (), **kwargs) -> None:
+    def __init__(self, latencies_ms: tuple[float, ...] = (), **kwargs: Unpack[WidgetOptions]) -> None:
         super().__init__(**kwargs)
         latencies_ms = tuple(latencies_ms)
         self.set_reactive(LatencyHistory.latencies_ms, latencies_ms)

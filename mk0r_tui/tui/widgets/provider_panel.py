@@ -90,9 +90,12 @@ class ProviderPanel(Vertical):
 
     panel: reactive[PanelState | None] = reactive(None, init=False)
 
-    def __init__(self, panel: PanelState, *, now: float, history: tuple[float, ...] = (), **kwargs) -> None:
-        classes = " ".join(filter(None, (kwargs.pop("classes", ""), status_class(panel.status))))
-        super().__init__(classes=classes, **kwargs)
+    def __init__(
+        self, panel: PanelState, *, now: float, history: tuple[float, ...] = (),
+        name: str | None = None, id: str | None = None, classes: str | None = None, disabled: bool = False,
+    ) -> None:
+        classes = " ".join(filter(None, (classes, status_class(panel.status))))
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._now = now
         self.set_reactive(ProviderPanel.panel, panel)
         self.border_title = panel_title(panel)

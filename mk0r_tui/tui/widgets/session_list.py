@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Unpack
 
 from rich.style import Style
 from rich.text import Text
@@ -12,6 +13,7 @@ from textual.widgets import DataTable
 
 from mk0r_tui.tui.state import SessionState, matches, newest_first
 from mk0r_tui.tui.widgets.glyphs import STATUS_COLOUR, STATUS_GLYPH, format_age
+from mk0r_tui.tui.widgets.options import WidgetOptions
 
 COLUMNS = (("busy", " "), ("slug", "session"), ("state", "state"), ("providers", "providers"), ("age", "age"))
 
@@ -21,7 +23,7 @@ _STATE_WORD = {
 }
 
 
-class SessionList(DataTable):
+class SessionList(DataTable[Text]):
     """A `DataTable` keyed by session key. `show` rebuilds it (new session, filter);
     `update_session` changes one row's cells in place, which is what bursts of events do."""
 
@@ -32,7 +34,7 @@ class SessionList(DataTable):
             super().__init__()
             self.session_key = session_key
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._filter = ""
         self._shown: list[str] = []

@@ -1,6 +1,7 @@
 """The CLI as scripts and people use it: real subprocesses, exit codes, stdout vs stderr."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -171,6 +172,10 @@ def test_one_provision_run_resolves_its_plan_once_and_writes_its_env_once(sessio
         return replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", counting_replace)
+    logger = logging.getLogger("mk0r_tui")  # the CLI configures it for its process: give it back after
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "level", logger.level)
     result = CliRunner().invoke(cli, ["provision", "--session", session_key, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert len(plans) == 1, "the plan is resolved once per run"

@@ -9,3 +9,19 @@ __version__ = "0.1.0"
 # Rich's live modules on a path that must not draw anything. httpx already treats a failed import
 # of it as "the CLI extra is absent", so it is marked absent before anything imports httpx.
 _sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+#: the library entry point (engine/library.py), loaded on first use so `import mk0r_tui` stays cheap
+_LIBRARY = ("provision", "teardown", "provision_async", "teardown_async")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LIBRARY:
+        from mk0r_tui.engine import library
+
+        return getattr(library, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LIBRARY])

@@ -245,6 +245,7 @@ class Mk0rApp(App[None]):
                     except (KeyError, TypeError, ValueError):  # a kind or field this version does not know
                         continue
                     self.post_message(SessionEventReceived(event, journal_at=row.at))
+                self.journal_cursor = batch[-1].id
         finally:
             source.close()
 

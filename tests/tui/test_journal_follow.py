@@ -8,7 +8,7 @@ import statistics
 import subprocess
 
 import pytest
-from crashkit import cli_command, cli_env
+from crashkit import PYTHON, cli_command, cli_env
 from waiting import wait_until
 
 from fakeupstream import FakeUpstream
@@ -38,10 +38,10 @@ def fake():
         yield upstream
 
 
-async def watch_cli_run(app: Mk0rApp, pilot, env: dict[str, str], key: str) -> None:
+async def watch_cli_run(app: Mk0rApp, pilot, env: dict[str, str], key: str, command: list[str] | None = None) -> None:
     """`provision` in another process: the session appears while it runs, then every panel is ok."""
     seen_states: list[str] = []
-    proc = subprocess.Popen(cli_command("provision", "--session", key, "--json"), env=env,
+    proc = subprocess.Popen(command or cli_command("provision", "--session", key, "--json"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         def appeared() -> bool:
@@ -131,3 +131,35 @@ async def test_a_dashboard_opened_mid_run_shows_where_the_run_is_and_continues(m
         if proc.poll() is None:
             proc.kill()
 
+
+
+async def test_a_dashboard_follows_the_library_called_from_a_plain_python_script(mk0r_home, fake, tmp_path):
+    script = tmp_path / "backend.py"
+    script.write_text("import sys\nfrom mk0r_tui import provision\nassert provision(sys.argv[1])['ok']\n")
+    env = cli_env(fake, mk0r_home)
+    runtime = Runtime(registry=DEFAULT_REGISTRY)
+    app = Mk0rApp(runtime)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await watch_cli_run(app, pilot, env, "from-lib-0001", [PYTHON, str(script), "from-lib-0001"])
+            print("\nprovision by the library in another process:", figures(app))
+            assert max(app.journal_latencies) < BOUND_S, figures(app)
+    finally:
+        runtime.close()
+
+
+async def test_the_dashboards_own_run_is_not_applied_twice(make_app, fakes):
+    """Its workers' events reach the panels directly; its own journal rows are skipped by origin."""
+    from mk0r_tui.core.models import Session
+
+    app = make_app(fakes)
+    async with app.run_test(size=SIZE) as pilot:
+        worker = app.start_provision(Session.parse("own-run-00001"))
+        await worker.wait()
+        written = app.runtime.ledger.journal_max_id()
+        assert written > 0
+        await wait_until(lambda: app.journal_cursor >= written, pilot=pilot, what="the follower read past the run")
+        await pilot.pause()
+        assert list(app.journal_latencies) == []
+        ok_lines = [line for line in app.logs["own-run-00001"] if "ok in" in line.text]
+        assert len(ok_lines) == len({line.text.split(":")[0].split()[-1] for line in ok_lines})  # one per provider

@@ -163,3 +163,39 @@ async def test_the_dashboards_own_run_is_not_applied_twice(make_app, fakes):
         assert list(app.journal_latencies) == []
         ok_lines = [line for line in app.logs["own-run-00001"] if "ok in" in line.text]
         assert len(ok_lines) == len({line.text.split(":")[0].split()[-1] for line in ok_lines})  # one per provider
+
+
+async def test_another_process_retrying_animates_on_screen(mk0r_home, fake):
+    """A 429 in another process's run: the on-screen panel shows `retrying 2/N` and its spinner
+    and time move (the ticker runs for any running panel, not only this app's own work)."""
+    fake.add_fault(provider="neon", method="POST", path_prefix="/projects", status=429, headers={"Retry-After": "1"})
+    env = cli_env(fake, mk0r_home)
+    key = "retried-00001"
+    runtime = Runtime(registry=DEFAULT_REGISTRY)
+    app = Mk0rApp(runtime)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            proc = subprocess.Popen(cli_command("provision", "--session", key), env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            try:
+                await wait_until(lambda: key in app.query_one(SessionList).shown_keys, pilot=pilot, what="listed")
+                app.dashboard.query_one(SessionList).show(app.sessions.values(), keep=key)
+
+                def neon_status() -> str:
+                    for widget in app.dashboard.query(ProviderPanel):
+                        if widget.panel is not None and widget.panel.provider == "neon":
+                            return str(widget.query_one(".panel-status").render())
+                    return ""
+
+                await wait_until(lambda: "retrying 2/" in neon_status(), pilot=pilot, what="retrying on screen")
+                first = neon_status()
+                await wait_until(lambda: neon_status() != first and "retrying" in neon_status(), pilot=pilot,
+                                 what="the retrying panel's spinner and time move")
+                await wait_until(lambda: app.sessions[key].state == "ready", pilot=pilot, timeout=30, what="ready")
+                assert "ok" in neon_status()
+                await wait_until(lambda: proc.poll() is not None, pilot=pilot, what="the provision process ended")
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+    finally:
+        runtime.close()

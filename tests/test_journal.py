@@ -9,7 +9,7 @@ import threading
 import time
 
 from fakes import FakeProvider, failing, plan_of, registry_of, skipped_step
-from waiting import wait_until_sync
+from waiting import wait_until, wait_until_sync
 
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.envfile import remember_secrets
@@ -170,3 +170,25 @@ def test_prune_deletes_old_rows_of_deleted_sessions_only(tmp_path):
     assert ledger.prune_journal(time.time() - 30 * 86400) == 1
     left = [(r.session, r.at) for r in ledger.journal(0)]
     assert left == [("gone-session-1", recent), ("live-session-1", old), ("live-session-1", recent)]
+
+
+def test_a_run_cancelled_midway_ends_its_journal_with_the_ledgers_word(session_key):
+    """A follower never keeps showing `provisioning` for a run that stopped in a live process:
+    the last row says what the ledger recorded (interrupted)."""
+    hang = FakeProvider("hangs", Slot.DATABASE, hang=True)
+    runtime = _runtime(hang)
+    session = Session.parse(session_key)
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(provision_services(runtime, session, plan_of([hang], "local-folder")))
+        await wait_until(lambda: runtime.ledger.resources(session.key), what="the hanging create's intent recorded")
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(cancelled())
+    last = runtime.ledger.journal(0, session=session.key)[-1]
+    assert (last.kind, last.fields["state"]) == ("SessionProvisioned", "interrupted")
+    assert runtime.ledger.require_session(session.key).state == "interrupted"

@@ -201,6 +201,7 @@ async def provision_services(
     except BaseException:
         # interrupted or broken before every provider settled: never leave it "provisioning"
         ledger.set_session_state(session.key, SessionPhase.INTERRUPTED)
+        sink(SessionProvisioned(session=session.key, provider="*", ok=False, state=SessionPhase.INTERRUPTED.value))
         raise
     finally:
         runtime.in_flight.discard(session.key)
@@ -300,6 +301,7 @@ async def teardown_session(
     except BaseException:
         # broken or interrupted before every delete settled: never leave it "tearing_down"
         runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
+        sink(SessionTornDown(session=session_row.key, provider="*", ok=False, state=SessionPhase.TEARDOWN_INCOMPLETE.value))
         raise
     finally:
         runtime.in_flight.discard(session_row.key)

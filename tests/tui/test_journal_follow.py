@@ -199,3 +199,28 @@ async def test_another_process_retrying_animates_on_screen(mk0r_home, fake):
                     proc.kill()
     finally:
         runtime.close()
+
+
+async def test_a_run_of_another_runtime_in_this_process_is_followed_and_no_secret_reaches_it(make_app, fakes):
+    """What a second dashboard (or a service hosting runtimes) starts has another origin: this
+    dashboard shows it; the fake secrets of its env never reach the journal or the panels."""
+    from tui_fakes import FAKE_SECRETS, fake_set, registry_for
+
+    from mk0r_tui.core.models import Session
+    from mk0r_tui.engine.orchestrator import provision_services
+
+    app = make_app(fakes)
+    other = Runtime(registry=registry_for(fake_set()))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            session = Session.parse("other-rt-0001")
+            await provision_services(other, session, other.plan(None))
+            await wait_until(lambda: app.sessions.get(session.key) is not None and app.sessions[session.key].state == "ready",
+                             pilot=pilot, what="the other runtime's session ready here")
+            assert {p.provider: p.status for p in app.sessions[session.key].panels}["fake-db"] is Status.OK
+            assert app.journal_latencies
+            shown = "\n".join(line.text for line in app.logs[session.key])
+            stored = "\n".join(app.runtime.ledger.iter_all_text())
+            assert not any(secret in shown or secret in stored for secret in FAKE_SECRETS)
+    finally:
+        other.close()

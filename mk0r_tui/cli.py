@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from mk0r_tui.core.config import Settings
     from mk0r_tui.core.credentials import Credentials
     from mk0r_tui.core.events import Event, EventSink
+    from mk0r_tui.core.ledger import JournalRow
     from mk0r_tui.core.models import ProvisionReport
-    from mk0r_tui.core.plan import Plan
     from mk0r_tui.engine.orchestrator import OrphanScan, TeardownOutcome, TeardownReport
     from mk0r_tui.engine.runtime import Runtime
 
@@ -70,17 +70,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _runtime() -> Runtime:
-    """The process's runtime, handed the default registry: the one place the CLI picks it."""
-    from mk0r_tui.core.config import load_settings
-    from mk0r_tui.core.logs import configure_logging
-    from mk0r_tui.engine.runtime import Runtime
-    from mk0r_tui.providers import DEFAULT_REGISTRY
+    """The process's runtime, handed the default registry (engine/library.open_runtime: the
+    library entry point opens the very same one)."""
+    from mk0r_tui.engine.library import open_runtime
 
-    settings = load_settings()
-    settings.ensure_data_dir()
-    runtime = Runtime(settings, registry=DEFAULT_REGISTRY)
-    configure_logging(settings.log_path, runtime.secrets)
-    return runtime
+    return open_runtime()
 
 
 def _warn_keyring(runtime: Runtime) -> None:
@@ -164,14 +158,6 @@ def cli(ctx: click.Context, read_only: bool) -> None:
 # -- provision ---------------------------------------------------------------------------
 
 
-def _preflight(plan: Plan) -> None:
-    """Refuse before creating anything when the machine cannot finish the job."""
-    if "local-git" in plan.running or plan.target.name == "local-folder":
-        from mk0r_tui.providers.local_git import git_binary
-
-        git_binary()
-
-
 def _progress_sink(enabled: bool) -> EventSink:
     from mk0r_tui.core.render import describe_event
 
@@ -180,20 +166,6 @@ def _progress_sink(enabled: bool) -> EventSink:
             click.echo(f"  {describe_event(event)}", err=True)
 
     return sink
-
-
-def report_json(report: ProvisionReport, *, reveal: bool) -> dict[str, Any]:
-    from mk0r_tui.core.envfile import masked_env
-
-    return {
-        "session": report.session.key,
-        "slug": report.session.slug,
-        "env_file": report.env_file,
-        "target": report.target,
-        "ok": report.ok,
-        "providers": [r.to_json() for r in report.results],
-        "env": dict(report.env) if reveal else masked_env(report.env),
-    }
 
 
 @cli.command()
@@ -206,17 +178,13 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
     """Provision every service for a session, in parallel, and write its .env."""
     from mk0r_tui.core.envfile import masked_env
     from mk0r_tui.core.models import Session
+    from mk0r_tui.engine.library import plan_run, provision_report_json
     from mk0r_tui.engine.orchestrator import provision_services
 
     session = Session.parse(session_key) if session_key is not None else Session.new()
     runtime = _runtime()
-    plan = runtime.plan(target)  # once per run: what is printed is what runs
-    _preflight(plan)
+    plan = plan_run(runtime, target, sandbox_id)  # once per run: what is printed is what runs
     _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
-    if sandbox_id:
-        if plan.target.name != "e2b":
-            raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
-        runtime.settings = runtime.settings.model_copy(update={"e2b_sandbox_id": sandbox_id})
     show_progress = sys.stderr.isatty() or not as_json
     if show_progress:
         click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {plan.target.name}", err=True)
@@ -233,7 +201,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         on_second=lambda: f"exiting: resources of mk0r-{session.slug} may be left; run `mk0r-tui orphans`",
     )
     if as_json:
-        _emit(report_json(report, reveal=reveal))
+        _emit(provision_report_json(report, reveal=reveal))
     else:
         click.echo(f"session  {report.session.key}")
         click.echo(f"slug     {report.session.slug}")
@@ -331,6 +299,7 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
     SESSION is a session key or slug; one starting with '-' goes after '--':
     `mk0r-tui teardown --yes -- -my-session-key`.
     """
+    from mk0r_tui.engine.library import teardown_report_json
     from mk0r_tui.engine.orchestrator import teardown_session
 
     runtime = _runtime()
@@ -361,13 +330,86 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
 
     report = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
     if as_json:
-        _emit({"session": row.key, "ok": report.ok, "resources": [o.to_json() for o in report.outcomes]})
+        _emit(teardown_report_json(report))
     else:
         for o in report.outcomes:
             click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
         if not report.outcomes:
             click.echo("nothing to delete", err=True)
     sys.exit(0 if report.ok else 1)
+
+
+# -- the journal ---------------------------------------------------------------------------
+
+
+def journal_json(row: JournalRow) -> dict[str, Any]:
+    """One `events --json` line: the envelope, then the event's own fields (never a secret)."""
+    at = dt.datetime.fromtimestamp(row.at, tz=dt.UTC).isoformat(timespec="milliseconds")
+    envelope = {"id": row.id, "at": at, "session": row.session, "slug": row.slug, "provider": row.provider, "kind": row.kind}
+    return {**envelope, **{k: v for k, v in row.fields.items() if k not in envelope}}
+
+
+def _journal_line(row: JournalRow) -> str:
+    from mk0r_tui.core.render import describe_event
+
+    at = dt.datetime.fromtimestamp(row.at, tz=dt.UTC).isoformat(timespec="milliseconds")
+    try:
+        text = describe_event(row.event())
+    except (KeyError, TypeError, ValueError):  # written by a newer mk0r-tui
+        text = f"{row.provider}: {row.kind}"
+    return f"{row.id:>8} {at} {row.slug:12} {text}"
+
+
+@cli.command()
+@click.option("--session", "session", metavar="S", help="Only this session (key or slug).")
+@click.option("--since", "since", type=click.IntRange(min=0), default=0, show_default=True, metavar="ID",
+              help="Only events after this journal id (resume a reader: pass the last id it saw).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing events any process appends, until Ctrl+C.")
+@click.option("--json", "as_json", is_flag=True, help="Newline-delimited JSON: one object per event.")
+def events(session: str | None, since: int, follow: bool, as_json: bool) -> None:
+    """The journal: every event of every run, whoever ran it (CLI, dashboard, library).
+
+    With --json, one object per line: id, at (ISO 8601 UTC), session, slug, provider, kind,
+    then the event's fields. --follow streams until Ctrl+C (exit 130).
+    """
+    from mk0r_tui.engine.journal import SqliteJournal
+    from mk0r_tui.engine.journal import follow as follow_journal
+
+    runtime = _runtime()
+    path = runtime.ledger.path
+    runtime.close()  # the reader has its own connection
+    source = SqliteJournal(path)
+
+    def show(rows: list[JournalRow]) -> None:
+        for row in rows:
+            click.echo(json.dumps(journal_json(row), default=str) if as_json else _journal_line(row))
+
+    try:
+        if not follow:
+            cursor = since
+            while rows := source.since(cursor, session=session, limit=5000):
+                show(rows)
+                cursor = rows[-1].id
+            return
+        for rows in follow_journal(source, since, session=session):
+            show(rows)
+    finally:
+        source.close()
+
+
+@cli.command()
+@click.option("--older-than", "older_than", default="30d", show_default=True, help="Journal rows older than this (30s, 15m, 1h, 2d).")
+def prune(older_than: str) -> None:
+    """Delete old journal rows of deleted sessions (a live session's rows are never touched)."""
+    import time
+
+    threshold = parse_duration(older_than)
+    runtime = _runtime()
+    try:
+        removed = runtime.ledger.prune_journal(time.time() - threshold)
+    finally:
+        runtime.close()
+    click.echo(f"pruned {removed} journal row(s) of deleted sessions older than {older_than}", err=True)
 
 
 # -- orphans -----------------------------------------------------------------------------

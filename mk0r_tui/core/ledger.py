@@ -14,13 +14,14 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
+from mk0r_tui.core.events import Event, event_from_fields
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session
 from mk0r_tui.core.states import SessionPhase
 
@@ -68,7 +69,7 @@ CREATE INDEX IF NOT EXISTS runs_provider ON runs(provider, finished_at);
 
 #: the schema version this code reads and writes (`PRAGMA user_version`). A ledger with a lower
 #: version is migrated forward on open by `MIGRATIONS`; a higher one (a newer mk0r-tui) is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: every column each table must have; a ledger missing one is damaged (or from another program)
 COLUMNS = {
@@ -78,6 +79,7 @@ COLUMNS = {
         "created_at", "updated_at",
     ),
     "runs": ("id", "session_key", "provider", "slot", "status", "latency_ms", "attempts", "error", "note", "finished_at"),
+    "journal": ("id", "at", "session", "slug", "provider", "kind", "fields", "origin"),
 }
 
 
@@ -89,8 +91,22 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+def _migrate_add_journal(db: sqlite3.Connection) -> None:
+    """The journal: every event of every run, whoever ran it (CLI, dashboard, library), in the
+    order written (`id` only grows: AUTOINCREMENT never reuses a pruned id). `fields` is the
+    event's own fields as JSON (core/events.event_fields), scrubbed; `origin` names the writing
+    process's journal writer, so a dashboard skips what it applied itself."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS journal ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, session TEXT NOT NULL, slug TEXT NOT NULL,"
+        " provider TEXT NOT NULL, kind TEXT NOT NULL, fields TEXT NOT NULL DEFAULT '{}', origin TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS journal_session ON journal(session, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS journal_at ON journal(at)")
+
+
 #: MIGRATIONS[v] takes a ledger from version v to v + 1, inside one transaction
-MIGRATIONS = {0: _migrate_0_to_1}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_add_journal}
 
 
 class LedgerError(ConfigError):
@@ -139,6 +155,24 @@ class ResourceRow:
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """One journal entry: an event as some process's run recorded it."""
+
+    id: int
+    at: float
+    session: str
+    slug: str
+    provider: str
+    kind: str
+    fields: dict[str, Any]
+    origin: str = ""
+
+    def event(self) -> Event:
+        """The very event object that was written (core/events.event_from_fields)."""
+        return event_from_fields(self.kind, self.session, self.provider, self.at, self.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +241,8 @@ class Ledger:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("BEGIN IMMEDIATE")
-                _migrate_0_to_1(db)
+                for version in range(SCHEMA_VERSION):  # a new ledger gets every step, not only the first
+                    MIGRATIONS[version](db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -470,9 +505,63 @@ class Ledger:
         )
         return [float(r["latency_ms"]) for r in reversed(rows)]
 
+    # journal ----------------------------------------------------------------------------
+
+    def append_journal(self, entries: Sequence[tuple[float, str, str, str, str, str, str]]) -> None:
+        """(at, session, slug, provider, kind, fields JSON, origin) rows in one transaction (one
+        fsync per burst, not per event). The fields are scrubbed like every other text here."""
+        if not entries:
+            return
+        rows = [(at, session, slug, provider, kind, _clean(data) or "{}", origin) for at, session, slug, provider, kind, data, origin in entries]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO journal(at, session, slug, provider, kind, fields, origin) VALUES (?,?,?,?,?,?,?)", rows
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, sqlite3.IntegrityError) as exc:
+                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
+
+    def journal(self, since: int = 0, *, session: str | None = None, limit: int | None = None) -> list[JournalRow]:
+        """Entries with id > `since`, oldest first; `session` is a key or a slug."""
+        sql, params = journal_query(since, session=session, limit=limit)
+        return [_journal_row(r) for r in self._read(sql, params)]
+
+    def journal_max_id(self) -> int:
+        rows = self._read("SELECT MAX(id) FROM journal")
+        return int(rows[0][0] or 0)
+
+    def journal_of_current_run(self, session: str, upto: int) -> list[JournalRow]:
+        """The entries of the session's latest run (from its last `RunStarted`), up to id `upto`:
+        what a dashboard opened mid-run replays to show where that run is."""
+        rows = self._read(
+            "SELECT MAX(id) FROM journal WHERE session = ? AND kind = 'RunStarted' AND id <= ?", (session, upto)
+        )
+        start = rows[0][0]
+        if start is None:
+            return []
+        found = self._read("SELECT * FROM journal WHERE session = ? AND id >= ? AND id <= ? ORDER BY id", (session, start, upto))
+        return [_journal_row(r) for r in found]
+
+    def prune_journal(self, older_than: float) -> int:
+        """Delete journal entries written before `older_than` (epoch seconds) of sessions the
+        ledger records as deleted; a live session's entries are never touched."""
+        cur = self._write(
+            "DELETE FROM journal WHERE at < ? AND session IN (SELECT key FROM sessions WHERE state = 'deleted')",
+            (older_than,),
+        )
+        return int(cur.rowcount)
+
     def iter_all_text(self) -> Iterator[str]:
         """Every text value stored, for the secrets-hygiene check."""
-        for table in ("sessions", "resources", "runs"):
+        for table in ("sessions", "resources", "runs", "journal"):
             for row in self._read(f"SELECT * FROM {table}"):
                 for value in tuple(row):
                     if isinstance(value, str):
@@ -520,6 +609,31 @@ def _meta(text: str | None) -> dict[str, Any]:
 def _is_io_problem(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return any(w in text for w in ("disk", "readonly", "read-only", "locked", "unable to open", "i/o"))
+
+
+def journal_query(since: int, *, session: str | None = None, limit: int | None = None) -> tuple[str, list[Any]]:
+    """The one journal read (the ledger's and a follower's own connection use it): entries after
+    `since`, oldest first, by the primary key (and `journal_session` when a session is given)."""
+    sql, params = "SELECT * FROM journal WHERE id > ?", list[Any]([since])
+    if session is not None:
+        sql += " AND (session = ? OR slug = ?)"
+        params += [session, session.lower()]
+    sql += " ORDER BY id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
+def journal_row(r: sqlite3.Row) -> JournalRow:
+    return _journal_row(r)
+
+
+def _journal_row(r: sqlite3.Row) -> JournalRow:
+    try:
+        data = json.loads(r["fields"] or "{}")
+    except ValueError:
+        data = {}
+    return JournalRow(r["id"], r["at"], r["session"], r["slug"], r["provider"], r["kind"], data if isinstance(data, dict) else {}, r["origin"])
 
 
 def _run_row(r: sqlite3.Row) -> RunRow:

@@ -15,7 +15,9 @@ from mk0r_tui.core.events import (
     ProviderStarted,
     ProviderSucceeded,
     ResourceDeleted,
+    RunStarted,
     SessionProvisioned,
+    SessionTornDown,
     TeardownFailed,
     TeardownStarted,
 )
@@ -48,6 +50,10 @@ def describe_event(event: Event) -> str:
             return f"{p}: could not delete {event.resource.kind} {event.resource.name}: {event.error}"
         case SessionProvisioned():
             return "all providers settled" + ("" if event.ok else " (with failures)")
+        case RunStarted():
+            return f"{event.kind} started" + (f" → {event.target}" if event.target else "")
+        case SessionTornDown():
+            return f"teardown finished: session is {event.state.replace('_', ' ')}"
     return f"{p}: {type(event).__name__}"
 
 

@@ -27,7 +27,9 @@ from mk0r_tui.core.events import (
     ProviderStarted,
     ProviderSucceeded,
     ResourceDeleted,
+    RunStarted,
     SessionProvisioned,
+    SessionTornDown,
     TeardownFailed,
     TeardownStarted,
     null_sink,
@@ -145,10 +147,12 @@ async def provision_services(
 ) -> ProvisionReport:
     """Provision every running step of `plan` for `session` concurrently (all-settled), write the
     operator's copy of the `.env` (the one writer of that file), then run the target."""
+    sink = runtime.journal.wrap(session.slug, sink)  # every run writes the journal (engine/journal.py)
     ledger = runtime.ledger
     target = runtime.provider(plan.target.name)
     ledger.ensure_session(session, target=target.name)
     ledger.set_session_state(session.key, SessionPhase.PROVISIONING)
+    sink(RunStarted(session=session.key, provider="*", kind="provision", state=SessionPhase.PROVISIONING.value, target=target.name))
     runtime.in_flight.add(session.key)
 
     def record(event: Event) -> None:
@@ -197,6 +201,7 @@ async def provision_services(
     except BaseException:
         # interrupted or broken before every provider settled: never leave it "provisioning"
         ledger.set_session_state(session.key, SessionPhase.INTERRUPTED)
+        sink(SessionProvisioned(session=session.key, provider="*", ok=False, state=SessionPhase.INTERRUPTED.value))
         raise
     finally:
         runtime.in_flight.discard(session.key)
@@ -285,15 +290,18 @@ async def teardown_session(
 ) -> TeardownReport:
     """Delete every live resource of a session. Idempotent: a second call does nothing."""
     session_row = runtime.ledger.require_session(key)
+    sink = runtime.journal.wrap(session_row.slug, sink)  # every run writes the journal (engine/journal.py)
     read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     rows = runtime.ledger.resources(session_row.key, live_only=True)
     runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARING_DOWN)
+    sink(RunStarted(session=session_row.key, provider="*", kind="teardown", state=SessionPhase.TEARING_DOWN.value))
     runtime.in_flight.add(session_row.key)
     try:
         outcomes = await _delete_rows(runtime, rows, sink, session_row.key, stop)
     except BaseException:
         # broken or interrupted before every delete settled: never leave it "tearing_down"
         runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
+        sink(SessionTornDown(session=session_row.key, provider="*", ok=False, state=SessionPhase.TEARDOWN_INCOMPLETE.value))
         raise
     finally:
         runtime.in_flight.discard(session_row.key)
@@ -306,7 +314,9 @@ async def teardown_session(
         elif env_copy.exists():
             shutil.rmtree(env_copy, ignore_errors=True)
     runtime.ledger.set_session_state(session_row.key, state)
-    return TeardownReport(session_row.key, tuple(outcomes))
+    report = TeardownReport(session_row.key, tuple(outcomes))
+    sink(SessionTornDown(session=session_row.key, provider="*", ok=report.ok, state=state.value))
+    return report
 
 
 # -- orphans -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.plan import Plan
 from mk0r_tui.core.provider import Provider
 from mk0r_tui.engine import plan as planning
+from mk0r_tui.engine.journal import JournalWriter
 from mk0r_tui.providers import Registry
 
 log = logging.getLogger("mk0r_tui")
@@ -39,6 +40,8 @@ class Runtime:
         self._providers: dict[str, Provider] = {}
         #: session keys being provisioned or torn down in this process right now
         self.in_flight: set[str] = set()
+        #: every run of this process appends its events here (engine/journal.py)
+        self.journal = JournalWriter(self.ledger)
 
     def plan(self, target: str | None = None) -> Plan:
         """What a provisioning run does now: resolved once per run, by the caller that starts it."""
@@ -63,6 +66,7 @@ class Runtime:
         return self.credentials.secret_values()
 
     async def aclose(self) -> None:
+        self.journal.flush()
         for provider in self._providers.values():
             try:
                 await provider.aclose()
@@ -71,4 +75,5 @@ class Runtime:
         self._providers.clear()
 
     def close(self) -> None:
+        self.journal.flush()
         self.ledger.close()

@@ -8,6 +8,7 @@ switching the selection never loses anything.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,7 +25,7 @@ from textual.worker import Worker, WorkerState
 
 import mk0r_tui
 from mk0r_tui.core.envfile import read_env_file, scrub
-from mk0r_tui.core.events import Event, ProviderSucceeded
+from mk0r_tui.core.events import Event, ProviderSucceeded, RunStarted, SessionTornDown
 from mk0r_tui.core.ledger import ResourceRow, RunRow, SessionRow
 from mk0r_tui.core.models import ResourceState, Session
 from mk0r_tui.core.plan import Plan
@@ -45,6 +46,8 @@ from mk0r_tui.tui.state import (
 HISTORY_LENGTH = 40
 TICK_S = 1 / 8
 AGE_REFRESH_S = 10.0
+#: the ledger's words for a run in progress: a dashboard opened meanwhile replays that run's journal
+RUNNING_STATES = ("provisioning", "tearing_down")
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
 
 
@@ -140,6 +143,13 @@ class Mk0rApp(App[None]):
         self._draining = False
         self._stop: Any = None
         self._backfill: tuple[list[SessionRow], dict[str, dict[str, RunRow]]] | None = None
+        #: the last journal id this dashboard has shown; the follower reads what comes after
+        self.journal_cursor = 0
+        #: seconds from a journal row's `at` to its message being handled (other processes' events)
+        self.journal_latencies: deque[float] = deque(maxlen=10_000)
+        self._follow_stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self._replayed: dict[str, list[Event]] = {}
         self.load_ledger()
 
     # -- state -------------------------------------------------------------------------
@@ -148,6 +158,8 @@ class Mk0rApp(App[None]):
         """Every session the ledger knows, in three queries: what the first frame's rows need.
         The event log's lines and the latency history follow in `backfill_from_ledger`."""
         ledger = self.runtime.ledger
+        # the cursor first: what is appended while the rest loads is followed, never missed
+        self.journal_cursor = ledger.journal_max_id()
         runs = ledger.latest_runs_all()
         resources: dict[str, list[ResourceRow]] = {}
         for resource in ledger.resources():
@@ -156,7 +168,24 @@ class Mk0rApp(App[None]):
         sessions = ledger.list_sessions()
         for session in sessions:
             self.sessions[session.key] = from_ledger(session, runs.get(session.key, {}), resources.get(session.key, []))
+            if session.state in RUNNING_STATES:
+                self._replay_current_run(session.key)
         self._backfill = (sessions, runs)
+
+    def _replay_current_run(self, key: str) -> None:
+        """A run of another process is under way: its journal since the run started, through the
+        same reducer, so the panels show where it is now (the follower continues from there)."""
+        events: list[Event] = []
+        for row in self.runtime.ledger.journal_of_current_run(key, self.journal_cursor):
+            try:
+                events.append(row.event())
+            except (KeyError, TypeError, ValueError):  # a kind or field this version does not know
+                continue
+        state = self.sessions[key]
+        for event in events:
+            state = reduce(state, event)
+        self.sessions[key] = state
+        self._replayed[key] = events
 
     def backfill_from_ledger(self) -> None:
         """Each session's recorded log lines and each provider's latency history (once; the
@@ -169,6 +198,9 @@ class Mk0rApp(App[None]):
             session_runs = runs.get(row.key, {})
             lines = [LogLine.from_event(e) for e in events_from_runs(row.key, session_runs.values())]
             lines.append(LogLine(row.updated_at, f"recorded in the ledger: session {row.state.replace('_', ' ')}", "muted"))
+            replayed = self._replayed.pop(row.key, [])
+            since = next((e.at for e in replayed if isinstance(e, RunStarted)), None)
+            lines.extend(LogLine.from_event(e, since=since) for e in replayed)
             self.logs[row.key] = deque([*lines, *self.logs.get(row.key, ())], maxlen=LOG_LINES_KEPT)
         ledger = self.runtime.ledger
         for provider in {p.provider for s in self.sessions.values() for p in s.panels}:
@@ -186,6 +218,36 @@ class Mk0rApp(App[None]):
         self.set_interval(TICK_S, self._tick, name="tick")
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
         self.call_after_refresh(self._check_keys)
+        self._follower = threading.Thread(
+            target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
+        )
+        self._follower.start()
+
+    def _follow_journal(self, after: int) -> None:
+        """Follow the journal every process writes: another process's run (CLI, library, another
+        dashboard) reaches the panels through the same message and handler as this app's own.
+        This app's own rows are skipped by origin: its workers' events were posted directly (no
+        journal round trip on the path of what the operator started here).
+
+        A plain thread, not a Textual worker: it lives as long as the app, and waiting for the
+        app's workers to complete (quit after draining, tests) must not wait for it."""
+        from mk0r_tui.engine.journal import SqliteJournal, follow
+
+        source = SqliteJournal(self.runtime.ledger.path)
+        own = self.runtime.journal.origin
+        try:
+            for batch in follow(source, after, stop=self._follow_stop):
+                for row in batch:
+                    if row.origin == own:
+                        continue
+                    try:
+                        event = row.event()
+                    except (KeyError, TypeError, ValueError):  # a kind or field this version does not know
+                        continue
+                    self.post_message(SessionEventReceived(event, journal_at=row.at))
+                self.journal_cursor = batch[-1].id
+        finally:
+            source.close()
 
     @work(thread=True, exit_on_error=False, group="keys")
     def _check_keys(self) -> None:
@@ -197,13 +259,15 @@ class Mk0rApp(App[None]):
             self.call_from_thread(self.notify, message, title="No keyring", severity="warning", timeout=10)
 
     async def on_unmount(self) -> None:
+        self._follow_stop.set()
+        if self._follower is not None:
+            self._follower.join(2.0)
         if self.close_runtime:
             await self.runtime.aclose()
 
     def _tick(self) -> None:
         """The one ticker: spinners and elapsed times of the selected session's running panels."""
-        if any(s.busy for s in self.sessions.values()):
-            self.dashboard.tick(time.time())
+        self.dashboard.tick(time.time())  # it returns at once unless the selected session has a running panel
 
     @on(SessionEventReceived)
     def _session_event_received(self, message: SessionEventReceived) -> None:
@@ -211,7 +275,9 @@ class Mk0rApp(App[None]):
         key = event.session
         session = self.sessions.get(key) or self._session_from_ledger(key, event)
         self.sessions[key] = reduce(session, event)
-        line = self._log_line(event)
+        if message.journal_at is not None:
+            self.journal_latencies.append(time.time() - message.journal_at)
+        line = None if isinstance(event, (RunStarted, SessionTornDown)) and session.busy else self._log_line(event)
         if line is not None:
             self.logs.setdefault(key, deque(maxlen=LOG_LINES_KEPT)).append(line)
             self.dashboard.event_logged(key, line)
@@ -242,6 +308,8 @@ class Mk0rApp(App[None]):
             if event.error:
                 return LogLine(event.at, f"{event.kind} stopped: {event.error}", "error")
             return LogLine(event.at, f"{event.kind} finished: session is {event.state or 'unchanged'}".replace("_", " "), "muted")
+        if isinstance(event, RunStarted):  # a run of another process: its lines count from here
+            self._run_started[key] = event.at
         if isinstance(event, Event):
             return LogLine.from_event(event, since=self._run_started.get(key))
         return None

@@ -22,7 +22,9 @@ from mk0r_tui.core.events import (
     ProviderStarted,
     ProviderSucceeded,
     ResourceDeleted,
+    RunStarted,
     SessionProvisioned,
+    SessionTornDown,
     TeardownFailed,
     TeardownStarted,
 )
@@ -231,6 +233,12 @@ def reduce(session: SessionState, event: UiEvent) -> SessionState:
             return _with_panel(session, panel, at)
         case SessionProvisioned():
             return replace(session, state=event.state, env_file=event.env_file or session.env_file, busy=None, updated_at=at)
+        case RunStarted():
+            # a run of any process (this app's own workers also post WorkStarted): the ledger's word
+            return replace(session, state=event.state, target=event.target or session.target, updated_at=at)
+        case SessionTornDown():
+            panels = tuple(_settle_teardown(p) for p in session.panels)
+            return replace(session, panels=panels, state=event.state, updated_at=at)
         case TeardownStarted():
             panel = _with_resource(_panel_for(session, event.provider), event.resource, "deleting")
             first = panel.started_at if panel.status is Status.TEARING_DOWN else at

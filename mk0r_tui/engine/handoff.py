@@ -178,6 +178,9 @@ def _record(runtime: Runtime, row: ResourceRow, answer: HandoffAnswer) -> Handof
 async def _do(runtime: Runtime, step: HandoffStep, request: HandoffRequest) -> HandoffItem:
     row = step.row
     if step.action == "keep":
+        if _is(row, "github", "repo") or _is(row, "neon", "project"):
+            # not asked for this time: nothing recorded, so the session is not handed off while it stays
+            return HandoffItem(row.provider, row.kind, row.name, "kept", note=step.what)
         return _record(runtime, row, HandoffAnswer("kept", note=step.what))
     try:
         provider: Any = runtime.provider(row.provider)

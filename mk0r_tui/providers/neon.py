@@ -170,6 +170,12 @@ class _Uri(BaseModel):
 
 def _hint(status: int, message: str, call: str) -> str | None:
     lowered = message.lower()
+    if "projects/transfer" in call and status == 422:
+        return "Neon does not transfer projects with GitHub or Vercel integrations installed: remove the integration first"
+    if "projects/transfer" in call and status == 406:
+        return "the destination organization's plan or project limit does not allow this project: upgrade it or free a slot"
+    if "transfer_requests" in call and status == 406:
+        return "the recipient's plan does not satisfy the project's requirements"
     if status == 422 and ("projects_limit_exceeded" in lowered or "limit" in lowered and "project" in lowered):
         return ("the Neon plan's project quota is used up: delete projects no session needs "
                 "(`mk0r-tui orphans` lists mk0r projects left behind), or raise the plan's limit")

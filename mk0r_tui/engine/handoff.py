@@ -73,6 +73,8 @@ class HandoffStep:
     action: str  # transfer | invite | claim | org | revoke | keep
     new_owner: str | None
     what: str
+    #: a repo or database (one that can change hands), whatever this hand-off does with it
+    transferable: bool = False
 
     @property
     def changes_hands(self) -> bool:
@@ -113,8 +115,15 @@ class HandoffReport:
         return {"session": self.session, "resources": [i.to_json() for i in self.items]}
 
 
-def _is(row: ResourceRow, provider: str, kind: str) -> bool:
-    return row.provider == provider and row.kind == kind
+def _offers(runtime: Runtime, row: ResourceRow, call: str) -> bool:
+    """The row's provider offers this hand-off call (GitHub: transfer/invite, Neon:
+    transfer_request/transfer_to_org, Resend: revoke_key); a provider no longer in the
+    registry offers none."""
+    try:
+        provider = runtime.provider(row.provider)
+    except Exception:
+        return False
+    return callable(getattr(provider, call, None))
 
 
 def plan_handoff(runtime: Runtime, key: str, request: HandoffRequest) -> list[HandoffStep]:
@@ -125,21 +134,28 @@ def plan_handoff(runtime: Runtime, key: str, request: HandoffRequest) -> list[Ha
     rows = [r for r in runtime.ledger.resources(session.key, live_only=True) if not r.handed_off]
     steps: list[HandoffStep] = []
     for row in rows:
-        if _is(row, "github", "repo") and row.state == ResourceState.CREATED.value and request.github_target:
+        created = row.state == ResourceState.CREATED.value
+        repo = created and row.kind == "repo" and _offers(runtime, row, "transfer")
+        database = created and _offers(runtime, row, "transfer_request")
+        if repo and request.github_target:
             if request.invite:
                 steps.append(HandoffStep(row, "invite", request.invite,
-                                         f"invite {request.invite} as an admin collaborator of {row.remote_id} (it stays mk0r's)"))
+                                         f"invite {request.invite} as an admin collaborator of {row.remote_id} (it stays mk0r's)", True))
             else:
                 owner = request.github_target
                 steps.append(HandoffStep(row, "transfer", owner, f"transfer {row.remote_id} to {owner}"
-                                         + (" (they must accept it)" if request.github_user else "")))
-        elif _is(row, "neon", "project") and row.state == ResourceState.CREATED.value and (request.neon_claim or request.neon_org):
+                                         + (" (they must accept it)" if request.github_user else ""), True))
+        elif database and (request.neon_claim or request.neon_org):
             if request.neon_org:
-                steps.append(HandoffStep(row, "org", request.neon_org, f"move Neon project {row.remote_id} to organization {request.neon_org}"))
+                steps.append(HandoffStep(row, "org", request.neon_org,
+                                         f"move the project {row.remote_id} to organization {request.neon_org}", True))
             else:
-                steps.append(HandoffStep(row, "claim", None, f"offer Neon project {row.remote_id} with a claim link (expires in {request.claim_ttl_s // 3600} h)"))
-        elif _is(row, "resend", "api-key") and request.revoke_email:
-            steps.append(HandoffStep(row, "revoke", None, f"revoke the Resend sending key {row.name} (the app stops sending through mk0r)"))
+                steps.append(HandoffStep(row, "claim", None,
+                                         f"offer the project {row.remote_id} with a claim link (expires in {request.claim_ttl_s // 3600} h)", True))
+        elif row.kind == "api-key" and request.revoke_email and _offers(runtime, row, "revoke_key"):
+            steps.append(HandoffStep(row, "revoke", None, f"revoke the sending key {row.name} (the app stops sending through mk0r)"))
+        elif repo or database:
+            steps.append(HandoffStep(row, "keep", None, f"keep {row.provider} {row.kind} {row.name}: not part of this hand-off", True))
         elif row.provider == "resend":
             steps.append(HandoffStep(row, "keep", None, f"keep Resend {row.kind} {row.name}: Resend has no transfer; it stays mk0r's"))
         else:
@@ -178,7 +194,7 @@ def _record(runtime: Runtime, row: ResourceRow, answer: HandoffAnswer) -> Handof
 async def _do(runtime: Runtime, step: HandoffStep, request: HandoffRequest) -> HandoffItem:
     row = step.row
     if step.action == "keep":
-        if _is(row, "github", "repo") or _is(row, "neon", "project"):
+        if step.transferable:
             # not asked for this time: nothing recorded, so the session is not handed off while it stays
             return HandoffItem(row.provider, row.kind, row.name, "kept", note=step.what)
         return _record(runtime, row, HandoffAnswer("kept", note=step.what))
@@ -262,7 +278,8 @@ async def follow_handoff(runtime: Runtime, key: str) -> HandoffReport:
         try:
             provider: Any = runtime.provider(row.provider)
             async with asyncio.timeout(runtime.settings.provider_timeout_s):
-                answer = await (provider.follow_transfer(row) if row.provider == "github" else provider.follow_claim(row))
+                follow_up = getattr(provider, "follow_transfer", None) or provider.follow_claim
+                answer = await follow_up(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -4,12 +4,14 @@ dashboard opened afterwards, `sessions --json` and the ledger say the same word.
 from __future__ import annotations
 
 import pytest
+from test_handoff_screen import HandingDb, HandingRepo
 from textual.worker import WorkerFailed
 from tui_fakes import FakeProvider, fake_set
 
 from mk0r_tui.cli import sessions_json
 from mk0r_tui.core.models import Session, Slot
 from mk0r_tui.core.plan import Plan, PlanStep
+from mk0r_tui.engine.handoff import HandoffRequest
 from mk0r_tui.tui.app import Mk0rApp
 
 SIZE = (160, 48)
@@ -38,6 +40,7 @@ SCENARIOS = {
         lambda: fake_set(**{"fake-db": FakeProvider("fake-db", Slot.DATABASE, kind="database", teardown_error="still in use")}),
         "teardown",
     ),
+    "handed_off": (lambda: fake_set(**{"fake-repo": HandingRepo(), "fake-db": HandingDb()}), "handoff"),
 }
 
 
@@ -53,6 +56,9 @@ async def test_the_dashboard_sessions_json_and_the_ledger_agree(expected, make_a
         await settle(app, pilot)
         if then == "teardown":
             app.start_teardown(session_key)
+            await settle(app, pilot)
+        if then == "handoff":
+            app._handoff(session_key, HandoffRequest(github_org="acme", neon_org="org-theirs"))
             await settle(app, pilot)
         live_word = app.sessions[session_key].state
 

@@ -24,7 +24,7 @@ from cloudmock import (
     respx_offspec,  # noqa: F401 - fixture
     sent_json,
 )
-from test_cloud_orchestrator import KEYS, PID, build_runtime, mock_all
+from test_cloud_orchestrator import APP_TOKEN, KEYS, PID, build_runtime, mock_all
 
 from mk0r_tui.cli import cli
 from mk0r_tui.core.models import Session
@@ -109,6 +109,7 @@ async def test_transfer_to_a_user_waits_for_acceptance_then_teardown_never_delet
     }
     agents = (cloud.settings.env_file_for(session.slug).parent / "AGENTS.md").read_text()
     assert f"it now lives at https://github.com/alice/{name}" in agents
+    assert APP_TOKEN not in agents and "s3cret-pw" not in agents  # names and public URLs only
 
     deletes = deletes_route(respx_spec, name)
     mock_other_deletes(respx_spec)

@@ -32,9 +32,15 @@ class HandingRepo(FakeProvider):
 class HandingDb(FakeProvider):
     def __init__(self) -> None:
         super().__init__("fake-db", Slot.DATABASE, kind="database", env={"DATABASE_URL": "postgresql://a@h/d"})
+        self.claimed = False
 
     async def transfer_request(self, row, *, ttl_s: int) -> HandoffAnswer:
         return HandoffAnswer("claim_pending", None, CLAIM, {"request_id": "fake-request", "expires": "2026-12-03T01:00:00+00:00"})
+
+    async def follow_claim(self, row) -> HandoffAnswer:
+        if not self.claimed:
+            return HandoffAnswer("claim_pending", None, CLAIM, dict(row.handoff_detail))
+        return HandoffAnswer("claimed", "creator-org", None, dict(row.handoff_detail))
 
     async def transfer_to_org(self, row, org_id: str) -> HandoffAnswer:
         return HandoffAnswer("transferred", org_id)
@@ -89,6 +95,12 @@ async def test_h_hands_off_after_the_slug_is_typed_and_the_panels_say_so(make_ap
         rows = {r.provider: r for r in app.runtime.ledger.resources(session_key)}
         assert (rows["fake-repo"].handoff, rows["fake-repo"].handoff_owner) == ("transferred", "acme")
         assert rows["fake-db"].handoff == "claim_pending"
+
+        # the dashboard follows the pending claim: once the recipient took it, the panel says so
+        db.claimed = True
+        app.follow_handoffs()
+        await wait_until(lambda: "handed off → creator-org" in body(app, "fake-db"), pilot=pilot)
+        assert app.sessions[session_key].state == "handed_off"
 
 
 async def test_h_cancelled_changes_nothing_and_a_read_only_dashboard_has_no_h(make_app, session_key):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import httpx
 import pytest
@@ -266,7 +267,20 @@ async def test_a_renamed_or_transferred_repo_is_not_deleted_by_teardown(answer, 
 # -- the CLI ---------------------------------------------------------------------------------------
 
 
-def test_cli_handoff_json_and_its_confirmation(respx_spec, mk0r_home, session_key, monkeypatch):
+@pytest.fixture
+def cli_logging():
+    """The CLI adds its log file handler to the `mk0r_tui` logger (and stops propagation):
+    undone after the in-process run, so later tests' caplog still sees records."""
+    logger = logging.getLogger("mk0r_tui")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate, logger.level = propagate, level
+
+
+def test_cli_handoff_json_and_its_confirmation(respx_spec, mk0r_home, session_key, monkeypatch, cli_logging):
     runtime = build_runtime(FakeClock(), **KEYS)
     session = asyncio.run(provisioned(respx_spec, runtime, session_key))
     asyncio.run(runtime.aclose())

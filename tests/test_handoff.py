@@ -180,6 +180,7 @@ async def test_neon_claim_then_accepted_and_teardown_deletes_nothing_of_it(respx
     mock_other_deletes(respx_spec)
     await teardown_session(cloud, session.key)
     assert [c.request.url.path for c in deletes.calls] == [f"/repos/octo/{name}"]
+    assert cloud.ledger.get_session(session.key).state == "teardown_incomplete"  # the offered project is still ours
 
     # the recipient accepted (console claim link or PUT .../transfer_requests/{id}): our key no longer sees it
     respx_spec.get(f"{NEON}/projects/{PID}").mock(return_value=httpx.Response(404, json=neon_error("project not found")))

@@ -22,7 +22,7 @@ from typing import Any
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session
-from mk0r_tui.core.states import SessionPhase, changed_hands
+from mk0r_tui.core.states import HANDOFF_LEFT, SessionPhase, changed_hands
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -154,6 +154,11 @@ class ResourceRow:
     def handed_off(self) -> bool:
         """Left (or offered to) its new owner: never deleted by teardown, never an orphan."""
         return changed_hands(self.handoff)
+
+    @property
+    def left(self) -> bool:
+        """Its new owner has it (not merely offered): no longer ours at all."""
+        return self.handoff in HANDOFF_LEFT
 
     @property
     def ref(self) -> ResourceRef:

@@ -131,7 +131,10 @@ def plan_handoff(runtime: Runtime, key: str, request: HandoffRequest) -> list[Ha
     local profile's bare repo or embedded database cannot be given away)."""
     request.check()
     session = runtime.ledger.require_session(key)
-    rows = [r for r in runtime.ledger.resources(session.key, live_only=True) if not r.handed_off]
+    live = runtime.ledger.resources(session.key, live_only=True)
+    rows = [r for r in live if not r.handed_off]
+    gone = "; ".join(f"{r.provider} {r.kind} {r.name}: {r.handoff} → {r.handoff_owner or '?'}" for r in live if r.handed_off)
+    already = f" (already handed off: {gone}; `handoff --status` follows it)" if gone else ""
     steps: list[HandoffStep] = []
     for row in rows:
         created = row.state == ResourceState.CREATED.value
@@ -161,9 +164,9 @@ def plan_handoff(runtime: Runtime, key: str, request: HandoffRequest) -> list[Ha
         else:
             steps.append(HandoffStep(row, "keep", None, f"keep {row.provider} {row.kind} {row.name}: it does not change hands"))
     if request.github_target and not any(s.action in ("transfer", "invite") for s in steps):
-        raise UsageError(f"session {session.key!r} has no GitHub repository to hand off (a local repo cannot be transferred)")
+        raise UsageError(f"session {session.key!r} has no GitHub repository to hand off (a local repo cannot be transferred){already}")
     if (request.neon_claim or request.neon_org) and not any(s.action in ("claim", "org") for s in steps):
-        raise UsageError(f"session {session.key!r} has no Neon project to hand off (a local database cannot be transferred)")
+        raise UsageError(f"session {session.key!r} has no Neon project to hand off (a local database cannot be transferred){already}")
     return steps
 
 

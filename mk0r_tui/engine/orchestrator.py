@@ -299,7 +299,7 @@ async def teardown_session(
     finally:
         runtime.in_flight.discard(session_row.key)
     remaining = runtime.ledger.resources(session_row.key, live_only=True)
-    state = torn_down_state(sum(not r.handed_off for r in remaining), sum(r.handed_off for r in remaining))
+    state = torn_down_state(sum(not r.left for r in remaining), sum(r.left for r in remaining))
     if state is SessionPhase.DELETED:
         env_copy = runtime.settings.env_file_for(session_row.slug).parent
         if env_copy.is_symlink():

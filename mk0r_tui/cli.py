@@ -304,7 +304,7 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
 
     runtime = _runtime()
     row = runtime.ledger.require_session(session)
-    live = runtime.ledger.resources(row.key, live_only=True)
+    live = [r for r in runtime.ledger.resources(row.key, live_only=True) if not r.handed_off]  # never what changed hands
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to tear down without --yes: there is no terminal to confirm on")
@@ -679,6 +679,76 @@ def local_mail_stop() -> None:
     runtime = _runtime()
     stopped = MailCatcher(runtime.settings.mail_dir).stop()
     click.echo("stopped" if stopped else "was not running")
+
+
+# -- hand-off ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--github-user", metavar="LOGIN", help="Transfer the repo to this GitHub user (they must accept it).")
+@click.option("--github-org", metavar="ORG", help="Transfer the repo to this GitHub organisation.")
+@click.option("--invite", metavar="LOGIN", help="Invite this GitHub user as an admin collaborator instead (the repo stays ours).")
+@click.option("--neon-claim", is_flag=True, help="Create a Neon transfer request and print its claim link.")
+@click.option("--neon-org", metavar="ORG_ID", help="Move the Neon project to this organization (org to org).")
+@click.option("--revoke-email", is_flag=True, help="Delete the app's Resend sending key (Resend has no transfer).")
+@click.option("--status", "status", is_flag=True, help="Follow pending transfers and claims and show each resource's hand-off.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def handoff(session: str, github_user: str | None, github_org: str | None, invite: str | None, neon_claim: bool,
+            neon_org: str | None, revoke_email: bool, status: bool, yes: bool, as_json: bool) -> None:
+    """Give a session's repo and database to the app's creator (see README: Hand-off).
+
+    SESSION is a session key or slug. Without a terminal it needs --yes.
+    """
+    from mk0r_tui.engine.handoff import HandoffReport, HandoffRequest, follow_handoff, plan_handoff, run_handoff
+
+    runtime = _runtime()
+    row = runtime.ledger.require_session(session)
+
+    def show(report: HandoffReport) -> None:
+        if as_json:
+            _emit(report.to_json())
+            return
+        for item in report.items:
+            owner = f" → {item.new_owner}" if item.new_owner else ""
+            click.echo(f"  {item.outcome:13} {item.provider:12} {item.kind:10} {item.name}{owner}")
+            if item.claim_url:
+                click.echo(f"                claim link: {item.claim_url}" + (f" (expires {item.expires})" if item.expires else ""))
+            if item.error:
+                click.echo(f"                {item.error}")
+            elif item.note:
+                click.echo(f"                {item.note}")
+        click.echo(f"session {row.slug}: {report.state}", err=True)
+
+    async def close_after(work: Awaitable[T]) -> T:
+        try:
+            return await work
+        finally:
+            await runtime.aclose()
+
+    if status:
+        report = asyncio.run(close_after(follow_handoff(runtime, row.key)))
+        if not report.items and not as_json:
+            click.echo(f"no hand-off recorded for session {row.key}", err=True)
+        show(report)
+        sys.exit(0 if report.ok else 1)
+    request = HandoffRequest(github_user=github_user, github_org=github_org, invite=invite, neon_claim=neon_claim,
+                             neon_org=neon_org, revoke_email=revoke_email)
+    steps = plan_handoff(runtime, row.key, request)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to hand off without --yes: there is no terminal to confirm on")
+        click.echo(f"Hand-off of session {row.key}:", err=True)
+        for step in steps:
+            click.echo(f"  {'changes hands' if step.changes_hands else step.action:13} {step.what}", err=True)
+        typed = click.prompt(f"Type the slug ({row.slug}) to confirm", default="", show_default=False, err=True)
+        if typed.strip() != row.slug:
+            click.echo("not confirmed: nothing changed hands", err=True)
+            sys.exit(1)
+    report = asyncio.run(close_after(run_handoff(runtime, row.key, request, steps)))
+    show(report)
+    sys.exit(0 if report.ok else 1)
 
 
 def main() -> None:

@@ -181,6 +181,9 @@ async def test_teardown_deletes_every_cloud_resource(respx_spec, cloud, session_
         respx_spec.delete(f"{RESEND}/segments/seg-1").mock(return_value=httpx.Response(200, json={"object": "segment", "id": "seg-1", "deleted": True})),
         respx_spec.delete(f"{GITHUB}/repos/octo/{session.resource_name}").mock(return_value=httpx.Response(204)),
     ]
+    # before the delete, the repo is looked up: still the one recorded, under our name
+    respx_spec.get(f"{GITHUB}/repos/octo/{session.resource_name}").mock(
+        return_value=httpx.Response(200, json=github_repo("octo", session.resource_name)))
 
     report = await teardown_session(cloud, session.key)
 

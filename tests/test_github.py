@@ -407,6 +407,8 @@ def moved(status: int, repo_id: int):
 
 async def test_a_delete_answered_307_is_never_followed_and_names_the_moved_repo(respx_spec, github):
     """gh stopped following a redirect into a delete (cli/cli#7106): a renamed repo is not ours to delete."""
+    # the look-up before the delete still found it (renamed in between): the DELETE's 307 is not followed either
+    respx_spec.get(f"{GITHUB}/repos/octo/mk0r-abc").mock(return_value=httpx.Response(200, json=github_repo("octo", "mk0r-abc", id=4242)))
     delete = respx_spec.delete(f"{GITHUB}/repos/octo/mk0r-abc").mock(return_value=moved(307, 4242))
     elsewhere = respx_spec.route(url__startswith=f"{GITHUB}/repositories/").mock(return_value=httpx.Response(204))
     resource = ResourceRow(None, None, "github", "repo", "mk0r-abc", "octo/mk0r-abc", None, "created", meta={"repo_id": 4242})

@@ -177,3 +177,28 @@ def render_agents_md(results: Iterable[ProviderResult], env: Mapping[str, str]) 
                 "Do not invent credentials for it; tell the user it is missing."
             )
     return "\n".join(lines) + "\n"
+
+
+HANDOFF_HEADING = "## Hand-off"
+
+
+def handoff_line(provider: str, kind: str, outcome: str, new_owner: str | None, url: str | None) -> str | None:
+    """One line for AGENTS.md once a resource changed hands: where the repo lives now, who
+    owns the database. Names and public URLs only, never a secret."""
+    if outcome not in ("transferred", "claimed"):
+        return None
+    owner = scrub(new_owner or "its new owner")
+    if kind == "repo":
+        where = scrub(url) if url and url.startswith("https://") else f"the account of {owner}"
+        return (f"- The repository was handed off to {owner}: it now lives at {where}. Push there; "
+                "if `origin` still names the old address, point it at the new one (`git remote set-url origin ...`).")
+    if provider == "neon":
+        return (f"- The database (Neon project) was handed off to {owner}; DATABASE_URL keeps working until the new "
+                "owner resets the role's password, then ask them for the new value.")
+    return None
+
+
+def add_handoff_note(agents_md: str, lines: Iterable[str]) -> str:
+    """AGENTS.md with its hand-off section set to `lines` (replacing an earlier one)."""
+    body = agents_md.split(f"\n{HANDOFF_HEADING}\n", 1)[0].rstrip("\n")
+    return f"{body}\n\n{HANDOFF_HEADING}\n\n" + "\n".join(lines) + "\n"

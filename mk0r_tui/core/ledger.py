@@ -23,7 +23,7 @@ from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
 from mk0r_tui.core.events import Event, event_from_fields
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session
-from mk0r_tui.core.states import SessionPhase
+from mk0r_tui.core.states import HANDOFF_LEFT, SessionPhase, changed_hands
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -69,14 +69,14 @@ CREATE INDEX IF NOT EXISTS runs_provider ON runs(provider, finished_at);
 
 #: the schema version this code reads and writes (`PRAGMA user_version`). A ledger with a lower
 #: version is migrated forward on open by `MIGRATIONS`; a higher one (a newer mk0r-tui) is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: every column each table must have; a ledger missing one is damaged (or from another program)
 COLUMNS = {
     "sessions": ("key", "slug", "created_at", "updated_at", "state", "target", "env_file"),
     "resources": (
         "id", "session_key", "provider", "kind", "name", "remote_id", "url", "state", "meta", "error",
-        "created_at", "updated_at",
+        "created_at", "updated_at", "handoff", "handoff_owner", "handoff_detail",
     ),
     "runs": ("id", "session_key", "provider", "slot", "status", "latency_ms", "attempts", "error", "note", "finished_at"),
     "journal": ("id", "at", "session", "slug", "provider", "kind", "fields", "origin"),
@@ -105,8 +105,21 @@ def _migrate_add_journal(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS journal_at ON journal(at)")
 
 
+HANDOFF_COLUMNS = (("handoff", "TEXT"), ("handoff_owner", "TEXT"), ("handoff_detail", "TEXT NOT NULL DEFAULT '{}'"))
+
+
+def _migrate_handoff(db: sqlite3.Connection) -> None:
+    """Hand-off (issue 18): each resource's hand-off word (`core/states.py` HANDOFF_*), its
+    new owner and the details to follow it (claim link, request id, expiry; never a secret).
+    SQLite has no ADD COLUMN IF NOT EXISTS: columns already there are left alone."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(resources)")}
+    for column, decl in HANDOFF_COLUMNS:
+        if column not in have:
+            db.execute(f"ALTER TABLE resources ADD COLUMN {column} {decl}")
+
+
 #: MIGRATIONS[v] takes a ledger from version v to v + 1, inside one transaction
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_add_journal}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_add_journal, 2: _migrate_handoff}
 
 
 class LedgerError(ConfigError):
@@ -147,6 +160,21 @@ class ResourceRow:
     error: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: the hand-off word (`core/states.py`: transferred, claimed, claim_pending, invited, kept,
+    #: revoked) or None; its new owner; what is needed to follow it (claim link, expiry)
+    handoff: str | None = None
+    handoff_owner: str | None = None
+    handoff_detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def handed_off(self) -> bool:
+        """Left (or offered to) its new owner: never deleted by teardown, never an orphan."""
+        return changed_hands(self.handoff)
+
+    @property
+    def left(self) -> bool:
+        """Its new owner has it (not merely offered): no longer ours at all."""
+        return self.handoff in HANDOFF_LEFT
 
     @property
     def ref(self) -> ResourceRef:
@@ -417,6 +445,16 @@ class Ledger:
             (state.value, _clean(error), time.time(), resource_id),
         )
 
+    def set_handoff(
+        self, resource_id: int, handoff: str | None, *, owner: str | None = None, detail: dict[str, Any] | None = None
+    ) -> ResourceRow:
+        """Record a resource's hand-off word, its new owner and how to follow it (no secret)."""
+        self._write(
+            "UPDATE resources SET handoff = ?, handoff_owner = ?, handoff_detail = ?, updated_at = ? WHERE id = ?",
+            (handoff, _clean(owner), _clean(json.dumps(detail or {})), time.time(), resource_id),
+        )
+        return self.resource(resource_id)
+
     def note_error(self, resource_id: int, error: str) -> None:
         self._write("UPDATE resources SET error = ?, updated_at = ? WHERE id = ?", (_clean(error), time.time(), resource_id))
 
@@ -586,6 +624,9 @@ def _resource_row(r: sqlite3.Row) -> ResourceRow:
         error=r["error"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        handoff=r["handoff"],
+        handoff_owner=r["handoff_owner"],
+        handoff_detail=_meta(r["handoff_detail"]),
     )
 
 

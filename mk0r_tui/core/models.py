@@ -193,3 +193,16 @@ class Orphan:
             "age_s": None if self.age_s is None else round(self.age_s, 1),
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffAnswer:
+    """What a provider's hand-off call (or a follow-up look) found: the hand-off word
+    (`core/states.py` HANDOFF_OUTCOMES), the new owner, the link the recipient opens and what is
+    needed to follow it later (request id, expiry, repo id; never a secret)."""
+
+    outcome: str
+    new_owner: str | None = None
+    claim_url: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None

@@ -292,7 +292,8 @@ async def teardown_session(
     session_row = runtime.ledger.require_session(key)
     sink = runtime.journal.wrap(session_row.slug, sink)  # every run writes the journal (engine/journal.py)
     read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
-    rows = runtime.ledger.resources(session_row.key, live_only=True)
+    # a resource that changed hands (or is offered to its new owner) is never deleted
+    rows = [r for r in runtime.ledger.resources(session_row.key, live_only=True) if not r.handed_off]
     runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARING_DOWN)
     sink(RunStarted(session=session_row.key, provider="*", kind="teardown", state=SessionPhase.TEARING_DOWN.value))
     runtime.in_flight.add(session_row.key)
@@ -306,7 +307,7 @@ async def teardown_session(
     finally:
         runtime.in_flight.discard(session_row.key)
     remaining = runtime.ledger.resources(session_row.key, live_only=True)
-    state = torn_down_state(len(remaining))
+    state = torn_down_state(sum(not r.left for r in remaining), sum(r.left for r in remaining))
     if state is SessionPhase.DELETED:
         env_copy = runtime.settings.env_file_for(session_row.slug).parent
         if env_copy.is_symlink():
@@ -345,8 +346,8 @@ async def find_orphans(runtime: Runtime, *, older_than_s: float = 0.0, providers
     unfinished = {s.key for s in runtime.ledger.list_sessions() if s.state == DIED_IN_TEARDOWN_STATE}
 
     def unconfirmed(row: ResourceRow) -> bool:
-        """A create or a delete that was asked for and never confirmed."""
-        return row.state != ResourceState.CREATED.value or row.session_key in unfinished
+        """A create or a delete that was asked for and never confirmed (never one that changed hands)."""
+        return not row.handed_off and (row.state != ResourceState.CREATED.value or row.session_key in unfinished)
 
     settled = [r for r in ledger_rows if not unconfirmed(r)]
     known_created = {(r.provider, r.kind, r.name) for r in settled} | {

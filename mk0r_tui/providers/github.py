@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
-from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, HandoffAnswer, ProvisionOutcome, ResourceRef, Slot
 from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     ApiClient,
@@ -63,6 +63,20 @@ class _Repo(BaseModel):
     clone_url: str
     private: bool
     owner: _Owner
+
+
+class _MinimalRepo(BaseModel):
+    id: int
+    name: str
+    full_name: str
+    html_url: str | None = None
+    owner: _Owner
+
+
+class _Invitation(BaseModel):
+    id: int
+    html_url: str | None = None
+    expired: bool | None = None
 
 
 class _RepoItem(BaseModel):
@@ -127,6 +141,13 @@ def _hint(status: int, message: str, call: str) -> str | None:
     if status == 404 and "/orgs/" in call:
         return "check GITHUB_OWNER: no such organisation, or the token cannot see it"
     return None
+
+
+#: GitHub: "each repository can have at most 50 invitations per day" (collaborators)
+INVITES_PER_REPO_PER_DAY = 50
+#: GitHub: a transfer of a personal repository to another user waits for that user to accept it
+#: (an email with a link); the request lapses after a day ("About repository transfers")
+TRANSFER_ACCEPT_S = 86400.0
 
 
 def _already_exists(exc: ProviderError) -> bool:
@@ -294,10 +315,100 @@ class GitHubProvider(CloudProvider):
         full_name = resource.remote_id or f"{await self.owner()}/{resource.name}"
         if "/" not in full_name or not full_name.split("/", 1)[1].startswith(RESOURCE_PREFIX):
             raise ProviderError(f"refusing to delete {full_name!r}: not an mk0r repository", call="DELETE /repos")
+        recorded_id = (resource.meta or {}).get("repo_id")
+        if recorded_id is not None:
+            # before a delete, the repo is looked up and must still be the one we recorded, under
+            # our owner and name: a renamed or transferred repo (301), or another repo now holding
+            # the name, is refused with where it went
+            looked = await self.api.request("GET", f"/repos/{full_name}", accept=(404, 301))
+            if looked.status_code == 404:
+                return False
+            if looked.status_code == 301:
+                raise self._moved(looked, full_name, recorded_id, "GET", "deleting")
+            repo = parse_model(looked, _Repo, f"GET /repos/{full_name}")
+            if repo.id != int(recorded_id) or repo.full_name.lower() != full_name.lower():
+                raise ProviderError(
+                    f"{full_name} is now repository id {repo.id} ({repo.full_name}), not the one this session created "
+                    f"(id {recorded_id}); not deleting it", call=f"GET /repos/{full_name}",
+                    hint="the session's repository was renamed or transferred and another took its name: delete by hand",
+                )
         response = await self.api.request("DELETE", f"/repos/{full_name}", accept=(404, 307))
         if response.status_code == 307:
             raise self._moved(response, full_name, (resource.meta or {}).get("repo_id"), "DELETE", "deleting")
         return response.status_code != 404
+
+    # -- hand-off (issue 18) ------------------------------------------------------------
+
+    def _recorded(self, resource: ResourceRow) -> tuple[str, int | None]:
+        full_name = resource.remote_id or ""
+        if "/" not in full_name or not full_name.split("/", 1)[1].startswith(RESOURCE_PREFIX):
+            raise ProviderError(f"refusing to hand off {full_name or resource.name!r}: not a recorded mk0r repository",
+                                call="POST /repos/{owner}/{repo}/transfer")
+        recorded = (resource.meta or {}).get("repo_id")
+        return full_name, int(recorded) if recorded is not None else None
+
+    async def transfer(self, resource: ResourceRow, new_owner: str, *, new_name: str | None = None) -> HandoffAnswer:
+        """`POST /repos/{owner}/{repo}/transfer` (202, finished asynchronously; a mutation, so
+        it waits for GitHub's mutation gap). To an organisation the token may create repos in,
+        the answer already names the new owner: `transferred`. To a user, GitHub's answer still
+        names the original owner and the user must accept (an email link, within a day):
+        `claim_pending`, followed by `follow_transfer`."""
+        full_name, recorded_id = self._recorded(resource)
+        body: dict[str, object] = {"new_owner": new_owner}
+        if new_name:
+            body["new_name"] = new_name
+        call = f"POST /repos/{full_name}/transfer"
+        response = await self.api.request("POST", f"/repos/{full_name}/transfer", json=body, accept=(307,))
+        if response.status_code == 307:
+            raise self._moved(response, full_name, recorded_id, "POST", "transferring")
+        repo = parse_model(response, _MinimalRepo, call)
+        if recorded_id is not None and repo.id != recorded_id:
+            raise ProviderError(f"GitHub answered for repository id {repo.id}, not {recorded_id}", call=call)
+        detail = {"repo_id": repo.id, "from": full_name, "to": f"{new_owner}/{new_name or repo.name}",
+                  "asked_at": self.clock.now(), "expires_at": self.clock.now() + TRANSFER_ACCEPT_S}
+        url = f"https://github.com/{new_owner}/{new_name or repo.name}"
+        if repo.owner.login.lower() == new_owner.lower():
+            return HandoffAnswer("transferred", new_owner, None, {**detail, "url": url})
+        return HandoffAnswer(
+            "claim_pending", new_owner, None, detail,
+            note=f"{new_owner} must accept the transfer (GitHub emails them a link; it lapses after a day); "
+                 f"until then {full_name} stays ours",
+        )
+
+    async def follow_transfer(self, resource: ResourceRow) -> HandoffAnswer:
+        """Where a pending transfer stands: the repo under its new name with the recorded id is
+        `transferred`; still under ours after the deadline, `kept` (the request lapsed)."""
+        detail = dict(resource.handoff_detail or {})
+        target = str(detail.get("to") or "")
+        recorded = detail.get("repo_id")
+        if target:
+            found = await self.api.request("GET", f"/repos/{target}", accept=(404, 301))
+            if found.status_code == 200:
+                repo = parse_model(found, _Repo, f"GET /repos/{target}")
+                if recorded is None or repo.id == int(recorded):
+                    return HandoffAnswer("transferred", repo.owner.login, None, {**detail, "url": repo.html_url})
+        if self.clock.now() >= float(detail.get("expires_at") or 0):
+            return HandoffAnswer("kept", None, None, {**detail, "expired": True},
+                                 note="the transfer was not accepted in time; the repository is still ours")
+        return HandoffAnswer("claim_pending", resource.handoff_owner, None, detail,
+                             note=f"waiting for {resource.handoff_owner} to accept the transfer")
+
+    async def invite(self, resource: ResourceRow, login: str, *, permission: str = "admin") -> HandoffAnswer:
+        """`PUT /repos/{owner}/{repo}/collaborators/{username}`: the repo stays ours, the
+        creator gets `permission` once they accept (201: an invitation; 204: they already had
+        access). GitHub allows 50 invitations per repository per day."""
+        full_name, _ = self._recorded(resource)
+        call = f"PUT /repos/{full_name}/collaborators/{login}"
+        response = await self.api.request("PUT", f"/repos/{full_name}/collaborators/{login}",
+                                          json={"permission": permission}, accept=(307,))
+        if response.status_code == 307:
+            raise self._moved(response, full_name, self._recorded(resource)[1], "PUT", "inviting to")
+        if response.status_code == 204:
+            return HandoffAnswer("invited", login, None, {"permission": permission},
+                                 note=f"{login} already has access to {full_name}")
+        invitation = parse_model(response, _Invitation, call)
+        return HandoffAnswer("invited", login, invitation.html_url, {"permission": permission, "invitation_id": invitation.id},
+                             note=f"{login} must accept the invitation; {full_name} stays ours (teardown deletes it)")
 
     async def discover(self) -> list[FoundResource]:
         if self.settings.github_owner:

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
-from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
+from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, HandoffAnswer, ProvisionOutcome, ResourceRef, Slot
 from mk0r_tui.core.provider import AuthCheck, ProvisionContext
 from mk0r_tui.providers.http import (
     RETRYABLE_STATUSES,
@@ -99,6 +99,32 @@ class _ProjectAnswer(BaseModel):
     project: _Project
 
 
+class _OwnedProject(BaseModel):
+    id: str
+    org_id: str | None = None
+
+
+class _OwnedAnswer(BaseModel):
+    project: _OwnedProject
+
+
+class _TransferRequest(BaseModel):
+    id: str
+    project_id: str
+    created_at: str
+    expires_at: str
+
+
+#: Neon's claim link for a project transfer request (the recipient opens it in the console)
+CLAIM_URL = "https://console.neon.tech/app/claim?p={project_id}&tr={request_id}"
+#: a transfer request's default lifetime (Neon: 24 hours when ttl_seconds is not given)
+TRANSFER_TTL_S = 86400
+PASSWORD_NOTE = (
+    "the connection string survives the transfer: the new owner should reset the role's password "
+    "(Neon console: Roles → Reset password) so mk0r's copy of it stops working"
+)
+
+
 class _Operation(BaseModel):
     id: str
     action: str
@@ -144,6 +170,12 @@ class _Uri(BaseModel):
 
 def _hint(status: int, message: str, call: str) -> str | None:
     lowered = message.lower()
+    if "projects/transfer" in call and status == 422:
+        return "Neon does not transfer projects with GitHub or Vercel integrations installed: remove the integration first"
+    if "projects/transfer" in call and status == 406:
+        return "the destination organization's plan or project limit does not allow this project: upgrade it or free a slot"
+    if "transfer_requests" in call and status == 406:
+        return "the recipient's plan does not satisfy the project's requirements"
     if status == 422 and ("projects_limit_exceeded" in lowered or "limit" in lowered and "project" in lowered):
         return ("the Neon plan's project quota is used up: delete projects no session needs "
                 "(`mk0r-tui orphans` lists mk0r projects left behind), or raise the plan's limit")
@@ -414,6 +446,69 @@ class NeonProvider(CloudProvider):
         response = await self.api.request("DELETE", f"/projects/{project_id}", accept=(404,),
                                           label=f"DELETE /projects/{project_id}")
         return response.status_code != 404
+
+    # -- hand-off (issue 18) ------------------------------------------------------------
+
+    @staticmethod
+    def _project_id(resource: ResourceRow) -> str:
+        if not resource.remote_id:
+            raise ProviderError(f"the Neon project {resource.name} has no recorded id; nothing to hand off",
+                                call="POST /projects/{id}/transfer_requests")
+        return resource.remote_id
+
+    async def transfer_request(self, resource: ResourceRow, *, ttl_s: int = TRANSFER_TTL_S) -> HandoffAnswer:
+        """`POST /projects/{id}/transfer_requests`: a request the recipient accepts in the
+        console (the claim link) or with `PUT .../transfer_requests/{request_id}`; it expires
+        after `ttl_s`. The project stays ours until then: `claim_pending`."""
+        project_id = self._project_id(resource)
+        call = "POST /projects/{id}/transfer_requests"
+        response = await self.api.request("POST", f"/projects/{project_id}/transfer_requests",
+                                          json={"ttl_seconds": int(ttl_s)}, label=call)
+        request = parse_model(response, _TransferRequest, call)
+        url = CLAIM_URL.format(project_id=project_id, request_id=request.id)
+        return HandoffAnswer(
+            "claim_pending", None, url,
+            {"request_id": request.id, "expires_at": iso_epoch(request.expires_at), "expires": request.expires_at},
+            note=f"open the claim link to take the project (expires {request.expires_at}); {PASSWORD_NOTE}",
+        )
+
+    async def follow_claim(self, resource: ResourceRow) -> HandoffAnswer:
+        """A claimed project leaves our organisation: our key no longer sees it (404), or it
+        answers with another org id. Still ours after the expiry: `kept`."""
+        project_id = self._project_id(resource)
+        detail = dict(resource.handoff_detail or {})
+        response = await self.api.request("GET", f"/projects/{project_id}", accept=(404, 403),
+                                          label="GET /projects/{id}")
+        ours = self.settings.neon_org_id or (resource.meta or {}).get("org_id")
+        if response.status_code in (404, 403):
+            return HandoffAnswer("claimed", resource.handoff_owner or "the claim's recipient", None, detail,
+                                 note=f"the project left mk0r's organisation; {PASSWORD_NOTE}")
+        org = parse_model(response, _OwnedAnswer, "GET /projects/{id}").project.org_id
+        if ours and org and org != ours:
+            return HandoffAnswer("claimed", org, None, detail, note=f"the project is now in {org}; {PASSWORD_NOTE}")
+        expires = detail.get("expires_at")
+        if expires is not None and self.clock.now() >= float(expires):
+            return HandoffAnswer("kept", None, None, {**detail, "expired": True},
+                                 note="the claim link expired unused; the project is still ours")
+        return HandoffAnswer("claim_pending", resource.handoff_owner, resource.handoff_detail.get("claim_url"), detail,
+                             note=f"claim pending (expires {detail.get('expires', '?')})")
+
+    async def transfer_to_org(self, resource: ResourceRow, destination_org_id: str) -> HandoffAnswer:
+        """`POST /organizations/{source_org_id}/projects/transfer`: org to org, at once, when the
+        key belongs to a member of both. The source org is the project's own."""
+        project_id = self._project_id(resource)
+        source = self.settings.neon_org_id or (resource.meta or {}).get("org_id")
+        if not source:
+            looked = await self.api.request("GET", f"/projects/{project_id}", label="GET /projects/{id}")
+            source = parse_model(looked, _OwnedAnswer, "GET /projects/{id}").project.org_id
+        if not source:
+            raise ProviderError("cannot tell which organisation owns the project; set NEON_ORG_ID",
+                                call="POST /organizations/{source_org_id}/projects/transfer")
+        await self.api.request("POST", f"/organizations/{source}/projects/transfer",
+                               json={"destination_org_id": destination_org_id, "project_ids": [project_id]},
+                               label="POST /organizations/{source_org_id}/projects/transfer")
+        return HandoffAnswer("transferred", destination_org_id, None, {"from_org": source},
+                             note=f"moved from {source} to {destination_org_id}; {PASSWORD_NOTE}")
 
     async def discover(self) -> list[FoundResource]:
         found: list[FoundResource] = []

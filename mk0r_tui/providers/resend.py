@@ -234,6 +234,13 @@ class ResendProvider(CloudProvider):
             remote_id = found.id
         return await self._delete(resource.kind, remote_id)
 
+    async def revoke_key(self, resource: ResourceRow) -> bool:
+        """Hand-off with `--revoke-email`: Resend has no transfer API, so the app's sending-only
+        key is deleted (the app stops sending through mk0r's account); the segment stays ours."""
+        if resource.kind != API_KEY:
+            raise ProviderError(f"only an API key can be revoked, not a {resource.kind}")
+        return await self.teardown(resource)
+
     async def _delete(self, kind: str, remote_id: str) -> bool:
         path = PATHS[kind]
         response = await self.api.request("DELETE", f"{path}/{remote_id}", accept=(404,))

@@ -48,6 +48,8 @@ TICK_S = 1 / 8
 AGE_REFRESH_S = 10.0
 #: the ledger's words for a run in progress: a dashboard opened meanwhile replays that run's journal
 RUNNING_STATES = ("provisioning", "tearing_down")
+#: how often a writable dashboard asks where pending hand-offs (Neon claims, GitHub transfers) stand
+HANDOFF_FOLLOW_S = 60.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
 
 
@@ -217,6 +219,8 @@ class Mk0rApp(App[None]):
         self._stop = asyncio.Event()
         self.set_interval(TICK_S, self._tick, name="tick")
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
+        if not self.read_only:
+            self.set_interval(HANDOFF_FOLLOW_S, self.follow_handoffs, name="handoff")
         self.call_after_refresh(self._check_keys)
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
@@ -463,6 +467,58 @@ class Mk0rApp(App[None]):
         self.pause_refresh(True)
         self.push_screen(TeardownScreen(session.slug, key, live), confirmed)
 
+    # -- hand-off (engine/handoff.py does the work) ------------------------------------
+
+    def confirm_handoff(self, key: str) -> None:
+        from mk0r_tui.engine.handoff import plan_handoff
+        from mk0r_tui.tui.screens.handoff import HandoffScreen
+
+        session = self.sessions.get(key)
+        if self.read_only or session is None or not session.can_teardown:
+            return
+
+        def confirmed(request: Any) -> None:
+            self.pause_refresh(False)
+            if request is None:
+                self.notify(f"Hand-off of mk0r-{session.slug} cancelled: nothing changed hands")
+            else:
+                self._handoff(key, request)
+
+        self.pause_refresh(True)
+        self.push_screen(HandoffScreen(session.slug, key, lambda request: plan_handoff(self.runtime, key, request)), confirmed)
+
+    @work(exclusive=False, exit_on_error=False, group="handoff")
+    async def _handoff(self, key: str, request: Any) -> None:
+        from mk0r_tui.engine.handoff import run_handoff
+
+        report = await run_handoff(self.runtime, key, request)
+        for item in report.items:
+            if item.outcome == "failed":
+                self.notify(f"{item.provider} {item.name}: {item.error}", title="Hand-off refused", severity="error", timeout=15)
+        self.reload_session(key)
+
+    @work(exclusive=True, exit_on_error=False, group="handoff-follow")
+    async def follow_handoffs(self) -> None:
+        """Follow every pending claim or transfer until it completes or expires."""
+        from mk0r_tui.engine.handoff import follow_handoff
+
+        pending = {r.session_key for r in self.runtime.ledger.resources(live_only=True) if r.handoff == "claim_pending"}
+        for key in sorted(k for k in pending if k):
+            await follow_handoff(self.runtime, key)
+            self.reload_session(key)
+
+    def reload_session(self, key: str) -> None:
+        """The session's panels again from the ledger (after a hand-off recorded its outcomes)."""
+        row = self.runtime.ledger.get_session(key)
+        if row is None:
+            return
+        ledger = self.runtime.ledger
+        self.sessions[key] = from_ledger(row, ledger.latest_runs(key), ledger.resources(key))
+        self._dirty.add(key)
+        if not self._repaint_scheduled:
+            self._repaint_scheduled = True
+            self.call_later(self._repaint_dirty)
+
     def action_orphans(self) -> None:
         from mk0r_tui.tui.screens.orphans import OrphansScreen
 
@@ -478,7 +534,7 @@ class Mk0rApp(App[None]):
 
         dashboard_keys = [b for b in DashboardScreen.BINDINGS if isinstance(b, Binding) and b.show]
         if self.read_only:
-            dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown")]
+            dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown", "handoff")]
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
         from mk0r_tui.tui.screens.mailbox import MailboxScreen
 

@@ -45,6 +45,10 @@ class ResourceView:
     ref: ResourceRef
     state: str = "live"
     error: str | None = None
+    #: `handed off → LOGIN`, `claim pending (expires …)`, `invited → LOGIN`; None before a hand-off
+    handoff: str | None = None
+    #: the link the recipient opens (a Neon claim link, a GitHub invitation), to copy
+    handoff_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ class SessionState:
     @property
     def can_retry(self) -> bool:
         """Something did not finish ok, and nothing runs: provisioning again retries it."""
-        if self.busy or self.state in ("deleted", "tearing_down", "teardown_incomplete"):
+        if self.busy or self.state in ("deleted", "tearing_down", "teardown_incomplete", "handed_off"):
             return False
         return any(p.status in (Status.FAILED, Status.WAITING) for p in self.panels) or self.state in ("failed", "partial", "interrupted")
 
@@ -281,6 +285,22 @@ _RESOURCE_VIEW_STATE = {
 }
 
 
+def handoff_label(row: ResourceRow) -> str | None:
+    """How a panel names a resource's hand-off (the ledger's word and new owner)."""
+    detail = row.handoff_detail or {}
+    if row.handoff in ("transferred", "claimed"):
+        return f"handed off → {row.handoff_owner or 'its new owner'}"
+    if row.handoff == "claim_pending":
+        expires = detail.get("expires")
+        if not expires and detail.get("expires_at"):
+            expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(detail["expires_at"])))
+        waiting = f" by {row.handoff_owner}" if row.handoff_owner else ""
+        return f"claim pending{waiting} (expires {expires or '?'})"
+    if row.handoff == "invited":
+        return f"invited → {row.handoff_owner}"
+    return None
+
+
 def from_ledger(
     row: SessionRow,
     runs: Mapping[str, RunRow],
@@ -302,7 +322,11 @@ def from_ledger(
         run = runs.get(name)
         rows = by_provider.get(name, [])
         shown = [r for r in rows if r.live] or ([r for r in rows if r.state == ResourceState.DELETED.value] if deleted else [])
-        views = tuple(ResourceView(r.ref, _RESOURCE_VIEW_STATE.get(r.state, r.state), r.error) for r in shown)
+        views = tuple(
+            ResourceView(r.ref, _RESOURCE_VIEW_STATE.get(r.state, r.state), r.error, handoff_label(r),
+                         (r.handoff_detail or {}).get("claim_url") if r.handoff in ("claim_pending", "invited") else None)
+            for r in shown
+        )
         slot = Slot(run.slot) if run is not None else (slots or {}).get(name, Slot.TARGET)
         if run is not None:
             panel = PanelState(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 from pilot_kit import settle
+from test_handoff_screen import HandingDb, HandingRepo
 from tui_fakes import FakeProvider, fake_set
 
 from mk0r_tui.cli import sessions_json
 from mk0r_tui.core.models import Session, Slot
 from mk0r_tui.core.plan import Plan, PlanStep
+from mk0r_tui.engine.handoff import HandoffRequest
 from mk0r_tui.tui.app import Mk0rApp
 
 SIZE = (160, 48)
@@ -29,6 +31,7 @@ SCENARIOS = {
         lambda: fake_set(**{"fake-db": FakeProvider("fake-db", Slot.DATABASE, kind="database", teardown_error="still in use")}),
         "teardown",
     ),
+    "handed_off": (lambda: fake_set(**{"fake-repo": HandingRepo(), "fake-db": HandingDb()}), "handoff"),
 }
 
 
@@ -44,6 +47,9 @@ async def test_the_dashboard_sessions_json_and_the_ledger_agree(expected, make_a
         await settle(app, pilot)
         if then == "teardown":
             app.start_teardown(session_key)
+            await settle(app, pilot)
+        if then == "handoff":
+            app._handoff(session_key, HandoffRequest(github_org="acme", neon_org="org-theirs"))
             await settle(app, pilot)
         live_word = app.sessions[session_key].state
 

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
 
 #: actions that create or delete something: none of them exists in --read-only
-MUTATING_ACTIONS = frozenset({"new_session", "retry", "teardown"})
+MUTATING_ACTIONS = frozenset({"new_session", "retry", "teardown", "handoff"})
 #: actions about the selected session
-SESSION_ACTIONS = frozenset({"retry", "env", "open_repo", "teardown", "mailbox"})
+SESSION_ACTIONS = frozenset({"retry", "env", "open_repo", "teardown", "mailbox", "handoff"})
 #: how often the local mail panel looks for newly caught mail (one directory stat)
 MAIL_POLL_S = 0.5
 
@@ -64,6 +64,8 @@ class DashboardScreen(Screen):
         Binding("o", "open_repo", "Repo", id="dashboard.open_repo", tooltip="Open the session's repository"),
         Binding("m", "mailbox", "Mail", id="dashboard.mailbox", tooltip="The mail the session's app sent, caught locally"),
         Binding("t", "teardown", "Teardown", id="dashboard.teardown", tooltip="Delete every resource of the selected session"),
+        Binding("h", "handoff", "Hand off", id="dashboard.handoff",
+                tooltip="Give the session's repo and database to the app's creator"),
         Binding("O", "orphans", "Orphans", id="dashboard.orphans", tooltip="Find resources no live session owns"),
         Binding("k", "keys", "Keys", id="dashboard.keys", tooltip="Provisioning keys: which are set, and where from"),
         Binding("slash", "filter", "Filter", id="dashboard.filter", tooltip="Filter the session list"),
@@ -294,7 +296,7 @@ class DashboardScreen(Screen):
             return False
         if action == "retry":
             return True if session.can_retry else None
-        if action == "teardown":
+        if action in ("teardown", "handoff"):
             return True if session.can_teardown else None
         if action == "env":
             return True if (session.env_file or any(p.status is Status.OK for p in session.panels)) and not session.deleted else None
@@ -328,6 +330,10 @@ class DashboardScreen(Screen):
     def action_teardown(self) -> None:
         if self.selected is not None:
             self.app.confirm_teardown(self.selected.key)
+
+    def action_handoff(self) -> None:
+        if self.selected is not None:
+            self.app.confirm_handoff(self.selected.key)
 
     def action_orphans(self) -> None:
         self.app.action_orphans()

@@ -42,10 +42,20 @@ def _resource_line(view: ResourceView) -> Content:
         parts += [("  id ", "$text-muted"), ref.remote_id]
     if view.state != "live":
         parts += [("  ", ""), (view.state, _RESOURCE_STATE_STYLE.get(view.state, ""))]
+    if view.handoff:
+        parts += [("  ", ""), (view.handoff, "bold $accent")]
     line = Content.assemble(*parts)
     if ref.url and ref.url.startswith(("http://", "https://")):
         line = line.append(Content.assemble(("  ", ""), (ref.url, f"link {ref.url} underline")))
     return line
+
+
+def _handoff_link(view: ResourceView) -> Content | None:
+    """The claim or invitation link the recipient opens, on its own line to copy."""
+    link = view.handoff_url
+    if not link or not link.startswith("https://"):
+        return None
+    return Content.assemble(("  link to send: ", "$text-muted"), (link, f"link {link} underline"))
 
 
 def panel_title(panel: PanelState) -> str:
@@ -63,7 +73,11 @@ def panel_body(panel: PanelState, now: float, extra: tuple[Content, ...] = ()) -
         facts.append(panel.message)
     if facts:
         lines.append(Content.styled(" · ".join(facts), "$text-muted"))
-    lines.extend(_resource_line(view) for view in panel.resources)
+    for view in panel.resources:
+        lines.append(_resource_line(view))
+        link = _handoff_link(view)
+        if link is not None:
+            lines.append(link)
     lines.extend(extra)
     if panel.note and panel.status is not Status.FAILED:
         lines.append(Content.styled(panel.note, "$text-muted italic"))

@@ -20,6 +20,7 @@ COLUMNS = (("busy", " "), ("slug", "session"), ("state", "state"), ("providers",
 _STATE_WORD = {
     "tearing_down": "tearing down",
     "teardown_incomplete": "teardown incomplete",
+    "handed_off": "handed off",
 }
 
 
@@ -71,7 +72,7 @@ class SessionList(DataTable[Text]):
         state = session.busy or _STATE_WORD.get(session.state, session.state)
         state_style = {
             "ready": "$success", "partial": "$warning", "failed": "$error", "deleted": "$text-disabled",
-            "teardown incomplete": "$error",
+            "teardown incomplete": "$error", "handed off": "$accent",
         }.get(state, "$warning" if session.busy else "$text-muted")
         dim = Style(dim=True) if session.deleted else Style()
         busy = "●" if session.busy else ""

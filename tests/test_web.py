@@ -97,7 +97,8 @@ def test_the_browser_shows_the_ledger_read_only_and_never_a_secret(tmp_path, ses
             line = next(line for line in screen.splitlines() if f"mk0r-{row['slug']}" in line)
             assert row["state"] in line, line
         assert "n New" not in screen and "t Teardown" not in screen, "read-only shows a provisioning key"
-        browser.wait_for_text("local-postgres", "events")  # the detail pane: the live panels
+        browser.wait_for_text("local-postgres · database", "history p50", "events")  # the detail pane: the live panels
+        browser.page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")  # painted
         shot = tmp_path / "web-dashboard.png"
         browser.page.screenshot(path=str(shot))
         assert shot.stat().st_size > 20_000

@@ -238,6 +238,31 @@ def test_past_max_tabs_the_page_is_a_refusal_and_no_process_starts():
         wait_until_sync(lambda: server.tabs == [], timeout=30, what="the closed tab's process to end")
 
 
+def test_stopping_the_server_stops_every_tab_process():
+    """Ctrl+C (SIGINT) with a tab open: the server closes the tab, its dashboard process quits,
+    and the server exits only once that process is gone (none is left behind)."""
+    import signal
+
+    with web_server() as server:
+        ws_url = server.base.replace("http", "ws") + f"/ws?token={server.token}&width=100&height=30"
+
+        async def scenario() -> list[int]:
+            async with aiohttp.ClientSession() as http, http.ws_connect(ws_url) as tab:
+                assert (await asyncio.wait_for(tab.receive(), timeout=60)).type is aiohttp.WSMsgType.BINARY
+                await wait_until(lambda: len(server.tabs) == 1, timeout=30, what="the tab's process")
+                tabs = server.tabs
+                reader = asyncio.ensure_future(tab.receive())  # the client answers the server's close
+                server.proc.send_signal(signal.SIGINT)
+                await asyncio.get_running_loop().run_in_executor(None, lambda: server.proc.wait(timeout=60))
+                reader.cancel()
+                return tabs
+
+        tabs = asyncio.run(scenario())
+        assert server.proc.returncode == 0, "".join(server.stderr_lines)
+        left = [pid for pid in tabs if Path(f"/proc/{pid}").exists()]
+        assert not left, f"tab processes outlived the server: {left}"
+
+
 def test_a_host_that_is_not_loopback_needs_allow_remote_and_warns():
     refused = cli("web", "--host", "192.0.2.10", "--port", "0")
     assert refused.returncode == 2

@@ -17,8 +17,11 @@ anything is spawned:
 - **read-only tabs** unless `--allow-actions`: each tab runs `mk0r-tui --read-only` on the same
   data dir (the dashboard's read-only rule: `tui/read_only.py`).
 
-textual-serve's `Server` is subclassed for its websocket handler (spawn, pump, stop); routes,
-the page and the serving loop are ours (port 0 support, no logo, no access log carrying tokens).
+From textual-serve we use its `AppService` (spawn one process, pump bytes both ways, stop it),
+its message loop (`Server._process_messages`: keys, resize, ping, focus) and its static files
+(xterm.js and the font). The routes, the access middleware, the websocket handler (the checks,
+then one `AppService`), the page and the serving loop are ours: port 0, no logo, no access log
+that would carry a token, and a stop that waits for (or kills) every tab's process.
 """
 
 from __future__ import annotations
@@ -32,13 +35,16 @@ import shlex
 import signal
 import socket
 import sys
+from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
 PAGE = Path(__file__).with_name("web_page.html")
@@ -89,7 +95,7 @@ class TabCount:
 
 
 class DashboardServer(Server):
-    """textual-serve's server with the token, the tab cap and the offline page."""
+    """textual-serve's server with the token, the tab cap, the offline page and a clean stop."""
 
     def __init__(
         self,
@@ -107,6 +113,8 @@ class DashboardServer(Server):
         self.read_only = read_only
         self.tabs = TabCount()
         self.cookie_name = f"mk0r_web_{port}"
+        self._tab_tasks: set[asyncio.Task[Any]] = set()
+        self._processes: set[Process] = set()
 
     # -- access ------------------------------------------------------------------------
 
@@ -168,6 +176,8 @@ class DashboardServer(Server):
         return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One tab: the checks first (the token was checked by the middleware), then one
+        dashboard process for as long as the websocket lives."""
         origin = request.headers.get("Origin")
         if origin is not None and origin not in (f"http://{request.host}", f"https://{request.host}"):
             raise web.HTTPForbidden(text=f"websocket from another origin ({origin}) refused")
@@ -175,10 +185,45 @@ class DashboardServer(Server):
             raise web.HTTPServiceUnavailable(text=f"every tab is taken (--max-tabs {self.max_tabs})")
         self.tabs.running += 1
         self.tabs.started += 1
+        websocket = web.WebSocketResponse(heartbeat=15)
+        service = TabService(
+            self.command, processes=self._processes, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
+            close=websocket.close, download_manager=self.download_manager, debug=self.debug,
+        )
+        task = asyncio.current_task()
+        if task is not None:
+            self._tab_tasks.add(task)
         try:
-            return await super().handle_websocket(request)
+            await websocket.prepare(request)
+            width, height = _size(request.query.get("width"), 80), _size(request.query.get("height"), 24)
+            await service.start(width, height)
+            await self._process_messages(websocket, service)  # textual-serve's: stdin, resize, ping, focus
+        except asyncio.CancelledError:
+            await websocket.close()
         finally:
+            await service.stop()
             self.tabs.running -= 1
+            if task is not None:
+                self._tab_tasks.discard(task)
+        return websocket
+
+    async def close_tabs(self, timeout_s: float = 10.0) -> None:
+        """Stop every tab now and wait for its process: cancelled, a tab closes its websocket
+        and tells its dashboard to quit (aiohttp alone would wait up to a minute for open
+        websockets). A process still running after `timeout_s` is killed: none outlives us."""
+        tasks = list(self._tab_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        processes = [p for p in self._processes if p.returncode is None]
+        if processes:
+            waits = [asyncio.ensure_future(p.wait()) for p in processes]
+            await asyncio.wait(waits, timeout=timeout_s)
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     # -- serving -----------------------------------------------------------------------
 
@@ -197,7 +242,31 @@ class DashboardServer(Server):
             ready(port)
             await stop.wait()
         finally:
+            await self.close_tabs()
             await runner.cleanup()
+
+
+class TabService(AppService):
+    """textual-serve's process manager for one tab, which also keeps its process in the
+    server's set (so stopping the server waits for every tab's process)."""
+
+    def __init__(self, command: str, *, processes: set[Process], **kwargs: Any) -> None:
+        super().__init__(command, **kwargs)
+        self._processes = processes
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:
+        process = await super()._open_app_process(width, height)
+        self._processes.add(process)
+        return process
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._process is not None and self._process.returncode is not None:
+            self._processes.discard(self._process)
+
+
+def _size(text: str | None, default: int) -> int:
+    return int(text) if text is not None and text.isdigit() and 0 < int(text) < 10_000 else default
 
 
 def _page(status: int, title: str, body_html: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from waiting import wait_until, wait_until_sync
-from webkit import chromium, web_server
+from webkit import chromium, descendants, web_server
 
 from mk0r_tui.core.envfile import read_env_file, secret_values
 from mk0r_tui.tui.web import is_loopback
@@ -40,10 +40,16 @@ def ledger_sessions() -> list[dict]:
     return json.loads(proc.stdout)
 
 
-def provision(key: str) -> dict:
-    proc = cli("provision", "--session", key, "--json")
+@pytest.fixture
+def provisioned(session_key):
+    """A session provisioned by the CLI (local profile) during the test, torn down after it: its
+    database lives on the run's shared embedded Postgres, where another test's orphan scan
+    would find it."""
+    proc = cli("provision", "--session", session_key, "--json")
     assert proc.returncode == 0, f"provision failed: {proc.stdout}\n{proc.stderr}"
-    return json.loads(proc.stdout)
+    yield json.loads(proc.stdout)
+    done = cli("teardown", "--yes", "--json", "--", session_key)
+    assert done.returncode == 0, f"teardown failed: {done.stdout}\n{done.stderr}"
 
 
 def secret_fragments(env_file: str) -> list[str]:
@@ -79,11 +85,11 @@ def assert_only_this_server(browser, base: str) -> None:
     assert not others, f"the page fetched from elsewhere (it must work offline): {others}"
 
 
-def test_the_browser_shows_the_ledger_read_only_and_never_a_secret(tmp_path, session_key):
+def test_the_browser_shows_the_ledger_read_only_and_never_a_secret(tmp_path, session_key, provisioned):
     """The issue's 'done when': a session provisioned by the CLI during the test is in the
     sessions table of the page (as in the ledger); `e` shows its .env with no secret on the
     page, and x/X/c/C reveal or copy nothing; `n` provisions nothing; a screenshot is taken."""
-    report = provision(session_key)
+    report = provisioned
     fragments = secret_fragments(report["env_file"])
     before = ledger_sessions()
     assert [s["slug"] for s in before] == [report["slug"]]
@@ -138,10 +144,10 @@ def test_the_browser_shows_the_ledger_read_only_and_never_a_secret(tmp_path, ses
     assert "Traceback" not in "".join(server.stderr_lines), "".join(server.stderr_lines)
 
 
-def test_allow_actions_turns_reveal_and_new_session_on(session_key):
+def test_allow_actions_turns_reveal_and_new_session_on(provisioned):
     """The other side of the read-only rule (and proof that the checks above can see a secret):
     with --allow-actions, X puts the secrets on the page and n opens the new-session modal."""
-    report = provision(session_key)
+    report = provisioned
     fragments = secret_fragments(report["env_file"])
     with web_server("--allow-actions") as server, chromium() as browser:
         browser.page.goto(server.url)
@@ -188,7 +194,7 @@ def test_without_the_token_the_page_and_the_websocket_are_refused_and_no_process
         statuses = asyncio.run(probe())
         assert statuses == {"/": 401, "/?token=wrong": 401, "/static/js/textual.js": 401, "ws": 401,
                             "ws wrong token": 401, "ws wrong cookie": 401, "ws other origin": 403}, statuses
-        assert server.tabs == [], f"a refused request started a dashboard process: {server.tabs}"
+        assert descendants(server.proc.pid) == [], f"a refused request started a process: {descendants(server.proc.pid)}"
         assert not any("Traceback" in line for line in server.stderr_lines)
 
 

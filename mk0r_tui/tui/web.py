@@ -165,12 +165,12 @@ class DashboardServer(Server):
     async def handle_index(self, request: web.Request) -> web.Response:
         if self._full():
             return self._refusal()
-        font_size = request.query.get("fontsize", "16")
+        font_size = request.query.get("fontsize", "16")  # textual-serve's parameter: 6..48 px
         mode = "read-only demo: no provisioning, teardown, hand-off, reveal or copy of secrets" if self.read_only else "actions on"
         text = Template(PAGE.read_text(encoding="utf-8")).substitute(
             title=html.escape(f"mk0r dashboard · {mode}"),
             mode=html.escape(mode),
-            font_size=str(int(font_size)) if font_size.isdigit() else "16",
+            font_size=str(min(max(int(font_size), 6), 48)) if font_size.isdigit() else "16",
             max_tabs=str(self.max_tabs),
         )
         return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})

@@ -40,11 +40,25 @@ def ledger_sessions() -> list[dict]:
     return json.loads(proc.stdout)
 
 
+@pytest.fixture(scope="module")
+def own_postgres_dir():
+    """An embedded Postgres for this module alone: a session provisioned here must not sit on
+    the run's shared server while a test on another worker scans it for orphans."""
+    import tempfile
+
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    path = Path(tempfile.mkdtemp(prefix="mk0r-test-web-pg-"))
+    yield path
+    EmbeddedPostgres(path).stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def provisioned(session_key):
-    """A session provisioned by the CLI (local profile) during the test, torn down after it: its
-    database lives on the run's shared embedded Postgres, where another test's orphan scan
-    would find it."""
+def provisioned(session_key, own_postgres_dir, monkeypatch):
+    """A session provisioned by the CLI (local profile) during the test, on this module's own
+    Postgres (the web server and its tabs inherit the environment), torn down after it."""
+    monkeypatch.setenv("MK0R_POSTGRES_DIR", str(own_postgres_dir))
     proc = cli("provision", "--session", session_key, "--json")
     assert proc.returncode == 0, f"provision failed: {proc.stdout}\n{proc.stderr}"
     yield json.loads(proc.stdout)

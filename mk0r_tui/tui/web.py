@@ -88,10 +88,10 @@ def tab_command(*, data_dir: Path, read_only: bool) -> str:
 
 @dataclass
 class TabCount:
-    """Dashboard processes running now, and how many were ever started (tests read both)."""
+    """Dashboard processes (tabs) running now, the number `--max-tabs` caps; a tab counts from
+    the moment its websocket is accepted until its process has stopped."""
 
     running: int = 0
-    started: int = 0
 
 
 class DashboardServer(Server):
@@ -184,7 +184,6 @@ class DashboardServer(Server):
         if self._full():
             raise web.HTTPServiceUnavailable(text=f"every tab is taken (--max-tabs {self.max_tabs})")
         self.tabs.running += 1
-        self.tabs.started += 1
         websocket = web.WebSocketResponse(heartbeat=15)
         service = TabService(
             self.command, processes=self._processes, write_bytes=websocket.send_bytes, write_str=websocket.send_str,

@@ -139,7 +139,7 @@ def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first
 
 
 @click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown actions.")
+@click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown, no reveal or copy of a secret.")
 @click.version_option(package_name="mk0r-tui")
 @click.pass_context
 def cli(ctx: click.Context, read_only: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import signal
 import sys
@@ -132,7 +133,7 @@ def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first
 
 
 @click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown actions.")
+@click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown, no reveal or copy of a secret.")
 @click.version_option(package_name="mk0r-tui")
 @click.pass_context
 def cli(ctx: click.Context, read_only: bool) -> None:
@@ -142,7 +143,8 @@ def cli(ctx: click.Context, read_only: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    # textual-serve (`mk0r-tui web`) runs each tab on pipes with TEXTUAL_DRIVER naming its web driver
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and not os.environ.get("TEXTUAL_DRIVER"):
         commands = ", ".join(sorted(cli.list_commands(ctx)))
         raise UsageError(
             f"the dashboard needs a terminal (stdin and stdout); for scripts use a command: {commands} "
@@ -153,6 +155,38 @@ def cli(ctx: click.Context, read_only: bool) -> None:
     from mk0r_tui.tui.app import run_dashboard
 
     run_dashboard(runtime, read_only=read_only)
+
+
+# -- web -------------------------------------------------------------------------------
+
+
+@cli.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless --allow-remote).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--allow-actions", is_flag=True, help="Turn the operator's actions on: provisioning, teardown, reveal and copy of secrets.")
+@click.option("--allow-remote", is_flag=True, help="Allow a host that is not loopback (prints a warning).")
+@click.option("--max-tabs", default=4, show_default=True, type=click.IntRange(1, 64), help="Dashboard processes (browser tabs) at once.")
+def web(host: str, port: int, allow_actions: bool, allow_remote: bool, max_tabs: int) -> None:
+    """Serve the dashboard in a browser, one dashboard process per tab (read-only by default).
+
+    Prints the URL to open, with a random access token: any request without it is refused (401).
+    """
+    from mk0r_tui.tui.web import is_loopback, remote_warning, serve_dashboard
+
+    if not is_loopback(host):
+        if not allow_remote:
+            raise UsageError(f"--host {host} is not loopback: whoever reaches the port gets the dashboard; add --allow-remote to mean it")
+        click.echo(remote_warning(host, allow_actions=allow_actions), err=True)
+    runtime = _runtime()  # the data dir is checked (and made private) before any tab opens
+    data_dir = runtime.settings.data_dir
+    runtime.close()
+    try:
+        serve_dashboard(
+            data_dir=data_dir, host=host, port=port, allow_actions=allow_actions, max_tabs=max_tabs,
+            say=lambda line: click.echo(line), warn=lambda line: click.echo(line, err=True),
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # -- provision ---------------------------------------------------------------------------

@@ -35,4 +35,5 @@ def test_the_wheel_ships_the_styles(tmp_path):
     shipped = {n for n in names if n.startswith("mk0r_tui/styles/") and n.endswith(".tcss")}
     expected = {f"mk0r_tui/styles/{p.name}" for p in (ROOT / "styles").glob("*.tcss")}
     assert expected and shipped == expected
+    assert "mk0r_tui/tui/web_page.html" in names, "mk0r-tui web serves this page"
     assert not any(n.startswith("tests/") for n in names)

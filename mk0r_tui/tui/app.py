@@ -530,20 +530,18 @@ class Mk0rApp(App[None]):
         self.push_screen(KeysScreen(self.runtime, read_only=self.read_only))
 
     def action_help(self) -> None:
-        from mk0r_tui.tui.screens.help import HelpScreen
-
-        dashboard_keys = [b for b in DashboardScreen.BINDINGS if isinstance(b, Binding) and b.show]
-        if self.read_only:
-            dashboard_keys = [b for b in dashboard_keys if b.action not in ("new_session", "retry", "teardown", "handoff")]
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
+        from mk0r_tui.tui.screens.help import HelpScreen
         from mk0r_tui.tui.screens.mailbox import MailboxScreen
 
-        def shown(bindings: Iterable[object]) -> list[Binding]:
-            return [b for b in bindings if isinstance(b, Binding)]
+        def shown(bindings: Iterable[object], safe: frozenset[str] | None = None) -> list[Binding]:
+            """The bindings to list; read-only lists only its screen's READ_ONLY_SAFE actions."""
+            return [b for b in bindings if isinstance(b, Binding) and (safe is None or not self.read_only or b.action in safe)]
 
+        dashboard_keys = [b for b in shown(DashboardScreen.BINDINGS, DashboardScreen.READ_ONLY_SAFE) if b.show]
         sections = [
-            ("dashboard", dashboard_keys), ("app", shown(self.BINDINGS)), (".env viewer", shown(EnvScreen.BINDINGS)),
-            ("mailbox", shown(MailboxScreen.BINDINGS)),
+            ("dashboard", dashboard_keys), ("app", shown(self.BINDINGS)),
+            (".env viewer", shown(EnvScreen.BINDINGS, EnvScreen.READ_ONLY_SAFE)), ("mailbox", shown(MailboxScreen.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
 

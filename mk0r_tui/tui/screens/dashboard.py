@@ -18,6 +18,7 @@ from textual.widgets import Header, Input, Static
 
 from mk0r_tui.core.models import Slot, Status
 from mk0r_tui.tui.log_lines import LogLine
+from mk0r_tui.tui.read_only import ReadOnlyRule
 from mk0r_tui.tui.state import SessionState, newest_first
 from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from mk0r_tui.tui.widgets.event_log import EventLog
     from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
 
-#: actions that create or delete something: none of them exists in --read-only
+#: actions that create or delete something (read-only refuses them, and whatever else is not
+#: in DashboardScreen.READ_ONLY_SAFE)
 MUTATING_ACTIONS = frozenset({"new_session", "retry", "teardown", "handoff"})
 #: actions about the selected session
 SESSION_ACTIONS = frozenset({"retry", "env", "open_repo", "teardown", "mailbox", "handoff"})
@@ -52,7 +54,7 @@ def session_title(session: SessionState) -> Content:
     return Content.assemble(*parts)
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(ReadOnlyRule, Screen):
     """The first frame holds what the operator needs first: the header, every session's row and
     the footer's keys. The detail pane (the selected session's title, panels and event log,
     with the ledger's history) is mounted in one pass right after that frame."""
@@ -71,6 +73,9 @@ class DashboardScreen(Screen):
         Binding("slash", "filter", "Filter", id="dashboard.filter", tooltip="Filter the session list"),
         Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter", show=False),
     ]
+
+    #: what --read-only keeps (tui/read_only.py); a new action is refused there until listed here
+    READ_ONLY_SAFE = frozenset({"env", "open_repo", "mailbox", "orphans", "keys", "filter", "clear_filter"})
 
     selected_key: reactive[str | None] = reactive(None, init=False)
 
@@ -287,7 +292,7 @@ class DashboardScreen(Screen):
     # -- actions -------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in MUTATING_ACTIONS and self.app.read_only:
+        if self.read_only_refuses(action):  # tui/read_only.py: anything not in READ_ONLY_SAFE
             return False
         if action not in SESSION_ACTIONS:
             return True

@@ -1,5 +1,7 @@
 """`e`: the session's `.env` as a table, every secret masked (`envfile.is_secret` decides, the
-same rule as the CLI). A value is revealed only on an explicit key: `x` for the row, `X` for all."""
+same rule as the CLI). A value is revealed only on an explicit key: `x` for the row, `X` for all.
+A read-only dashboard (`--read-only`, `mk0r-tui web`) has neither reveal nor copy: only `close`
+is in READ_ONLY_SAFE (tui/read_only.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from mk0r_tui.core.envfile import is_secret, mask_value, read_env_file
+from mk0r_tui.tui.read_only import ReadOnlyRule
 
 COLUMNS = (("name", "name"), ("value", "value"), ("secret", ""))
 
 
-class EnvScreen(Screen[None]):
+class EnvScreen(ReadOnlyRule, Screen[None]):
     BINDINGS = [
         Binding("x", "reveal", "Reveal", id="env.reveal", tooltip="Show or hide the selected secret"),
         Binding("X", "reveal_all", "Reveal all", id="env.reveal_all", tooltip="Show or hide every secret"),
@@ -25,6 +28,8 @@ class EnvScreen(Screen[None]):
         Binding("C", "copy_file", "Copy file", id="env.copy_file", tooltip="Copy the whole .env file to the clipboard"),
         Binding("escape,q", "close", "Back", id="env.close"),
     ]
+    #: read-only: masked values only, no reveal (x/X) and no copy (c/C)
+    READ_ONLY_SAFE = frozenset({"close"})
 
     def __init__(self, slug: str, env_path: Path) -> None:
         super().__init__()

@@ -56,7 +56,7 @@ class Mk0rGroup(click.Group):
                 click.echo("interrupted", err=True)
                 ctx.exit(130)
             click.echo(f"error: {_one_line(first)}", err=True)
-            ctx.exit(first.exit_code)
+            ctx.exit(first.exit_code if isinstance(first, Mk0rError) else 1)
 
 
 def _leaf(group: BaseExceptionGroup) -> BaseException:

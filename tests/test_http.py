@@ -35,9 +35,14 @@ class Recorder:
     def __init__(self) -> None:
         self.retries: list[tuple[int, int, float, str]] = []
         self.messages: list[str] = []
+        self.attempts = 0
 
     def retrying(self, attempt: int, max_attempts: int, delay_s: float, reason: str) -> None:
         self.retries.append((attempt, max_attempts, delay_s, reason))
+
+    def attempt(self) -> int:
+        self.attempts += 1
+        return self.attempts
 
     def progress(self, message: str) -> None:
         self.messages.append(message)

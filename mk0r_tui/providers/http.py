@@ -52,6 +52,7 @@ from mk0r_tui.core.provider import Provider, ProvisionContext
 log = logging.getLogger("mk0r_tui.http")
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -78,6 +79,10 @@ class RetryReporter(Protocol):
     def retrying(self, attempt: int, max_attempts: int, delay_s: float, reason: str) -> None: ...
 
     def progress(self, message: str) -> None: ...
+
+    def attempt(self) -> int:
+        """Count one try of the provider's main call (issue 15: attempts tell the truth)."""
+        ...
 
 
 class RetryableError(ProviderError):
@@ -127,7 +132,7 @@ def body_field(response: httpx.Response, key: str) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def parse_model(response: httpx.Response, model: Any, call: str) -> Any:
+def parse_model(response: httpx.Response, model: type[M], call: str) -> M:
     """The answer as `model` (a pydantic model or a type like `list[Model]`), or a
     ProviderError saying which field is missing or malformed."""
     try:
@@ -310,8 +315,8 @@ class ApiClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    if main and ctx is not None and hasattr(ctx, "attempt"):
-                        ctx.attempt()  # type: ignore[attr-defined]
+                    if main and ctx is not None:
+                        ctx.attempt()
                     return await self._send_once(http, method, path, params, json, accept, call, ctx)
         except RetryableError as exc:
             attempts = retrying.statistics.get("attempt_number", self.max_attempts)
@@ -354,7 +359,10 @@ class ApiClient:
         if ctx is not None:
             ctx.retrying(state.attempt_number + 1, limit, delay, reason)
 
-    async def _send_once(self, http, method, path, params, json, accept, call, ctx) -> httpx.Response:
+    async def _send_once(
+        self, http: httpx.AsyncClient, method: str, path: str, params: Mapping[str, Any] | None, json: Any,
+        accept: tuple[int, ...], call: str, ctx: RetryReporter | None,
+    ) -> httpx.Response:
         await self._respect_budget(ctx)
         async with self._mutation_slot(method), self._slot():
             started = self.clock.monotonic()

@@ -7,7 +7,6 @@ import asyncio
 import re
 import shutil
 from pathlib import Path
-from typing import ClassVar
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
@@ -58,9 +57,9 @@ async def run_git(*args: str, cwd: Path | None = None) -> str:
 
 
 class LocalGitProvider(Provider):
-    name: ClassVar[str] = "local-git"
-    slot: ClassVar[Slot] = Slot.REPO
-    env_keys: ClassVar[tuple[str, ...]] = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")
+    name = "local-git"
+    slot = Slot.REPO
+    env_keys = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")
     kind = "bare-repo"
 
     def __init__(self, *, settings: Settings, credentials: Credentials | None = None) -> None:

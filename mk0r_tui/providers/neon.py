@@ -25,7 +25,7 @@ What Neon's own documents say, and what this module does about it:
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
@@ -238,9 +238,9 @@ def env_from_uri(project_id: str, uri: str, pooled_host: str | None = None) -> d
 
 
 class NeonProvider(CloudProvider):
-    name: ClassVar[str] = "neon"
-    slot: ClassVar[Slot] = Slot.DATABASE
-    env_keys: ClassVar[tuple[str, ...]] = (
+    name = "neon"
+    slot = Slot.DATABASE
+    env_keys = (
         "DATABASE_URL", "DATABASE_URL_UNPOOLED", "NEON_PROJECT_ID", "NEON_HOST", "NEON_DB_NAME", "NEON_ROLE_NAME", "NEON_ROLE_PASSWORD",
         "PGHOST", "PGDATABASE", "PGUSER", "PGPASSWORD",
     )
@@ -260,7 +260,7 @@ class NeonProvider(CloudProvider):
     #: waits between project lists that name unavailable projects
     unavailable_retry_s = 0.5
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.poll_budget = PollBudget(self.clock)
 
@@ -287,12 +287,13 @@ class NeonProvider(CloudProvider):
             uri = await self._adopt(ctx, project_id)
         else:
             with dropped_if_refused(ctx, row):
-                project_id, uri, operations, pooled_host = await create_or_adopt(
+                created_id, uri, operations, pooled_host = await create_or_adopt(
                     ctx, f"project {name}",
                     lambda: self._create(ctx, name),
                     lambda: self._find_and_describe(ctx, name),
                     attempts=self.settings.max_attempts, clock=self.clock,
                 )
+            project_id = created_id
             ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
             await self._wait_for(ctx, project_id, operations)
         return ProvisionOutcome(
@@ -320,7 +321,7 @@ class NeonProvider(CloudProvider):
         return found.id if found is not None else None
 
     async def _create(self, ctx: ProvisionContext, name: str) -> tuple[str, str, list[_Operation], str | None]:
-        project: dict = {
+        project: dict[str, Any] = {
             "name": name,
             "region_id": self.settings.neon_region,
             "pg_version": self.settings.neon_pg_version,

@@ -10,7 +10,8 @@ recovered, so it is deleted and replaced, and the ledger records both steps.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -90,9 +91,9 @@ def _hint(status: int, message: str, call: str) -> str | None:
 
 
 class ResendProvider(CloudProvider):
-    name: ClassVar[str] = "resend"
-    slot: ClassVar[Slot] = Slot.EMAIL
-    env_keys: ClassVar[tuple[str, ...]] = ("RESEND_API_KEY", "RESEND_SEGMENT_ID", "RESEND_AUDIENCE_ID")
+    name = "resend"
+    slot = Slot.EMAIL
+    env_keys = ("RESEND_API_KEY", "RESEND_SEGMENT_ID", "RESEND_AUDIENCE_ID")
     key_name = "RESEND_PROVISIONING_KEY"
     page_size = 100
 
@@ -207,7 +208,7 @@ class ResendProvider(CloudProvider):
         items = [item async for item in self._list(kind, ctx) if item.name == name]
         return single_match(items, repr(name), f"GET {PATHS[kind]}")
 
-    async def _list(self, kind: str, ctx: ProvisionContext | None = None):
+    async def _list(self, kind: str, ctx: ProvisionContext | None = None) -> AsyncIterator[_Item]:
         path, after = PATHS[kind], None
         while True:
             params: dict[str, Any] = {"limit": self.page_size}

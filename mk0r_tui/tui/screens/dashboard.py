@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Header, Input, Static
 
 from mk0r_tui.core.models import Slot, Status
@@ -54,7 +55,7 @@ def session_title(session: SessionState) -> Content:
     return Content.assemble(*parts)
 
 
-class DashboardScreen(ReadOnlyRule, Screen):
+class DashboardScreen(ReadOnlyRule, Screen[None]):
     """The first frame holds what the operator needs first: the header, every session's row and
     the footer's keys. The detail pane (the selected session's title, panels and event log,
     with the ledger's history) is mounted in one pass right after that frame."""
@@ -126,7 +127,8 @@ class DashboardScreen(ReadOnlyRule, Screen):
         self.app.backfill_from_ledger()
         session = self.selected
         self._panels = self._new_panels(session) if session is not None else []
-        grid = VerticalScroll(*(self._panels or [self._empty_hint()]), id="panels")
+        shown: list[Widget] = [*self._panels] if self._panels else [self._empty_hint()]
+        grid = VerticalScroll(*shown, id="panels")
         log = EventLog(id="event-log")
         log.border_title = "events"
         if session is not None:
@@ -212,7 +214,7 @@ class DashboardScreen(ReadOnlyRule, Screen):
             self._show_empty()
             self._refresh_bindings_if_changed()
             return
-        log.show(self.app.logs.get(key, ()))
+        log.show(self.app.logs.get(session.key, ()))
         self._render_selected(rebuild=True)
         self._refresh_bindings_if_changed()
 
@@ -270,15 +272,17 @@ class DashboardScreen(ReadOnlyRule, Screen):
         store = MailStore(self.app.runtime.settings.mail_dir)
         box = store.box_dir(session.resource_name)
         try:
-            stamp: object = (str(box), box.stat().st_mtime_ns)
+            mtime: int | None = box.stat().st_mtime_ns
         except OSError:
-            stamp = (str(box), None)
+            mtime = None
+        stamp = (str(box), mtime)
         if stamp == widget.extra_stamp:
             return
-        if stamp[1] is None:
+        if mtime is None:
             widget.show_extra((), stamp)
             return
         summary = store.mailbox_summary(session.resource_name)
+        lines: tuple[Content, ...]
         if summary.latest is None:
             lines = (Content.styled("no mail caught yet: what the app sends lands here (m)", "$text-muted"),)
         else:

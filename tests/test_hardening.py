@@ -152,7 +152,7 @@ def test_an_unversioned_ledger_is_migrated_forward_and_keeps_its_rows(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
     with Ledger(path) as ledger:
         assert ledger.require_session("old-session-1").state == "ready"
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 def test_a_new_ledger_is_versioned_and_private(tmp_path):

@@ -42,3 +42,29 @@ def provisioned_state(results: Iterable[ProviderResult]) -> SessionPhase:
 
 def torn_down_state(live_resources_left: int) -> SessionPhase:
     return SessionPhase.DELETED if live_resources_left == 0 else SessionPhase.TEARDOWN_INCOMPLETE
+
+
+#: the note shown beside a state word that was decided because the run's owner is gone
+OWNER_GONE = "owner gone"
+
+
+def owner_gone_state(state: str) -> SessionPhase | None:
+    """The word for a session whose ledger says a run is working on it (`provisioning`,
+    `tearing_down`) while that run's lease is gone (its process died, or stopped beating):
+    `interrupted` for a provision, which `provision` again resumes (adopting what the ledger
+    recorded); `teardown_incomplete` for a teardown, which `teardown` again finishes. None when
+    the rule does not apply (no run is claimed, or its owner is alive)."""
+    if state == SessionPhase.PROVISIONING.value:
+        return SessionPhase.INTERRUPTED
+    if state == SessionPhase.TEARING_DOWN.value:
+        return SessionPhase.TEARDOWN_INCOMPLETE
+    return None
+
+
+def displayed_state(state: str, *, run_alive: bool) -> str:
+    """The one word every screen shows for a session: the ledger's word, unless it claims a run
+    that has no live owner (then `owner_gone_state`)."""
+    if run_alive:
+        return state
+    gone = owner_gone_state(state)
+    return gone.value if gone is not None else state

@@ -59,6 +59,7 @@ async def run_git(*args: str, cwd: Path | None = None) -> str:
 
 class LocalGitProvider(Provider):
     name: ClassVar[str] = "local-git"
+    owner_marks: ClassVar[str] = "local"
     slot: ClassVar[Slot] = Slot.REPO
     env_keys: ClassVar[tuple[str, ...]] = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")
     kind = "bare-repo"

@@ -26,6 +26,7 @@ KIND = "mailbox"
 
 class LocalMailProvider(Provider):
     name: ClassVar[str] = "local-mail"
+    owner_marks: ClassVar[str] = "local"
     slot: ClassVar[Slot] = Slot.EMAIL
     env_keys: ClassVar[tuple[str, ...]] = (
         "RESEND_API_KEY", "RESEND_BASE_URL", "RESEND_API_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD",

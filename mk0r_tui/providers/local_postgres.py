@@ -37,6 +37,7 @@ def admin_from_url(url: str) -> AdminInfo:
 
 class LocalPostgresProvider(Provider):
     name: ClassVar[str] = "local-postgres"
+    owner_marks: ClassVar[str] = "local"
     slot: ClassVar[Slot] = Slot.DATABASE
     env_keys: ClassVar[tuple[str, ...]] = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 

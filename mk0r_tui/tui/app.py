@@ -45,6 +45,9 @@ from mk0r_tui.tui.state import (
 HISTORY_LENGTH = 40
 TICK_S = 1 / 8
 AGE_REFRESH_S = 10.0
+#: how often the dashboard re-reads the run leases: a session whose run's owner is gone (another
+#: process killed, or silent for MK0R_LEASE_STALE_S) turns `interrupted (owner gone)` within this
+OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
 
 
@@ -148,6 +151,7 @@ class Mk0rApp(App[None]):
         """Every session the ledger knows, in three queries: what the first frame's rows need.
         The event log's lines and the latency history follow in `backfill_from_ledger`."""
         ledger = self.runtime.ledger
+        ledger.settle_owner_gone(self.runtime.settings.lease_stale_s)  # the same word `sessions --json` shows
         runs = ledger.latest_runs_all()
         resources: dict[str, list[ResourceRow]] = {}
         for resource in ledger.resources():
@@ -185,6 +189,7 @@ class Mk0rApp(App[None]):
         self._stop = asyncio.Event()
         self.set_interval(TICK_S, self._tick, name="tick")
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
+        self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
 
     @work(thread=True, exit_on_error=False, group="keys")
@@ -204,6 +209,27 @@ class Mk0rApp(App[None]):
         """The one ticker: spinners and elapsed times of the selected session's running panels."""
         if any(s.busy for s in self.sessions.values()):
             self.dashboard.tick(time.time())
+
+    def _check_owners(self) -> None:
+        """Sessions whose run's owner is gone get the owner-gone word (core/states.py), written to
+        the ledger so the dashboard, `sessions --json` and the ledger keep agreeing."""
+        try:
+            changed = self.runtime.ledger.settle_owner_gone(self.runtime.settings.lease_stale_s)
+        except Exception:  # a ledger that cannot be written now: the next check tries again
+            return
+        for key in changed:
+            current = self.sessions.get(key)
+            if current is not None and current.busy:
+                continue  # this dashboard's own run: its events say how it ends
+            fresh = self._session_from_ledger(key, None)
+            self.sessions[key] = fresh
+            line = LogLine(time.time(), f"the run's owner is gone: session {fresh.state.replace('_', ' ')} (owner gone)", "error")
+            self.logs.setdefault(key, deque(maxlen=LOG_LINES_KEPT)).append(line)
+            self.dashboard.event_logged(key, line)
+            self._dirty.add(key)
+        if changed and not self._repaint_scheduled:
+            self._repaint_scheduled = True
+            self.call_later(self._repaint_dirty)
 
     @on(SessionEventReceived)
     def _session_event_received(self, message: SessionEventReceived) -> None:

@@ -193,30 +193,33 @@ def double_provisions(fake: FakeUpstream, home: Path, trials: int) -> Tally:
 
 
 def provision_and_teardown(fake: FakeUpstream, home: Path, trials: int) -> Tally:
-    """A `provision` and a `teardown` of one session at once end consistent: `deleted` with
-    nothing upstream, or `ready` with everything there; never `ready` after a teardown."""
+    """A `teardown` of a session started while its first `provision` is creating (Neon slowed so
+    the run outlasts the teardown's start-up): both exit 0 and the end is consistent, `deleted`
+    with nothing upstream (the teardown waited for the run), never `ready` after a teardown."""
     env = cli_env(fake, home)
     tally = Tally(trials)
-    for trial in range(trials):
-        key = new_key("pvt")
-        first = run_cli(env, "provision", "--session", key, "--json", "--target", "local")
-        assert first.returncode == 0, first.stderr
-        prov = popen(env, provision_cmd(key))
-        down = popen(env, cli_command("teardown", key, "--yes", "--json"))
-        _, perr = prov.communicate(timeout=180)
-        _, derr = down.communicate(timeout=180)
-        for name, proc, err in (("provision", prov, perr), ("teardown", down, derr)):
-            if proc.returncode != 0:
-                tally.fail(trial, f"{name} exit {proc.returncode}: {err[-300:]}")
-        state = session_state(home, key)
-        left = upstream_of(fake, key[:12])
-        tally.figures[f"ended {state}"] += 1
-        if state == "deleted" and left:
-            tally.fail(trial, f"deleted but upstream still has {left}")
-        elif state == "ready" and intact(fake, home, key):
-            tally.fail(trial, f"ready but {intact(fake, home, key)}")
-        elif state not in ("deleted", "ready"):
-            tally.fail(trial, f"state {state}")
+    fake.control(latency_ms={**LATENCY_MS, "neon": 1500})
+    try:
+        for trial in range(trials):
+            key = new_key("pvt")
+            prov = popen(env, provision_cmd(key))
+            wait_until_sync(lambda: (home / "ledger.sqlite3").exists() and session_state(home, key) == "provisioning"
+                            or prov.poll() is not None, timeout=60, what="the provision to start")
+            down = popen(env, cli_command("teardown", key, "--yes", "--json"))
+            _, perr = prov.communicate(timeout=180)
+            _, derr = down.communicate(timeout=180)
+            for name, proc, err in (("provision", prov, perr), ("teardown", down, derr)):
+                if proc.returncode != 0:
+                    tally.fail(trial, f"{name} exit {proc.returncode}: {err[-300:]}")
+            state = session_state(home, key)
+            left = upstream_of(fake, key[:12])
+            tally.figures[f"ended {state}"] += 1
+            if state != "deleted":
+                tally.fail(trial, f"state {state} after a teardown that exited {down.returncode}")
+            if left:
+                tally.fail(trial, f"upstream still has {left}")
+    finally:
+        fake.control(latency_ms=LATENCY_MS)
     return tally
 
 

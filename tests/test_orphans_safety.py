@@ -150,10 +150,10 @@ def test_2_a_repo_this_session_did_not_create_is_never_deleted(fast_fake, mk0r_h
     assert made.status_code == 201
     proc = run_cli(env, "provision", "--session", key, "--json", "--target", "local")
     assert "this session did not create it" in proc.stdout + proc.stderr
-    listed = [o for o in cli_json(env, "orphans", "--json", "--older-than", "0s") if o["name"] == name]
-    assert [(o["provider"], o["foreign"]) for o in listed if o["provider"] == "github"] == [("github", True)]
     assert run_cli(env, "orphans", "--delete", "--yes", "--json", "--older-than", "0s").returncode == 0
     assert [r for r in github_repos(fast_fake) if r["name"] == name], "the foreign repo was deleted"
+    listed = [o for o in cli_json(env, "orphans", "--json", "--older-than", "0s") if o["name"] == name]
+    assert [(o["provider"], o["foreign"]) for o in listed if o["provider"] == "github"] == [("github", True)]
 
 
 # -- 3: a failed look-up is an unknown outcome, never "never created" -----------------------------

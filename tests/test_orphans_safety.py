@@ -268,10 +268,14 @@ def test_a_run_on_another_host_is_owner_gone_only_when_its_heartbeat_stops(mk0r_
         assert ledger.settle_owner_gone(15) == [session.key]
         assert ledger.get_session(session.key).state == "interrupted"
         # a dead pid on this host is gone at once, heartbeat or not
-        ledger.set_session_state(session.key, "tearing_down")
+        ledger.set_session_state(session.key, "provisioning")
         ledger._write("UPDATE leases SET host = ?, pid = ?, heartbeat_at = ?", (HOST, 2**22 + 12345, time.time()))
+        assert ledger.live_leases(15) == {}
         assert ledger.settle_owner_gone(15) == [session.key]
-        assert ledger.get_session(session.key).state == "teardown_incomplete"
+        assert ledger.get_session(session.key).state == "interrupted"
+        # a dead teardown keeps its word: that is what `orphans` reads as "a teardown that died"
+        ledger.set_session_state(session.key, "tearing_down")
+        assert ledger.settle_owner_gone(15) == []
 
 
 def test_a_running_provision_beats_and_is_not_owner_gone(racing_fake, mk0r_home):

@@ -424,18 +424,16 @@ class Ledger:
         return {lease.name: lease for lease in self.leases() if not lease.gone(now, stale_s)}
 
     def settle_owner_gone(self, stale_s: float) -> list[str]:
-        """Write the owner-gone word (core/states.py) for every session that claims a run
-        (`provisioning`, `tearing_down`) with no live lease, in one transaction with the lease
-        check so a run starting meanwhile is never marked. Returns the keys changed."""
+        """Write the owner-gone word (core/states.py: `provisioning` → `interrupted`) for every
+        session that claims a run with no live lease, in one transaction with the lease check so
+        a run starting meanwhile is never marked. Returns the keys changed."""
         now = time.time()
         changed: list[str] = []
-        if not self._read("SELECT 1 FROM sessions WHERE state IN (?, ?) LIMIT 1",
-                          (SessionPhase.PROVISIONING.value, SessionPhase.TEARING_DOWN.value)):
+        if not self._read("SELECT 1 FROM sessions WHERE state = ? LIMIT 1", (SessionPhase.PROVISIONING.value,)):
             return changed  # the common case: no run claimed, no write lock taken
         with self._transaction() as db:
             claimed = db.execute(
-                "SELECT key, slug, state FROM sessions WHERE state IN (?, ?)",
-                (SessionPhase.PROVISIONING.value, SessionPhase.TEARING_DOWN.value),
+                "SELECT key, slug, state FROM sessions WHERE state = ?", (SessionPhase.PROVISIONING.value,)
             ).fetchall()
             if not claimed:
                 return changed

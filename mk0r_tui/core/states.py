@@ -49,15 +49,13 @@ OWNER_GONE = "owner gone"
 
 
 def owner_gone_state(state: str) -> SessionPhase | None:
-    """The word for a session whose ledger says a run is working on it (`provisioning`,
-    `tearing_down`) while that run's lease is gone (its process died, or stopped beating):
-    `interrupted` for a provision, which `provision` again resumes (adopting what the ledger
-    recorded); `teardown_incomplete` for a teardown, which `teardown` again finishes. None when
-    the rule does not apply (no run is claimed, or its owner is alive)."""
+    """The word for a session whose ledger says a provision is working on it (`provisioning`)
+    while that run's lease is gone (its process died, or stopped beating): `interrupted`, which
+    `provision` again resumes (adopting what the ledger recorded). None when the rule does not
+    apply. A dead *teardown* keeps `tearing_down`: with no live lease that word is what marks
+    a teardown that died (its leftovers are orphans, issue 6), and `teardown` again resumes it."""
     if state == SessionPhase.PROVISIONING.value:
         return SessionPhase.INTERRUPTED
-    if state == SessionPhase.TEARING_DOWN.value:
-        return SessionPhase.TEARDOWN_INCOMPLETE
     return None
 
 

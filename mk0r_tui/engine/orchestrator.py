@@ -280,7 +280,7 @@ async def _delete_checked(runtime: Runtime, row: ResourceRow, sink: EventSink, s
 
 async def _delete_rows(
     runtime: Runtime, rows: Sequence[ResourceRow], sink: EventSink, session_key: str, stop: asyncio.Event | None,
-    *, guard: Callable[[ResourceRow], str | None] | None = None, orphan_guard: _OrphanGuard | None = None,
+    *, scanned_state: Callable[[ResourceRow], str | None] | None = None, orphan_guard: _OrphanGuard | None = None,
 ) -> list[TeardownOutcome]:
     """Providers in parallel, and within a provider every session (or lone orphan) in parallel,
     at most `MK0R_CONCURRENCY_<PROVIDER>` deletes of one provider at once; one session's rows of
@@ -298,7 +298,7 @@ async def _delete_rows(
             async with limits[provider]:
                 outcomes.append(await _delete_one(
                     runtime, row, sink, row.session_key or session_key, stop,
-                    orphan_guard, guard(row) if guard is not None else None,
+                    orphan_guard, scanned_state(row) if scanned_state is not None else None,
                 ))
 
     async with asyncio.TaskGroup() as group:
@@ -388,7 +388,8 @@ def _foreign(runtime: Runtime, found: FoundResource, ledger_id: str, our_names: 
 #: (providers run in parallel, each within MK0R_PROVIDER_TIMEOUT_S = 120 s, then the target within
 #: the same; a few minutes with retries), so a run that no lease of this ledger shows (another
 #: ledger's, an older mk0r-tui's) is never mistaken for an orphan while it is still creating.
-#: This ledger's own rows need no age: their lease says whether a run still owns them.
+#: This ledger's own rows need no age: their lease says whether a run still owns them; nor do
+#: the local providers' resources (this data dir's: every run on it holds a lease here).
 DEFAULT_UNRECORDED_AGE_S = 3600.0
 
 
@@ -406,7 +407,7 @@ async def find_orphans(
     recorded_age = 0.0 if older_than_s is None else older_than_s
     scan = OrphanScan()
     ledger = runtime.ledger
-    ledger.settle_owner_gone(runtime.settings.lease_stale_s)
+    ledger.settle_owner_gone(runtime.settings.lease_stale_s)  # provisioning with no owner → interrupted
     live = ledger.live_leases(runtime.settings.lease_stale_s)
     busy_keys = {lease.session_key for lease in live.values()}
     sessions = ledger.list_sessions()
@@ -466,8 +467,8 @@ async def find_orphans(
         if same_name and (local or any(r.remote_id is None for r in same_name)):
             continue  # recorded by name only: it is that row's resource
         age = None if found.created_at is None else max(0.0, now - found.created_at)
-        if age is not None and age < unrecorded_age:
-            continue
+        if age is not None and age < (recorded_age if local else unrecorded_age):
+            continue  # local ones are this data dir's: every run on it holds a lease in this ledger
         foreign = _foreign(runtime, found, ledger_id, our_names)
         if same_name:
             row = same_name[0]
@@ -604,7 +605,7 @@ async def delete_orphans(
     guard = _OrphanGuard(runtime)
     beat = asyncio.create_task(guard.beat())
     try:
-        outcomes = await _delete_rows(runtime, rows, sink, "", stop, guard=lambda r: scanned.get(id(r)), orphan_guard=guard)
+        outcomes = await _delete_rows(runtime, rows, sink, "", stop, scanned_state=lambda r: scanned.get(id(r)), orphan_guard=guard)
     finally:
         beat.cancel()
         with contextlib.suppress(BaseException):

@@ -259,6 +259,8 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
 def sessions_json(runtime: Runtime) -> list[dict[str, Any]]:
     import time
 
+    # a session whose run's owner is gone reads `interrupted` (core/states.py), here as everywhere
+    runtime.ledger.settle_owner_gone(runtime.settings.lease_stale_s)
     runs = runtime.ledger.latest_runs_all()
     now = time.time()
     return [
@@ -450,16 +452,21 @@ def prune(older_than: str) -> None:
 
 
 @cli.command()
-@click.option("--older-than", "older_than", default="0s", show_default=True, help="Only resources older than this (30s, 15m, 1h, 2d).")
+@click.option("--older-than", "older_than", default=None, metavar="AGE",
+              help="Only resources older than this (30s, 15m, 1h, 2d). Default: 1h for what no ledger row records "
+                   "(longer than any run), none for this ledger's rows (their lease says a run is dead).")
+@click.option("--include-foreign", is_flag=True,
+              help="Also delete resources that are not in this ledger (another ledger's mark, or no mark).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
 @click.option("--provider", "only", multiple=True, metavar="NAME", help="Scan only this provider (repeatable).")
 @click.option("--delete", "delete", is_flag=True, help="Delete what was found (needs --yes without a terminal).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool, yes: bool) -> None:
-    """Find resources named mk0r-* that no live session owns, and pending rows left by a crash."""
+def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete: bool, yes: bool, include_foreign: bool) -> None:
+    """Find resources named mk0r-* that no live session owns, and pending rows left by a crash.
+    Those not in this ledger are listed apart and deleted only with --include-foreign."""
     from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
 
-    threshold = parse_duration(older_than)
+    threshold = None if older_than is None else parse_duration(older_than)
     runtime = _runtime()
     available = runtime.scannable()
     _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
@@ -484,22 +491,29 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
         else:
             if not result.orphans:
                 click.echo(f"no orphans (scanned: {', '.join(result.scanned)})", err=True)
-            for o in result.orphans:
-                age = "?" if o.age_s is None else f"{o.age_s:.0f}s"
-                click.echo(f"{o.provider:15} {o.kind:12} {o.name:22} {o.remote_id or '-':30} {age:>8}  {o.reason}")
+            for title, group in (("", result.ours), ("not in this ledger (deleted only with --include-foreign):", result.foreign)):
+                if group and title:
+                    click.echo(title)
+                for o in group:
+                    age = "?" if o.age_s is None else f"{o.age_s:.0f}s"
+                    click.echo(f"{o.provider:15} {o.kind:12} {o.name:22} {o.remote_id or '-':30} {age:>8}  {o.reason}")
         sys.exit(1 if result.warnings else 0)
-    if result.orphans and not yes:
+    chosen = result.orphans if include_foreign else result.ours
+    if result.foreign and not include_foreign:
+        click.echo(f"{len(result.foreign)} resource(s) not in this ledger are left alone (--include-foreign deletes them)", err=True)
+    if chosen and not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to delete orphans without --yes: there is no terminal to confirm on")
-        for o in result.orphans:
-            click.echo(f"  {o.provider:15} {o.kind:12} {o.name}", err=True)
-        if not click.confirm(f"Delete these {len(result.orphans)} resource(s)?", default=False, err=True):
+        for o in chosen:
+            click.echo(f"  {o.provider:15} {o.kind:12} {o.name}" + ("  (not in this ledger)" if o.foreign else ""), err=True)
+        if not click.confirm(f"Delete these {len(chosen)} resource(s)?", default=False, err=True):
             click.echo("nothing deleted", err=True)
             sys.exit(1)
 
     async def run(stop: asyncio.Event) -> list[TeardownOutcome]:
         try:
-            return await delete_orphans(runtime, result.orphans, sink=_progress_sink(sys.stderr.isatty()), stop=stop)
+            return await delete_orphans(runtime, chosen, sink=_progress_sink(sys.stderr.isatty()), stop=stop,
+                                        include_foreign=include_foreign)
         finally:
             await runtime.aclose()
 
@@ -509,7 +523,10 @@ def orphans(older_than: str, as_json: bool, only: tuple[str, ...], delete: bool,
     else:
         for d in deleted:
             click.echo(f"  {d.outcome:13} {d.resource.provider:15} {d.resource.kind:12} {d.resource.name}" + (f"  {d.error}" if d.error else ""))
-    sys.exit(0 if all(d.outcome in ("deleted", "already_gone") for d in deleted) and not result.warnings else 1)
+    for d in deleted:
+        if d.outcome == "skipped":  # re-checked just before its delete: its session is live again, or adopted
+            click.echo(f"{d.resource.provider} {d.resource.kind} {d.resource.name}: {d.error}", err=True)
+    sys.exit(0 if all(d.outcome in ("deleted", "already_gone", "skipped") for d in deleted) and not result.warnings else 1)
 
 
 # -- the embedded server --------------------------------------------------------------------

@@ -102,7 +102,8 @@ def test_orphans_json_lists_a_pending_row(session_key, mk0r_home):
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert [(o["provider"], o["kind"], o["name"]) for o in found] == [("local-git", "bare-repo", session.resource_name)]
-    assert set(found[0]) == {"provider", "kind", "name", "id", "age_s", "reason"}
+    assert set(found[0]) == {"provider", "kind", "name", "id", "age_s", "reason", "foreign", "owner"}
+    assert found[0]["foreign"] is False  # this ledger's own pending row
     assert mk0r("orphans", "--provider", "local-git", "--older-than", "1h", "--json").stdout.strip() == "[]"
     assert_clean_failure(mk0r("orphans", "--older-than", "soon"), 2, "bad duration")
     deleted = mk0r("orphans", "--provider", "local-git", "--delete", "--yes", "--json")

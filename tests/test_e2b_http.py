@@ -262,7 +262,9 @@ async def test_the_target_provisions_through_the_sdk(e2b_spec, mk0r_home, sessio
     outcome = await E2BTarget(settings=settings, backend=recording).provision(ctx)
 
     assert outcome.resources[0].remote_id == "sbx1"
-    assert json.loads(create.calls.last.request.content)["metadata"] == {"mk0r": "1", "mk0r_session": session.resource_name}
+    assert json.loads(create.calls.last.request.content)["metadata"] == {
+        "mk0r": "1", "mk0r_session": session.resource_name, "mk0r_ledger": ledger.ledger_id,  # the owner mark
+    }
     assert [c.request.url.params["path"] for c in writes.calls] == ["/app/.gitignore", "/app/.env", "/app/AGENTS.md", "/app/CLAUDE.md"]
     assert "chmod 600 /app/.env" in recording.commands
     (row,) = ledger.resources(session_key, provider="e2b", live_only=True)

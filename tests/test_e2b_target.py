@@ -160,7 +160,7 @@ async def test_delivers_env_instructions_gitignore_and_origin(backend, session_k
     assert target_result(report).status is Status.OK, target_result(report).error
     assert [c[0] for c in backend.calls].count("create") == 1
     (sandbox_id, box), = backend.sandboxes.items()
-    assert box.metadata == {"mk0r": "1", "mk0r_session": session.resource_name}
+    assert box.metadata == {"mk0r": "1", "mk0r_session": session.resource_name, "mk0r_ledger": runtime.ledger.ledger_id}
 
     env_text = box.files["/app/.env"]
     assert dotenv_values(stream=io.StringIO(env_text), interpolate=False) == dict(report.env)

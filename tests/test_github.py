@@ -68,7 +68,10 @@ async def test_provision_creates_a_private_empty_repo_for_the_user(respx_spec, g
     outcome = await github.provision(ctx)
 
     request = create.calls[0].request
-    assert json.loads(request.content) == {"name": name, "private": True, "auto_init": False}
+    assert json.loads(request.content) == {
+        "name": name, "private": True, "auto_init": False,
+        "description": f"mk0r-tui ledger {runtime.ledger.ledger_id}",  # the owner mark (orphans)
+    }
     assert request.headers["x-github-api-version"] == "2022-11-28"
     assert request.headers["accept"] == "application/vnd.github+json"
     assert request.headers["authorization"] == f"Bearer {TOKEN}"

@@ -165,7 +165,8 @@ async def test_resources_no_session_owns_are_orphans_but_live_ones_are_not(sessi
     fake.store["mk0r-strayresourc"] = "db-99"
     scan = await find_orphans(runtime, providers=["db"])
     assert [o.name for o in scan.orphans] == ["mk0r-strayresourc"]
-    assert scan.orphans[0].reason == "no live session in the ledger owns it"
+    # a provider with no owner mark, and a name no session of this ledger has: maybe another ledger's
+    assert scan.orphans[0].reason == "not in this ledger (no owner mark)" and scan.orphans[0].foreign
 
 
 async def test_discovery_failure_is_a_warning_not_a_crash(session_key):

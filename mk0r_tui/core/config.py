@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     github_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_GITHUB"))
     posthog_concurrency: int | None = Field(None, ge=1, validation_alias=_env("MK0R_CONCURRENCY_POSTHOG"))
     no_keyring: bool = Field(False, validation_alias=_env("MK0R_NO_KEYRING"))
+    #: a session's run lease whose owner has not beaten for this long is gone (its process died elsewhere)
+    lease_stale_s: float = Field(15.0, validation_alias=_env("MK0R_LEASE_STALE_S"))
+    #: how long a provision or teardown waits for a busy session before saying who holds it
+    lease_wait_s: float = Field(60.0, validation_alias=_env("MK0R_LEASE_WAIT_S"))
 
     @field_validator("home", "postgres_dir_override", mode="before")
     @classmethod
@@ -94,6 +98,20 @@ class Settings(BaseSettings):
     def _positive_finite(cls, value: float) -> float:
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"must be a number above 0 (got {value})")
+        return value
+
+    @field_validator("lease_stale_s")
+    @classmethod
+    def _stale(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 1:
+            raise ValueError(f"must be at least 1 second (got {value})")
+        return value
+
+    @field_validator("lease_wait_s")
+    @classmethod
+    def _lease_wait(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be 0 or more seconds (got {value})")
         return value
 
     @field_validator("github_mutation_gap_s")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import sqlite3
 import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,8 @@ from typing import Any
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
 from mk0r_tui.core.events import Event, event_from_fields
-from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session
-from mk0r_tui.core.states import HANDOFF_LEFT, SessionPhase, changed_hands
+from mk0r_tui.core.models import RESOURCE_PREFIX, ProviderResult, ResourceRef, ResourceState, Session
+from mk0r_tui.core.states import HANDOFF_LEFT, SessionPhase, changed_hands, owner_gone_state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -69,7 +72,7 @@ CREATE INDEX IF NOT EXISTS runs_provider ON runs(provider, finished_at);
 
 #: the schema version this code reads and writes (`PRAGMA user_version`). A ledger with a lower
 #: version is migrated forward on open by `MIGRATIONS`; a higher one (a newer mk0r-tui) is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: every column each table must have; a ledger missing one is damaged (or from another program)
 COLUMNS = {
@@ -80,6 +83,8 @@ COLUMNS = {
     ),
     "runs": ("id", "session_key", "provider", "slot", "status", "latency_ms", "attempts", "error", "note", "finished_at"),
     "journal": ("id", "at", "session", "slug", "provider", "kind", "fields", "origin"),
+    "leases": ("name", "session_key", "kind", "host", "pid", "started_at", "heartbeat_at", "token"),
+    "ledger_meta": ("key", "value"),
 }
 
 
@@ -118,8 +123,23 @@ def _migrate_handoff(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE resources ADD COLUMN {column} {decl}")
 
 
+
+
+def _migrate_add_leases(db: sqlite3.Connection) -> None:
+    """Runs have an owner that other processes can see: a lease per session name (who runs it,
+    since when, its last heartbeat), and this ledger's own id (the owner mark put on what it
+    creates, so another ledger's resources are told apart from orphans)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS leases ("
+        " name TEXT PRIMARY KEY, session_key TEXT NOT NULL, kind TEXT NOT NULL, host TEXT NOT NULL,"
+        " pid INTEGER NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, token TEXT NOT NULL)"
+    )
+    db.execute("CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('ledger_id', ?)", (secrets.token_hex(8),))
+
+
 #: MIGRATIONS[v] takes a ledger from version v to v + 1, inside one transaction
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_add_journal, 2: _migrate_handoff}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_add_journal, 2: _migrate_handoff, 3: _migrate_add_leases}
 
 
 class LedgerError(ConfigError):
@@ -214,6 +234,53 @@ class RunRow:
     error: str | None
     note: str | None
     finished_at: float
+
+
+#: this machine's name, as leases record it (a lease of this host is checked by its pid)
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a zombie, killed but not yet reaped, does not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who runs a session now: one row per session name (`mk0r-<slug>`) while a provision, a
+    teardown or an orphan delete works on it."""
+
+    name: str
+    session_key: str
+    kind: str  # provision | teardown | orphans
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    token: str
+
+    def gone(self, now: float, stale_s: float) -> bool:
+        """Its owner is gone: a dead process on this host, or no heartbeat for `stale_s`."""
+        if self.host == HOST and not pid_alive(self.pid):
+            return True
+        return now - self.heartbeat_at > stale_s
+
+    def describe(self) -> str:
+        verb = {"provision": "provisioned", "teardown": "torn down"}.get(self.kind, "cleaned up (orphans)")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
+        return f"being {verb} by {self.host}:{self.pid} since {since} (last heartbeat {time.time() - self.heartbeat_at:.0f}s ago)"
 
 
 class Ledger:
@@ -356,6 +423,92 @@ class Ledger:
                 raise self._damaged(exc) from None
             except sqlite3.DatabaseError as exc:
                 raise self._damaged(exc) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: what it reads no other process changes before it commits."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+
+    @property
+    def ledger_id(self) -> str:
+        """This ledger's own random id, made with it: the owner mark on what it creates."""
+        rows = self._read("SELECT value FROM ledger_meta WHERE key = 'ledger_id'")
+        if not rows:  # cannot happen after the migration, unless edited by hand
+            with self._transaction() as db:
+                db.execute("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('ledger_id', ?)", (secrets.token_hex(8),))
+            rows = self._read("SELECT value FROM ledger_meta WHERE key = 'ledger_id'")
+        return str(rows[0]["value"])
+
+    # leases: who runs a session, across processes ----------------------------------------
+
+    def acquire_lease(self, name: str, session_key: str, kind: str, token: str, *, stale_s: float) -> LeaseRow | None:
+        """Take the lease on session `name` in one transaction, if it is free or its owner is
+        gone. Returns None when taken, else the live holder's row (nothing changed)."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                holder = _lease_row(row)
+                if holder.token != token and not holder.gone(now, stale_s):
+                    return holder
+            db.execute(
+                "INSERT OR REPLACE INTO leases(name, session_key, kind, host, pid, started_at, heartbeat_at, token)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (name, session_key, kind, HOST, os.getpid(), now, now, token),
+            )
+        return None
+
+    def beat_lease(self, name: str, token: str) -> bool:
+        """Renew the heartbeat; False when the lease is no longer this token's (taken as stale)."""
+        cur = self._write("UPDATE leases SET heartbeat_at = ? WHERE name = ? AND token = ?", (time.time(), name, token))
+        return cur.rowcount == 1
+
+    def release_lease(self, name: str, token: str) -> None:
+        self._write("DELETE FROM leases WHERE name = ? AND token = ?", (name, token))
+
+    def leases(self) -> list[LeaseRow]:
+        return [_lease_row(r) for r in self._read("SELECT * FROM leases ORDER BY name")]
+
+    def live_leases(self, stale_s: float) -> dict[str, LeaseRow]:
+        """Session name → the lease of a run whose owner is alive."""
+        now = time.time()
+        return {lease.name: lease for lease in self.leases() if not lease.gone(now, stale_s)}
+
+    def settle_owner_gone(self, stale_s: float) -> list[str]:
+        """Write the owner-gone word (core/states.py: `provisioning` → `interrupted`) for every
+        session that claims a run with no live lease, in one transaction with the lease check so
+        a run starting meanwhile is never marked. Returns the keys changed."""
+        now = time.time()
+        changed: list[str] = []
+        if not self._read("SELECT 1 FROM sessions WHERE state = ? LIMIT 1", (SessionPhase.PROVISIONING.value,)):
+            return changed  # the common case: no run claimed, no write lock taken
+        with self._transaction() as db:
+            claimed = db.execute(
+                "SELECT key, slug, state FROM sessions WHERE state = ?", (SessionPhase.PROVISIONING.value,)
+            ).fetchall()
+            if not claimed:
+                return changed
+            live = {r["name"] for r in db.execute("SELECT * FROM leases") if not _lease_row(r).gone(now, stale_s)}
+            for session in claimed:
+                word = owner_gone_state(session["state"])
+                if word is None or RESOURCE_PREFIX + session["slug"] in live:
+                    continue
+                db.execute("UPDATE sessions SET state = ?, updated_at = ? WHERE key = ?", (word.value, now, session["key"]))
+                changed.append(session["key"])
+        return changed
 
     # sessions ---------------------------------------------------------------------------
 
@@ -604,6 +757,11 @@ class Ledger:
                 for value in tuple(row):
                     if isinstance(value, str):
                         yield value
+
+
+def _lease_row(r: sqlite3.Row) -> LeaseRow:
+    return LeaseRow(r["name"], r["session_key"], r["kind"], r["host"], int(r["pid"]), float(r["started_at"]),
+                    float(r["heartbeat_at"]), r["token"])
 
 
 def _session_row(r: sqlite3.Row) -> SessionRow:

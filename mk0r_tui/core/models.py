@@ -172,6 +172,8 @@ class FoundResource:
     name: str
     remote_id: str
     created_at: float | None = None  # epoch seconds, if the provider says
+    #: the ledger id in the resource's owner mark (`mk0r-tui ledger <id>`), where the provider carries one
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,11 @@ class Orphan:
     age_s: float | None
     reason: str
     ledger_id: int | None = None
+    #: not in this ledger: another ledger's mark, or no mark and a name no session here has;
+    #: deleted only with `--include-foreign`
+    foreign: bool = False
+    #: the ledger id of its owner mark, if it has one
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,6 +199,8 @@ class Orphan:
             "id": self.remote_id,
             "age_s": None if self.age_s is None else round(self.age_s, 1),
             "reason": self.reason,
+            "foreign": self.foreign,
+            "owner": self.owner,
         }
 
 

@@ -20,7 +20,7 @@ import abc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.events import EventSink, ProviderProgressed, ProviderRetrying
@@ -47,6 +47,11 @@ class Provider(abc.ABC):
     env_keys: tuple[str, ...] = ()
     #: its own time limit for `provision`, or None for the configured provider timeout
     timeout_s: float | None = None
+    #: how discovery tells this ledger's resources from another's: "mark" (what it creates carries
+    #: `mk0r-tui ledger <id>` and `discover` returns it as `FoundResource.owner`), "local" (under
+    #: this data dir: this ledger's by construction), "none" (only the name: an `mk0r-*` name no
+    #: session of this ledger has is another ledger's until shown otherwise)
+    owner_marks: ClassVar[str] = "none"
 
     @abc.abstractmethod
     async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome: ...
@@ -83,6 +88,11 @@ class SessionResources:
 
     def existing(self, provider: str, kind: str, name: str) -> ResourceRow | None:
         return self._rows.get((provider, kind, name))
+
+    @property
+    def ledger_id(self) -> str:
+        """The ledger's id: the owner mark a provider puts on what it creates, where it can."""
+        return self._ledger.ledger_id
 
     def owned_by_other_session(self, provider: str, kind: str, name: str) -> str | None:
         return self._claims.get((provider, kind, name))
@@ -167,3 +177,23 @@ class ProvisionContext:
 
     def owned_by_other_session(self, kind: str, name: str) -> str | None:
         return self.resources.owned_by_other_session(self.provider, kind, name)
+
+    @property
+    def owner_mark(self) -> str:
+        """`mk0r-tui ledger <id>`: what a provider writes where the resource can carry a mark."""
+        return owner_mark(self.resources.ledger_id)
+
+
+#: the owner mark's text; `parse_owner_mark` reads the ledger id back
+OWNER_MARK_PREFIX = "mk0r-tui ledger "
+
+
+def owner_mark(ledger_id: str) -> str:
+    return f"{OWNER_MARK_PREFIX}{ledger_id}"
+
+
+def parse_owner_mark(text: str | None) -> str | None:
+    """The ledger id in a mark (e.g. a repository's description), or None when there is none."""
+    if not text or not text.startswith(OWNER_MARK_PREFIX):
+        return None
+    return text[len(OWNER_MARK_PREFIX):].split()[0] if text[len(OWNER_MARK_PREFIX):].strip() else None

@@ -75,3 +75,27 @@ def handed_off_session(handoffs: Iterable[str | None]) -> bool:
         any(w in HANDOFF_LEFT for w in words)
         and all(w in HANDOFF_LEFT or w == "kept" for w in words)
     )
+
+
+#: the note shown beside a state word that was decided because the run's owner is gone
+OWNER_GONE = "owner gone"
+
+
+def owner_gone_state(state: str) -> SessionPhase | None:
+    """The word for a session whose ledger says a provision is working on it (`provisioning`)
+    while that run's lease is gone (its process died, or stopped beating): `interrupted`, which
+    `provision` again resumes (adopting what the ledger recorded). None when the rule does not
+    apply. A dead *teardown* keeps `tearing_down`: with no live lease that word is what marks
+    a teardown that died (its leftovers are orphans, issue 6), and `teardown` again resumes it."""
+    if state == SessionPhase.PROVISIONING.value:
+        return SessionPhase.INTERRUPTED
+    return None
+
+
+def displayed_state(state: str, *, run_alive: bool) -> str:
+    """The one word every screen shows for a session: the ledger's word, unless it claims a run
+    that has no live owner (then `owner_gone_state`)."""
+    if run_alive:
+        return state
+    gone = owner_gone_state(state)
+    return gone.value if gone is not None else state

@@ -257,14 +257,10 @@ async def run_handoff(
 ) -> HandoffReport:
     """Do the planned hand-off: the providers in parallel, each outcome recorded as it lands."""
     session = runtime.ledger.require_session(key)
-    if session.key in runtime.in_flight:
-        raise UsageError(f"session {session.key!r} is busy (provisioning or tearing down); try again when it settles")
     plan = steps if steps is not None else plan_handoff(runtime, session.key, request)
-    runtime.in_flight.add(session.key)
-    try:
+    # the session's lease, as provision and teardown hold it: one runner per session, in any process
+    async with runtime.lease(session.session.resource_name, session.key, "handoff"):
         items = await asyncio.gather(*(_do(runtime, step, request) for step in plan))
-    finally:
-        runtime.in_flight.discard(session.key)
     state = _settle_session(runtime, session.key)
     return HandoffReport(session.key, tuple(items), state)
 

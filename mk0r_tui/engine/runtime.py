@@ -7,6 +7,7 @@ Provider instances are built once per process and shared by every session, so an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from mk0r_tui.core.config import Settings, load_settings
@@ -16,6 +17,7 @@ from mk0r_tui.core.plan import Plan
 from mk0r_tui.core.provider import Provider
 from mk0r_tui.engine import plan as planning
 from mk0r_tui.engine.journal import JournalWriter
+from mk0r_tui.engine.lease import session_lease
 from mk0r_tui.providers import Registry
 
 log = logging.getLogger("mk0r_tui")
@@ -38,10 +40,16 @@ class Runtime:
         self.ledger = ledger
         self.registry = registry
         self._providers: dict[str, Provider] = {}
-        #: session keys being provisioned or torn down in this process right now
-        self.in_flight: set[str] = set()
         #: every run of this process appends its events here (engine/journal.py)
         self.journal = JournalWriter(self.ledger)
+
+    def lease(self, name: str, session_key: str, kind: str) -> contextlib.AbstractAsyncContextManager[object]:
+        """Hold the lease on session `name` (engine/lease.py) for a provision or a teardown: what
+        every process reads as "in flight"; waits `MK0R_LEASE_WAIT_S` for a live holder."""
+        return session_lease(
+            self.ledger, name, session_key, kind,
+            stale_s=self.settings.lease_stale_s, wait_s=self.settings.lease_wait_s,
+        )
 
     def plan(self, target: str | None = None) -> Plan:
         """What a provisioning run does now: resolved once per run, by the caller that starts it."""

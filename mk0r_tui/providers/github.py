@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, HandoffAnswer, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.core.provider import AuthCheck, ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, ProvisionContext, parse_owner_mark
 from mk0r_tui.providers.http import (
     ApiClient,
     Clock,
@@ -40,6 +40,7 @@ from mk0r_tui.providers.http import (
     created_but_unreadable,
     dropped_if_refused,
     iso_epoch,
+    lookup_failed,
     parse_model,
 )
 
@@ -84,6 +85,7 @@ class _RepoItem(BaseModel):
     name: str
     full_name: str
     created_at: str | None = None
+    description: str | None = None
 
 
 class _User(BaseModel):
@@ -157,6 +159,7 @@ def _already_exists(exc: ProviderError) -> bool:
 
 class GitHubProvider(CloudProvider):
     name: ClassVar[str] = "github"
+    owner_marks: ClassVar[str] = "mark"
     slot: ClassVar[Slot] = Slot.REPO
     env_keys: ClassVar[tuple[str, ...]] = ("GITHUB_REPO", "GITHUB_REPO_URL", "GIT_REMOTE_URL")
     key_name = "GITHUB_PROVISIONING_TOKEN"
@@ -264,7 +267,7 @@ class GitHubProvider(CloudProvider):
         await self.create_budget.take(ctx)
         ctx.progress(f"creating private repository {owner}/{name}")
         response = await self.api.request(
-            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False}, main=True,
+            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False, "description": ctx.owner_mark}, main=True,
         )
         try:
             return parse_model(response, _Repo, f"POST {path}")
@@ -280,10 +283,13 @@ class GitHubProvider(CloudProvider):
                 call=error.call, status=422,
                 hint="delete or rename that repository, or provision with another session key",
             )
-        repo = await self._get(ctx, full_name)
+        try:
+            repo = await self._get(ctx, full_name)
+        except ProviderError as exc:  # the look-up's answer, not the create's: unknown, left pending
+            raise lookup_failed(exc) from None
         if repo is None:
-            raise ProviderError(f"GitHub says {full_name} exists but it cannot be read", call=f"GET /repos/{full_name}", status=404,
-                                hint="the token may lack access to it")
+            raise lookup_failed(ProviderError(f"GitHub says {full_name} exists but it cannot be read", call=f"GET /repos/{full_name}",
+                                              status=404, hint="the token may lack access to it"))
         ctx.progress(f"{full_name} already exists and this session made it: adopting it")
         return repo
 
@@ -427,7 +433,10 @@ class GitHubProvider(CloudProvider):
             items = parse_model(response, list[_RepoItem], f"GET {path}")
             for item in items:  # by repo id: a page served twice never lists a repo twice
                 if item.name.startswith(RESOURCE_PREFIX) and item.id not in found:
-                    found[item.id] = FoundResource(self.name, self.kind, item.name, item.full_name, iso_epoch(item.created_at))
+                    found[item.id] = FoundResource(
+                        self.name, self.kind, item.name, item.full_name, iso_epoch(item.created_at),
+                        owner=parse_owner_mark(item.description),
+                    )
             pages += 1
             next_url = response.links.get("next", {}).get("url")
             if next_url and not next_url.startswith(base + "/"):

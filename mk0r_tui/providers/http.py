@@ -544,7 +544,10 @@ async def create_or_adopt(
             ctx.progress(f"{lost} {exc.call} after it was sent: looking {what} up by name")
             reason = f"HTTP {exc.status}" if exc.status else "no answer"
             last = exc
-        found = await find()
+        try:
+            found = await find()
+        except ProviderError as exc:
+            raise lookup_failed(exc) from None
         if found is not None:
             ctx.progress(f"{what} was created: adopting it")
             return found
@@ -561,10 +564,22 @@ async def create_or_adopt(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def lookup_failed(exc: ProviderError) -> ProviderError:
+    """A look-up by name, after a create whose answer was lost, failed: whether the resource
+    exists is unknown, so the intent stays pending (never "never created": a 4xx here is the
+    look-up's answer, not the create's)."""
+    return ProviderError(
+        f"{exc.args[0]} (looking it up after a lost create answer; whether it was created is unknown)",
+        call=exc.call, status=exc.status, hint=exc.hint or "run `mk0r-tui orphans`, or provision again to adopt it",
+        outcome_unknown=True,
+    )
+
+
 @contextmanager
 def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> Iterator[None]:
     """A create the provider refused outright (400/401/403/404/409/422) made nothing: the
-    pending intent is closed as deleted, so orphan scans do not chase it."""
+    pending intent is closed as deleted, so orphan scans do not chase it. Only the create's own
+    answer counts: a failed look-up (`lookup_failed`) is an unknown outcome, left pending."""
     try:
         yield
     except ProviderError as exc:

@@ -58,6 +58,7 @@ async def run_git(*args: str, cwd: Path | None = None) -> str:
 
 class LocalGitProvider(Provider):
     name = "local-git"
+    owner_marks = "local"
     slot = Slot.REPO
     env_keys = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")
     kind = "bare-repo"

@@ -25,6 +25,7 @@ KIND = "mailbox"
 
 class LocalMailProvider(Provider):
     name = "local-mail"
+    owner_marks = "local"
     slot = Slot.EMAIL
     env_keys = (
         "RESEND_API_KEY", "RESEND_BASE_URL", "RESEND_API_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD",

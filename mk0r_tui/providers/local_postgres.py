@@ -36,6 +36,7 @@ def admin_from_url(url: str) -> AdminInfo:
 
 class LocalPostgresProvider(Provider):
     name = "local-postgres"
+    owner_marks = "local"
     slot = Slot.DATABASE
     env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 

@@ -43,6 +43,10 @@ def idempotency_key(text: str) -> str:
     return key or "mk0r"
 
 
+#: the sandbox metadata key holding the owner mark: the id of the ledger that created it
+LEDGER_META = "mk0r_ledger"
+
+
 def sandbox_metadata(name: str) -> dict[str, str]:
     return {**OURS, SESSION_META: name}
 
@@ -84,6 +88,7 @@ def git_wiring_script(origin: str | None) -> str:
 
 class E2BTarget(Provider):
     name: ClassVar[str] = "e2b"
+    owner_marks: ClassVar[str] = "mark"
     slot: ClassVar[Slot] = Slot.TARGET
     env_keys: ClassVar[tuple[str, ...]] = ()
     kind = KIND
@@ -182,7 +187,7 @@ class E2BTarget(Provider):
                 self.backend.create(
                     template=self.settings.e2b_template,
                     timeout_s=self.settings.e2b_timeout_s,
-                    metadata=sandbox_metadata(name),
+                    metadata={**sandbox_metadata(name), LEDGER_META: ctx.resources.ledger_id},
                     idempotency_key=idempotency_key(f"{name}-{row.id}"),
                 ),
             )
@@ -262,7 +267,8 @@ class E2BTarget(Provider):
             for sandbox in sandboxes:
                 session = sandbox.metadata.get(SESSION_META, "")
                 if sandbox.metadata.get("mk0r") == OURS["mk0r"] and session.startswith(RESOURCE_PREFIX):
-                    found.append(FoundResource(self.name, KIND, session, sandbox.sandbox_id, sandbox.started_at))
+                    found.append(FoundResource(self.name, KIND, session, sandbox.sandbox_id, sandbox.started_at,
+                                               owner=sandbox.metadata.get(LEDGER_META) or None))
         return found
 
     async def check_auth(self) -> AuthCheck:

@@ -29,6 +29,7 @@ def ensure_gitignore(folder: Path) -> None:
 
 class LocalFolderTarget(Provider):
     name: ClassVar[str] = "local-folder"
+    owner_marks: ClassVar[str] = "local"
     slot: ClassVar[Slot] = Slot.TARGET
     env_keys: ClassVar[tuple[str, ...]] = ()
     kind = "app-folder"

@@ -50,6 +50,9 @@ AGE_REFRESH_S = 10.0
 RUNNING_STATES = ("provisioning", "tearing_down")
 #: how often a writable dashboard asks where pending hand-offs (Neon claims, GitHub transfers) stand
 HANDOFF_FOLLOW_S = 60.0
+#: how often the dashboard re-reads the run leases: a session whose run's owner is gone (another
+#: process killed, or silent for MK0R_LEASE_STALE_S) turns `interrupted (owner gone)` within this
+OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
 
 
@@ -162,6 +165,7 @@ class Mk0rApp(App[None]):
         ledger = self.runtime.ledger
         # the cursor first: what is appended while the rest loads is followed, never missed
         self.journal_cursor = ledger.journal_max_id()
+        ledger.settle_owner_gone(self.runtime.settings.lease_stale_s)  # the same word `sessions --json` shows
         runs = ledger.latest_runs_all()
         resources: dict[str, list[ResourceRow]] = {}
         for resource in ledger.resources():
@@ -221,6 +225,7 @@ class Mk0rApp(App[None]):
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
         if not self.read_only:
             self.set_interval(HANDOFF_FOLLOW_S, self.follow_handoffs, name="handoff")
+        self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
@@ -272,6 +277,27 @@ class Mk0rApp(App[None]):
     def _tick(self) -> None:
         """The one ticker: spinners and elapsed times of the selected session's running panels."""
         self.dashboard.tick(time.time())  # it returns at once unless the selected session has a running panel
+
+    def _check_owners(self) -> None:
+        """Sessions whose run's owner is gone get the owner-gone word (core/states.py), written to
+        the ledger so the dashboard, `sessions --json` and the ledger keep agreeing."""
+        try:
+            changed = self.runtime.ledger.settle_owner_gone(self.runtime.settings.lease_stale_s)
+        except Exception:  # a ledger that cannot be written now: the next check tries again
+            return
+        for key in changed:
+            current = self.sessions.get(key)
+            if current is not None and current.busy:
+                continue  # this dashboard's own run: its events say how it ends
+            fresh = self._session_from_ledger(key, None)
+            self.sessions[key] = fresh
+            line = LogLine(time.time(), f"the run's owner is gone: session {fresh.state.replace('_', ' ')} (owner gone)", "error")
+            self.logs.setdefault(key, deque(maxlen=LOG_LINES_KEPT)).append(line)
+            self.dashboard.event_logged(key, line)
+            self._dirty.add(key)
+        if changed and not self._repaint_scheduled:
+            self._repaint_scheduled = True
+            self.call_later(self._repaint_dirty)
 
     @on(SessionEventReceived)
     def _session_event_received(self, message: SessionEventReceived) -> None:

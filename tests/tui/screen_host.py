@@ -35,6 +35,8 @@ class DiscoverOnly:
         self.name = name
         self.slot = slot
         self.env_keys = ()
+        #: like the real local providers: under this data dir, this ledger's by construction
+        self.owner_marks = "local" if name.startswith("local-") else "none"
         self.found = list(found)
         self.error = error
         self.gate = gate

@@ -304,3 +304,23 @@ def test_orphans_snapshot(snap_compare, mk0r_home):
             assert snap_compare(host(runtime), terminal_size=(120, 30), run_before=marked_one)
     finally:
         runtime.close()
+
+
+async def test_foreign_rows_are_shown_after_this_ledgers_and_never_marked_by_mark_all(runtime_with_postgres, leftover_repo):
+    """A resource that may be another ledger's (a provider with no owner mark, as Neon, and a
+    name no session here has) is listed apart, after this ledger's, and `a` skips it."""
+    foreign = FoundResource("local-postgres", "database", "mk0r-someone-else", "prj-1", None)
+    unmarked = DiscoverOnly("local-postgres", found=[foreign])
+    unmarked.owner_marks = "none"  # as on Neon: only the name says whose it is
+    runtime = runtime_with_postgres(unmarked)
+    foreign_key = orphan_key("local-postgres", "database", "mk0r-someone-else")
+    app = host(runtime)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, OrphansScreen)
+        assert screen.rows[foreign_key].orphan.foreign and not screen.rows[LEFTOVER_KEY].orphan.foreign
+        assert table_keys(screen)[-1] == foreign_key  # apart: after this ledger's rows
+        await pilot.press("a")
+        assert screen.rows[LEFTOVER_KEY].marked and not screen.rows[foreign_key].marked
+        assert "not in this ledger" in str(screen.query_one(DataTable).get_row(foreign_key)[-1])

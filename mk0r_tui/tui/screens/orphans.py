@@ -77,14 +77,17 @@ class OrphanRow:
     def describe(self) -> str:
         o = self.orphan
         where = f" (id {o.remote_id})" if o.remote_id and o.remote_id != o.name else ""
-        return f"{o.provider} {o.kind} {o.name}{where}, age {human_age(o.age_s)}"
+        foreign = " — NOT IN THIS LEDGER" if o.foreign else ""
+        return f"{o.provider} {o.kind} {o.name}{where}, age {human_age(o.age_s)}{foreign}"
 
     def outcome(self, palette: Mapping[str, str]) -> Text:
         """The reason, led by the deletion's progress once there is some; the error if it failed.
 
         `palette` is the theme's CSS variables: Rich styles cannot read `$error`."""
         if not self.status:
-            return Text(self.orphan.reason, style="dim")
+            if self.orphan.foreign and not self.orphan.reason.startswith("not in this ledger"):
+                return Text(f"not in this ledger · {self.orphan.reason}", style="dim italic")
+            return Text(self.orphan.reason, style="dim italic" if self.orphan.foreign else "dim")
         ok, bad = palette.get("text-success", "green"), palette.get("text-error", "red")
         style = {DELETING: f"bold {palette.get('text-warning', 'yellow')}", FAILED: f"bold {bad}"}.get(self.status, ok)
         text = Text(self.status, style=style)
@@ -122,7 +125,8 @@ class OrphansScreen(Screen):
         Binding("r", "rescan", "Rescan", id="orphans.rescan", tooltip="Scan every provider and the ledger again"),
         Binding("slash", "focus_filter", "Filter", key_display="/", id="orphans.filter", tooltip="Filter by name"),
         Binding("space,m", "toggle_mark", "Mark", key_display="space", id="orphans.mark", tooltip="Mark or unmark this row"),
-        Binding("a", "mark_all", "Mark all", id="orphans.mark_all", tooltip="Mark every visible row (again: unmark)"),
+        Binding("a", "mark_all", "Mark all", id="orphans.mark_all",
+                tooltip="Mark every visible row of this ledger (again: unmark); rows not in this ledger are marked one by one"),
         Binding("d", "delete_marked", "Delete marked", id="orphans.delete", tooltip="Delete the marked rows, after a confirmation"),
     ]
 
@@ -235,7 +239,8 @@ class OrphansScreen(Screen):
         self._show_status(self._summary())
 
     def action_mark_all(self) -> None:
-        visible = [row for row in self._visible_rows() if row.markable]
+        # never pre-selects what may be another ledger's: those are marked one by one, on purpose
+        visible = [row for row in self._visible_rows() if row.markable and not row.orphan.foreign]
         mark = not all(row.marked for row in visible)
         for row in visible:
             self._put(replace(row, marked=mark))
@@ -276,7 +281,8 @@ class OrphansScreen(Screen):
             self.post_message(self.DeletionProgressed(event))
 
         try:
-            outcomes = await delete_orphans(self.runtime, orphans, sink=sink)
+            # a foreign row is here only because it was marked by hand and confirmed
+            outcomes = await delete_orphans(self.runtime, orphans, sink=sink, include_foreign=True)
         except Exception as exc:
             self.post_message(self.DeletionFinished((), error=describe_error(exc, self.runtime.secrets())))
             raise
@@ -377,7 +383,9 @@ class OrphansScreen(Screen):
         return orphan.age_s is None or orphan.age_s >= self.min_age_s
 
     def _visible_rows(self) -> list[OrphanRow]:
-        return [row for row in self.rows.values() if self._visible(row)]
+        """This ledger's orphans first, then (apart) those not in this ledger."""
+        rows = [row for row in self.rows.values() if self._visible(row)]
+        return [r for r in rows if not r.orphan.foreign] + [r for r in rows if r.orphan.foreign]
 
     def _row_under_cursor(self) -> OrphanRow | None:
         table = self.query_one(DataTable)

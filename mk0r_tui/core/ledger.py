@@ -577,7 +577,8 @@ class Ledger:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (session_key, provider, kind, name, ResourceState.PENDING.value, _clean(json.dumps(meta or {})), now, now),
             )
-            return self.resource(int(cur.lastrowid))
+            assert cur.lastrowid is not None  # an INSERT always sets it
+            return self.resource(cur.lastrowid)
 
     def mark_created(
         self, resource_id: int, remote_id: str | None, *, url: str | None = None, meta: dict[str, Any] | None = None

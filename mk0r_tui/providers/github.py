@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import httpx
 from pydantic import BaseModel
 
 from mk0r_tui.core.errors import ProviderError
@@ -36,6 +37,7 @@ from mk0r_tui.providers.http import (
     ApiClient,
     Clock,
     CloudProvider,
+    RetryReporter,
     create_or_adopt,
     created_but_unreadable,
     dropped_if_refused,
@@ -116,7 +118,7 @@ class CreateBudget:
                 wait = max(wait, inside[len(inside) - limit] + span - now)
         return wait
 
-    async def take(self, ctx=None) -> None:
+    async def take(self, ctx: RetryReporter | None = None) -> None:
         while True:
             now = self.clock.monotonic()
             wait = self._wait(now)
@@ -158,10 +160,10 @@ def _already_exists(exc: ProviderError) -> bool:
 
 
 class GitHubProvider(CloudProvider):
-    name: ClassVar[str] = "github"
+    name = "github"
     owner_marks: ClassVar[str] = "mark"
-    slot: ClassVar[Slot] = Slot.REPO
-    env_keys: ClassVar[tuple[str, ...]] = ("GITHUB_REPO", "GITHUB_REPO_URL", "GIT_REMOTE_URL")
+    slot = Slot.REPO
+    env_keys = ("GITHUB_REPO", "GITHUB_REPO_URL", "GIT_REMOTE_URL")
     key_name = "GITHUB_PROVISIONING_TOKEN"
     kind = "repo"
     page_size = 100
@@ -171,7 +173,7 @@ class GitHubProvider(CloudProvider):
     _login: str | None = None
     _login_lookup: asyncio.Task[str] | None = None
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.create_budget = CreateBudget(self.clock)
 
@@ -302,7 +304,7 @@ class GitHubProvider(CloudProvider):
         return parse_model(response, _Repo, f"GET /repos/{full_name}")
 
     @staticmethod
-    def _moved(response, full_name: str, recorded_id: int | None, method: str, doing: str) -> ProviderError:
+    def _moved(response: httpx.Response, full_name: str, recorded_id: int | None, method: str, doing: str) -> ProviderError:
         """A 301/307: the repository was renamed or transferred. Not followed, whatever it is."""
         moved_id = _redirect_id(response.headers.get("location"))
         if recorded_id is not None and moved_id == int(recorded_id):

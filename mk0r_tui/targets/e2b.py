@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,7 +25,7 @@ from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, ResourceState, Slot
 from mk0r_tui.core.provider import AuthCheck, Provider, ProvisionContext
 from mk0r_tui.providers.local_git import check_remote_url
-from mk0r_tui.targets.sandbox import SANDBOX_USER, CommandResult, E2BSandboxBackend, SandboxBackend, SandboxGone
+from mk0r_tui.targets.sandbox import SANDBOX_USER, CommandResult, E2BSandboxBackend, SandboxBackend, SandboxGone, SandboxSummary
 
 T = TypeVar("T")
 
@@ -87,10 +87,10 @@ def git_wiring_script(origin: str | None) -> str:
 
 
 class E2BTarget(Provider):
-    name: ClassVar[str] = "e2b"
+    name = "e2b"
     owner_marks: ClassVar[str] = "mark"
-    slot: ClassVar[Slot] = Slot.TARGET
-    env_keys: ClassVar[tuple[str, ...]] = ()
+    slot = Slot.TARGET
+    env_keys = ()
     kind = KIND
 
     def __init__(
@@ -242,7 +242,7 @@ class E2BTarget(Provider):
             return False
         return await self.backend.kill(sandbox_id)
 
-    async def _pages(self, metadata: dict[str, str]):
+    async def _pages(self, metadata: dict[str, str]) -> AsyncIterator[tuple[SandboxSummary, ...]]:
         token: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_LIST_PAGES):

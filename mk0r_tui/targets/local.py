@@ -28,10 +28,10 @@ def ensure_gitignore(folder: Path) -> None:
 
 
 class LocalFolderTarget(Provider):
-    name: ClassVar[str] = "local-folder"
+    name = "local-folder"
     owner_marks: ClassVar[str] = "local"
-    slot: ClassVar[Slot] = Slot.TARGET
-    env_keys: ClassVar[tuple[str, ...]] = ()
+    slot = Slot.TARGET
+    env_keys = ()
     kind = "app-folder"
 
     def __init__(self, *, settings: Settings, credentials: Credentials | None = None) -> None:

@@ -113,7 +113,7 @@ class OrphanRow:
         return values
 
 
-class OrphansScreen(Screen):
+class OrphansScreen(Screen[None]):
     """Scan for orphans, filter them, mark some, delete the marked ones after a confirmation."""
 
     CSS_PATH = stylesheet("orphans.tcss")
@@ -190,7 +190,7 @@ class OrphansScreen(Screen):
             )
         yield Static("", id="orphans-scanned")
         yield Static("", id="orphans-warnings")
-        table: DataTable = DataTable(id="orphans-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Text] = DataTable(id="orphans-table", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
             table.add_column(label, key=key, width=COLUMN_WIDTHS.get(key))
         yield table

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,6 +52,12 @@ class Provider(abc.ABC):
     #: this data dir: this ledger's by construction), "none" (only the name: an `mk0r-*` name no
     #: session of this ledger has is another ledger's until shown otherwise)
     owner_marks: ClassVar[str] = "none"
+    #: the hand-off calls this provider implements (engine/handoff.py): "transfer", "invite",
+    #: "follow_transfer" (a repo), "transfer_request", "transfer_to_org", "follow_claim" (a
+    #: database), "revoke_key" (an email key); none by default
+    handoff_calls: ClassVar[frozenset[str]] = frozenset()
+    #: what the last `discover` could not finish (a page cap, a repeated next link): orphans says it
+    discovery_warnings: Sequence[str] = ()
 
     @abc.abstractmethod
     async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome: ...

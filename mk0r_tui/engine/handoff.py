@@ -123,7 +123,7 @@ def _offers(runtime: Runtime, row: ResourceRow, call: str) -> bool:
         provider = runtime.provider(row.provider)
     except Exception:
         return False
-    return callable(getattr(provider, call, None))
+    return call in provider.handoff_calls
 
 
 def plan_handoff(runtime: Runtime, key: str, request: HandoffRequest) -> list[HandoffStep]:
@@ -277,7 +277,7 @@ async def follow_handoff(runtime: Runtime, key: str) -> HandoffReport:
         try:
             provider: Any = runtime.provider(row.provider)
             async with asyncio.timeout(runtime.settings.provider_timeout_s):
-                follow_up = getattr(provider, "follow_transfer", None) or provider.follow_claim
+                follow_up = provider.follow_transfer if "follow_transfer" in provider.handoff_calls else provider.follow_claim
                 answer = await follow_up(row)
         except asyncio.CancelledError:
             raise

@@ -453,7 +453,7 @@ async def find_orphans(
             async with asyncio.timeout(runtime.settings.provider_timeout_s):
                 provider = runtime.provider(name)
                 found = await provider.discover()
-                scan.warnings.extend(getattr(provider, "discovery_warnings", ()))
+                scan.warnings.extend(provider.discovery_warnings)
                 return found
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):

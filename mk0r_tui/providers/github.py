@@ -169,6 +169,7 @@ class GitHubProvider(CloudProvider):
     page_size = 100
     #: discovery reads at most this many pages (100 repos each) of a listing
     max_pages = 100
+    handoff_calls = frozenset({"transfer", "invite", "follow_transfer"})
     discovery_warnings: list[str] = []
     _login: str | None = None
     _login_lookup: asyncio.Task[str] | None = None

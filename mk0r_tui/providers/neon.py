@@ -239,6 +239,7 @@ def env_from_uri(project_id: str, uri: str, pooled_host: str | None = None) -> d
 
 class NeonProvider(CloudProvider):
     name = "neon"
+    handoff_calls = frozenset({"transfer_request", "transfer_to_org", "follow_claim"})
     slot = Slot.DATABASE
     env_keys = (
         "DATABASE_URL", "DATABASE_URL_UNPOOLED", "NEON_PROJECT_ID", "NEON_HOST", "NEON_DB_NAME", "NEON_ROLE_NAME", "NEON_ROLE_PASSWORD",

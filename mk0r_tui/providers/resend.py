@@ -92,6 +92,7 @@ def _hint(status: int, message: str, call: str) -> str | None:
 
 class ResendProvider(CloudProvider):
     name = "resend"
+    handoff_calls = frozenset({"revoke_key"})
     slot = Slot.EMAIL
     env_keys = ("RESEND_API_KEY", "RESEND_SEGMENT_ID", "RESEND_AUDIENCE_ID")
     key_name = "RESEND_PROVISIONING_KEY"

@@ -20,6 +20,8 @@ CLAIM = "https://console.neon.tech/app/claim?p=fake-project&tr=fake-request"
 
 
 class HandingRepo(FakeProvider):
+    handoff_calls = frozenset({"transfer"})
+
     def __init__(self) -> None:
         super().__init__("fake-repo", Slot.REPO, kind="repo", env={"GITHUB_REPO_URL": "https://github.com/octo/x"})
         self.transfers: list[str] = []
@@ -30,6 +32,8 @@ class HandingRepo(FakeProvider):
 
 
 class HandingDb(FakeProvider):
+    handoff_calls = frozenset({"transfer_request", "follow_claim", "transfer_to_org"})
+
     def __init__(self) -> None:
         super().__init__("fake-db", Slot.DATABASE, kind="database", env={"DATABASE_URL": "postgresql://a@h/d"})
         self.claimed = False

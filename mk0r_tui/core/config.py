@@ -107,16 +107,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least 1 second (got {value})")
         return value
 
-    @field_validator("lease_wait_s")
+    @field_validator("lease_wait_s", "github_mutation_gap_s")
     @classmethod
-    def _lease_wait(cls, value: float) -> float:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"must be 0 or more seconds (got {value})")
-        return value
-
-    @field_validator("github_mutation_gap_s")
-    @classmethod
-    def _gap(cls, value: float) -> float:
+    def _zero_or_more_seconds(cls, value: float) -> float:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"must be 0 or more seconds (got {value})")
         return value

@@ -6,8 +6,11 @@ send the `.env` and the repo into the link's target, and make teardown impossibl
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from mk0r_tui.core.errors import ConfigError
@@ -54,3 +57,16 @@ def private_dir(path: Path, root: Path) -> Path:
         if stat.S_IMODE(os.lstat(current).st_mode) != 0o700:
             os.chmod(current, 0o700)
     return path
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder/.lock` exclusively (flock): one process at a time starts or stops the daemon
+    kept in that folder (the embedded Postgres, the mail catcher)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

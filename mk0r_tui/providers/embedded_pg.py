@@ -11,19 +11,18 @@ start); `mk0r-tui local-postgres stop` or `EmbeddedPostgres.stop()` ends it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from mk0r_tui.core.errors import ConfigError
+from mk0r_tui.core.paths import folder_lock
 
 SUPERUSER = "postgres"
 
@@ -131,16 +130,6 @@ class EmbeddedPostgres:
         except subprocess.TimeoutExpired:
             raise ConfigError(f"embedded Postgres: {exe} did not finish within {timeout:.0f}s") from None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def running_port(self) -> int | None:
         """The port of a live server on this data dir, from postmaster.pid, or None."""
         pid_file = self.pgdata / "postmaster.pid"
@@ -161,7 +150,7 @@ class EmbeddedPostgres:
 
     def ensure_running(self) -> AdminInfo:
         """Init the cluster if needed and start it if it is not running. Safe across processes."""
-        with self._locked():
+        with folder_lock(self.root):
             user = self._system_user()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(user)
@@ -240,6 +229,6 @@ class EmbeddedPostgres:
         """Stop the server if it runs; True if it was running."""
         if not (self.pgdata / "PG_VERSION").exists() or self.running_port() is None:
             return False
-        with self._locked():
+        with folder_lock(self.root):
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop", user=self._system_user())
         return True

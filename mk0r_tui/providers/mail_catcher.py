@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import hmac
 import json
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mk0r_tui.core.errors import ConfigError
+from mk0r_tui.core.paths import folder_lock
 
 if TYPE_CHECKING:  # the daemon's libraries, imported at run time only where they are used
     from aiosmtpd.smtp import SMTP, AuthenticatorType, Envelope, Session
@@ -352,21 +352,11 @@ class MailCatcher:
         self.store = MailStore(root)
         self.root = self.store.root
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def running(self) -> Endpoints | None:
         return self.store.running()
 
     def ensure_running(self) -> Endpoints:
-        with self._locked():
+        with folder_lock(self.root):
             endpoints = self.store.running()
             if endpoints is not None:
                 return endpoints

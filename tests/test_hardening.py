@@ -371,3 +371,29 @@ def test_orphans_delete_never_aborts_on_exit(mk0r_home):
             assert "Fatal Python error" not in result.stderr, result.stderr
             codes.append(result.returncode)
     assert set(codes) <= {0}, codes
+
+
+def test_the_embedded_postgres_inside_the_data_dir_survives_the_next_command(tmp_path):
+    """As root, Postgres runs as a system user that must traverse the data dir: a 0700 data dir
+    (tightened by every command) made its checkpointer PANIC at the next checkpoint, so a
+    teardown's DROP DATABASE failed with "server closed the connection unexpectedly" and the
+    session stayed teardown_incomplete. Not root: the server runs as us and 0700 stays."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MK0R_")}
+    env.update({"MK0R_HOME": str(home), "MK0R_NO_KEYRING": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mk0r_tui", *args], env=env, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    try:
+        made = cli("provision", "--session", "pg-inside-0001", "--json")
+        assert made.returncode == 0, made.stderr
+        assert cli("sessions", "--json").returncode == 0  # a later command tightens the data dir again
+        down = cli("teardown", "--yes", "--json", "pg-inside-0001")
+        report = json.loads(down.stdout)
+        assert down.returncode == 0 and report["ok"], [(r["name"], r["error"]) for r in report["resources"]]
+        assert mode(home) == (0o711 if os.geteuid() == 0 else 0o700)
+        assert "PANIC" not in (home / "postgres" / "data" / "server.log").read_text()
+    finally:
+        cli("local-postgres", "stop")

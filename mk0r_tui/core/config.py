@@ -162,14 +162,25 @@ class Settings(BaseSettings):
     def log_path(self) -> Path:
         return self.data_dir / "mk0r-tui.log"
 
+    @property
+    def data_dir_mode(self) -> int:
+        """0700; 0711 when root runs the embedded Postgres inside it. Postgres refuses to run as
+        root, so a system user runs it (as pgserver does) and must be able to *traverse* the data
+        dir to reach its own files: a 0700 data dir made its checkpointer PANIC on the next
+        checkpoint (a DROP DATABASE: "server closed the connection"). 0711 lets no one list the
+        folder; every entry in it keeps its own private mode (apps/, repos/, mail/ 0700; the
+        ledger and the log 0600)."""
+        root_runs_postgres_inside = os.geteuid() == 0 and self.postgres_dir.is_relative_to(self.data_dir)
+        return 0o711 if root_runs_postgres_inside else 0o700
+
     def ensure_data_dir(self) -> Path:
-        """Create the data dir (0700, tightened when it exists, whatever the umask) or raise
-        ConfigError saying why it cannot be used."""
+        """Create the data dir (`data_dir_mode`, tightened when it exists, whatever the umask) or
+        raise ConfigError saying why it cannot be used."""
         path = self.data_dir
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if stat.S_IMODE(path.stat().st_mode) != 0o700:
-                os.chmod(path, 0o700)
+            if stat.S_IMODE(path.stat().st_mode) != self.data_dir_mode:
+                os.chmod(path, self.data_dir_mode)
             probe = path / f".write-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -78,6 +79,18 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def _traversable_to(path: Path) -> None:
+    """Let the server's system user reach `path`: execute (traverse) for group and others on
+    every folder above it, never read (list). Group too: the server process keeps root's group,
+    so a root-group folder checks its group bits. pgserver's own helper opens every parent to
+    g+rx,o+rx, which would make the data dir listable by anyone."""
+    traverse = stat.S_IXGRP | stat.S_IXOTH
+    for parent in path.parents:
+        mode = stat.S_IMODE(parent.stat().st_mode)
+        if mode & traverse != traverse:
+            os.chmod(parent, mode | traverse)
+
+
 class EmbeddedPostgres:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -86,7 +99,8 @@ class EmbeddedPostgres:
         self.log_file = self.pgdata / "server.log"
         self.host = "127.0.0.1"
 
-    # -- running as root: postgres refuses to, so a system user runs it (as pgserver does) --
+    # -- running as root: postgres refuses to, so a system user runs it (as pgserver does); the
+    # data dir stays 0711 for it (Settings.data_dir_mode) --
     def _system_user(self) -> str | None:
         if os.geteuid() != 0:
             return None
@@ -97,11 +111,10 @@ class EmbeddedPostgres:
         if user is None:
             return
         import pwd
-        import stat
 
         utils = _pgserver_utils()
         entry = pwd.getpwnam(user)
-        utils.ensure_prefix_permissions(self.pgdata)
+        _traversable_to(self.pgdata)
         utils.ensure_prefix_permissions(_bin_dir())
         read = stat.S_IRGRP | stat.S_IROTH
         utils.ensure_folder_permissions(_bin_dir(), read | stat.S_IXGRP | stat.S_IXOTH)
@@ -110,7 +123,7 @@ class EmbeddedPostgres:
 
     def _run(self, exe: str, *args: str, user: str | None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         if user is not None and self.pgdata.exists():
-            _pgserver_utils().ensure_prefix_permissions(self.pgdata)  # a parent may have been re-created 0700
+            _traversable_to(self.pgdata)  # a parent may have been re-created 0700
         try:
             return subprocess.run(
                 [str(_bin_dir() / exe), *args],

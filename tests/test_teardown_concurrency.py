@@ -17,11 +17,12 @@ from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.models import FoundResource, Session, Slot
+from mk0r_tui.core.provider import Provider
 from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
 
 
-class CountingProvider:
+class CountingProvider(Provider):
     """Holds `names` upstream; each delete takes a moment and is counted while in flight."""
 
     slot: ClassVar[Slot] = Slot.DATABASE
@@ -34,6 +35,9 @@ class CountingProvider:
         self.in_flight = 0
         self.max_in_flight = 0
         self.order: list[str] = []
+
+    async def provision(self, ctx):  # pragma: no cover - these tests only delete
+        raise AssertionError("teardown tests do not provision")
 
     async def teardown(self, resource: ResourceRow) -> bool:
         self.in_flight += 1

@@ -11,6 +11,7 @@ from textual.screen import Screen
 
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, Slot
+from mk0r_tui.core.provider import Provider
 
 
 class ScreenHost(App):
@@ -26,7 +27,7 @@ class ScreenHost(App):
         self.push_screen(self.make_screen())
 
 
-class DiscoverOnly:
+class DiscoverOnly(Provider):
     """Says `found` exists upstream (or raises `error`); teardown records what it was asked,
     after waiting for `gate` if one is given."""
 

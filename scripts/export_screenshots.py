@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mk0r_tui.core.provider import Provider
 from mk0r_tui.providers import DEFAULT_REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def prepare_environment(home: Path) -> None:
         os.environ.pop(name, None)
 
 
-class Held:
+class Held(Provider):
     """Wraps a real provider; `provision` waits for `release` first (for a mid-flight picture)."""
 
     def __init__(self, inner, release: asyncio.Event) -> None:
@@ -102,15 +103,21 @@ def send_demo_mail(env_file: Path) -> None:
 
 
 async def main_scenes(out: Path) -> None:
+    from dataclasses import replace
+
+    from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.models import Session, Status
     from mk0r_tui.engine.runtime import Runtime
     from mk0r_tui.providers.local_postgres import LocalPostgresProvider
     from mk0r_tui.tui.app import Mk0rApp
 
-    runtime = Runtime(registry=DEFAULT_REGISTRY)
+    settings = load_settings()
     release = asyncio.Event()
-    real_db = LocalPostgresProvider(settings=runtime.settings)
-    runtime._providers["local-postgres"] = Held(real_db, release)
+    held = Held(LocalPostgresProvider(settings=settings), release)
+    # the registry this script hands the runtime: the default one, with local-postgres held
+    registry = replace(DEFAULT_REGISTRY, providers=tuple(
+        replace(s, factory=lambda _s, _c: held) if s.name == "local-postgres" else s for s in DEFAULT_REGISTRY.providers))
+    runtime = Runtime(settings, registry=registry)
     app = Mk0rApp(runtime)
     async with app.run_test(size=SIZE) as pilot:
         # a couple of earlier sessions, so the list and the latency history are not empty
@@ -162,7 +169,7 @@ async def main_scenes(out: Path) -> None:
             await shoot(app, pilot, out, "orphans")
         else:
             print("skipped orphans.svg: the orphans screen is not available")
-    await real_db.aclose()
+    await runtime.aclose()
     runtime.close()
 
 

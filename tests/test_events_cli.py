@@ -41,8 +41,11 @@ def test_events_follow_json_streams_another_process_run_in_order(mk0r_home, fake
     env = cli_env(fake, mk0r_home)
     key = "followed-0001"
     run_cli(env, "sessions")  # the ledger exists before the follower opens it
+    # Ctrl+C as a terminal sends it: a runner started in the background (`cmd &` in a script) has
+    # SIGINT ignored, which a child would inherit and then never see the Ctrl+C this test sends
     follower = subprocess.Popen(cli_command("events", "--follow", "--json"), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         provision = run_cli(env, "provision", "--session", key, "--json")
         assert provision.returncode == 0, provision.stderr

@@ -5,7 +5,6 @@ CLI prints it, the dashboard shows it as panels, the orchestrator executes it.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from mk0r_tui.core.models import Slot
 
@@ -39,9 +38,3 @@ class Plan:
     @property
     def running(self) -> tuple[str, ...]:
         return tuple(step.name for step in self.steps if step.runs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "providers": [{"name": s.name, "slot": s.slot.value, "skipped": s.skipped} for s in self.providers],
-            "target": self.target.name,
-        }

@@ -77,10 +77,6 @@ def handed_off_session(handoffs: Iterable[str | None]) -> bool:
     )
 
 
-#: the note shown beside a state word that was decided because the run's owner is gone
-OWNER_GONE = "owner gone"
-
-
 def owner_gone_state(state: str) -> SessionPhase | None:
     """The word for a session whose ledger says a provision is working on it (`provisioning`)
     while that run's lease is gone (its process died, or stopped beating): `interrupted`, which
@@ -90,12 +86,3 @@ def owner_gone_state(state: str) -> SessionPhase | None:
     if state == SessionPhase.PROVISIONING.value:
         return SessionPhase.INTERRUPTED
     return None
-
-
-def displayed_state(state: str, *, run_alive: bool) -> str:
-    """The one word every screen shows for a session: the ledger's word, unless it claims a run
-    that has no live owner (then `owner_gone_state`)."""
-    if run_alive:
-        return state
-    gone = owner_gone_state(state)
-    return gone.value if gone is not None else state

@@ -278,3 +278,46 @@ def test_keys_set_accepts_the_service_token(tmp_path, fake, memory_keyring):
     result = CliRunner().invoke(cli, ["keys", "set", "MK0R_SERVICE_TOKEN", "--stdin"], input="tok-from-keyring-0001\n")
     assert result.exit_code == 0, result.output
     assert memory_keyring.get_password("mk0r-tui", "MK0R_SERVICE_TOKEN") == "tok-from-keyring-0001"
+
+
+def test_a_worker_killed_mid_job_has_its_job_resumed_by_another_without_duplicates(fake, shared_postgres_dir, tmp_path):
+    """SIGKILL the worker while GitHub's create is in flight (the fake finishes it anyway): another
+    worker gets the stalled job back (procrastinate's heartbeats) and resumes from the ledger,
+    adopting the pending create: every resource exists once."""
+    fake.control(latency_ms={"github": 1500})
+    try:
+        with queue_database(shared_postgres_dir) as url:
+            env = cli_env(fake, tmp_path / "home", MK0R_QUEUE_URL=url, MK0R_SERVICE_TOKEN=TOKEN, MK0R_TARGET="local",
+                          MK0R_POSTGRES_DIR=str(shared_postgres_dir), MK0R_WORKER_HEARTBEAT_S="0.3", MK0R_WORKER_STALLED_S="1.5")
+            with ServeProcess(env, "--no-workers") as api, client(api.url) as c:
+                first = ServeProcess(env, command="worker").start()
+                session = key("killed")
+                accepted = c.post("/v1/sessions", params={"wait": "false"}, json={"session": session})
+                assert accepted.status_code == 202
+                slug = accepted.json()["slug"]
+                # mid-job: GitHub's create sent (its pending row is in the ledger), its answer not back yet
+                wait_until_sync(lambda: fake.state()["requests"]["github"]["in_flight"] >= 1, what="GitHub's create in flight")
+                assert c.get(f"/v1/sessions/{session}").json()["job"]["state"] == "running"
+                first.kill()
+                second = ServeProcess(env, command="worker").start()
+                try:
+                    ready = wait_until_sync(lambda: (s := c.get(f"/v1/sessions/{session}").json())["state"] == "ready"
+                                            and s["job"]["state"] == "succeeded" and s,
+                                            timeout=60, what="the session ready after the takeover")
+                finally:
+                    second.stop()
+                assert ready["job"]["attempts"] == 2 and ready["job"]["state"] == "succeeded"
+                created = names_upstream(fake, slug)
+                assert len(created) == len(set(created)) == 4, created
+                assert "was stalled" in second.log  # the new worker swept it back into the queue
+                # and nothing is left once it is torn down (served by a worker again)
+                again = ServeProcess(env, command="worker").start()
+                try:
+                    assert c.delete(f"/v1/sessions/{session}").json()["ok"] is True
+                finally:
+                    again.stop()
+            assert names_upstream(fake, slug) == []
+            orphans = json.loads(run_cli(env, "orphans", "--json").stdout)
+            assert [o for o in orphans if slug in o["name"]] == []
+    finally:
+        fake.control(latency_ms=FAKE_CONFIG["latency_ms"])

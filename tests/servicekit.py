@@ -29,7 +29,7 @@ SERVING = re.compile(r"serving on (http://[^\s]+) \(pid (\d+)")
 def queue_database(postgres_dir: Path) -> Iterator[str]:
     """A fresh database for one test's job queue (jobs of concurrent tests never mix), dropped after."""
     admin = EmbeddedPostgres(Path(postgres_dir)).ensure_running()
-    name = "mk0r_q_" + uuid.uuid4().hex[:12]
+    name = "svcq_" + uuid.uuid4().hex[:12]  # never mk0r_*: that is a session's database to an orphan scan
     with psycopg.connect(admin.dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:

@@ -196,7 +196,7 @@ class Settings(BaseSettings):
         return path
 
     # -- the provisioning service (issue 13: `mk0r-tui serve` and `mk0r-tui worker`) --------
-    #: the job queue's Postgres; unset: the team ledger's Postgres, else the embedded server's `mk0r_queue`
+    #: the job queue's Postgres; unset: the team ledger's Postgres, else the embedded server's `service_queue_of_mk0r`
     queue_url: str | None = Field(None, validation_alias=_env("MK0R_QUEUE_URL"))
     #: jobs one process runs at once (serve's in-process workers, or `mk0r-tui worker`)
     worker_concurrency: int = Field(16, ge=1, le=1000, validation_alias=_env("MK0R_WORKER_CONCURRENCY"))

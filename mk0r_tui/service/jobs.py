@@ -21,7 +21,7 @@ stored: values are masked; a reveal reads the operator's `.env`.
 
 Where the queue lives: `MK0R_QUEUE_URL` when set; else the team ledger's Postgres
 (`MK0R_LEDGER_URL`, when it is a Postgres URL); else the data dir's embedded Postgres (the local
-profile's server), database `mk0r_queue`.
+profile's server), database `service_queue_of_mk0r`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from mk0r_tui.service.problems import error_body, problem_body, status_of
 log = logging.getLogger("mk0r_tui.service.jobs")
 
 QUEUE = "mk0r"
-QUEUE_DB = "mk0r_queue"
+#: not named mk0r_*: the local-postgres provider lists every `mk0r_*` database of the server as a session's (orphans would drop it)
+QUEUE_DB = "service_queue_of_mk0r"
 PROVISION = "mk0r.provision"
 TEARDOWN = "mk0r.teardown"
 #: pg_advisory_lock key that serialises schema creation across processes

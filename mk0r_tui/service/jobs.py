@@ -321,10 +321,14 @@ class JobQueue:
             try:
                 await self.app.job_manager.retry_job(job)
             except (psycopg.Error, pq_exceptions.ConnectorException) as exc:
-                # e.g. a waiting job of the same kind already holds the queueing lock: that one
-                # does the work; this one is failed so it is not swept again
-                log.warning("stalled job %s not retried (%s); marking it failed", job.id, exc)
-                await self.app.job_manager.finish_job_by_id_async(job.id, status=procrastinate.jobs.Status.FAILED, delete_job=False)
+                cause = exc.__cause__ if isinstance(exc, pq_exceptions.ConnectorException) else exc
+                if isinstance(cause, psycopg.errors.UniqueViolation):
+                    # a waiting job of the same kind and session holds the queueing lock: that one
+                    # does the work; this one is failed so that it is not swept again
+                    log.warning("stalled job %s not queued again: job of the same kind waits; marked failed", job.id)
+                    await self.app.job_manager.finish_job_by_id_async(job.id, status=procrastinate.jobs.Status.FAILED, delete_job=False)
+                else:  # another process's sweep was first (the job is no longer `doing`): nothing to do
+                    log.info("stalled job %s: %s", job.id, " ".join(str(exc).split()))
                 continue
             log.warning("job %s (%s) was stalled (its worker stopped beating): queued again", job.id, job.task_name)
             retried.append(job.id)

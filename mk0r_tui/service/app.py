@@ -312,6 +312,11 @@ def create_app(service: Service) -> ASGIApp:
             parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
         return problem(422, "bad request: " + "; ".join(parts))
 
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
+        return problem(500, f"internal error ({type(exc).__name__}); see the service's log, request id {_context_request_id()}")
+
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return problem(exc.status_code, None if exc.detail in (None, "") else str(exc.detail))

@@ -34,7 +34,7 @@ def is_rate_limit(reason: str) -> bool:
 
 class Metrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # the `_created` series double the text and say nothing a scrape needs
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the `_created` series double the text and say nothing a scrape needs
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.provisions = Counter("mk0r_provisions", "Provider runs of provisions, by provider and outcome (ok, failed, skipped).",

@@ -106,7 +106,8 @@ def test_wait_false_answers_202_with_a_location_that_reaches_ready(service):
         assert r.headers["location"] == f"/v1/sessions/{session}"
         assert r.json()["job"] > 0 and r.json()["kind"] == "provision"
         state = wait_until_sync(lambda: (got := c.get(r.headers["location"])).status_code == 200
-                                and got.json()["state"] == "ready" and got.json(), what="the session is ready")
+                                and got.json()["state"] == "ready" and got.json()["job"]["state"] == "succeeded" and got.json(),
+                                what="the session ready and its job done")
     assert state["job"]["kind"] == "provision" and state["job"]["state"] == "succeeded"
 
 

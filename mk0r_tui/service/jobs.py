@@ -15,8 +15,9 @@ dead wait instead of running twice.
 
 Results: the job writes its outcome (HTTP status and body: the `provision --json` / `teardown
 --json` dict with env masked, or a problem) to `mk0r_job_results` in the queue's database, keyed by
-job id; a waiting request reads it there (one poll per process for all its waiters) or, when this
-process's own worker ran the job, gets it at once (with the env, for `reveal`). Nothing secret is
+job id, and NOTIFYs `mk0r_job_results`; a waiting request reads it there (each process listens,
+then reads all its waiters' results in one query; a slow poll catches a missed notification) or,
+when this process's own worker ran the job, gets it at once (with the env, for `reveal`). Nothing secret is
 stored: values are masked; a reveal reads the operator's `.env`.
 
 Where the queue lives: `MK0R_QUEUE_URL` when set; else the team ledger's Postgres
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS mk0r_job_results (
 )
 """
 ENDED = ("failed", "cancelled", "aborted")
+RESULTS_CHANNEL = "mk0r_job_results"
 
 
 @dataclass
@@ -105,8 +107,10 @@ class JobQueue:
         self.app = procrastinate.App(connector=self.connector)
         self._waiters: dict[int, asyncio.Future[JobOutcome]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self.poll_s = 0.05
+        #: a stored result NOTIFYs `mk0r_job_results`; this poll only catches what a notification missed
+        self.poll_s = 1.0
 
         @self.app.task(name=PROVISION, queue=queue, pass_context=True)
         async def provision_job(context: procrastinate.JobContext, session: str, target: str | None = None,
@@ -126,15 +130,17 @@ class JobQueue:
         try:
             await self.ensure_schema()
             await self.app.open_async()
+            self._listener = asyncio.create_task(self._listen(), name="mk0r-job-results-listen")
         except (psycopg.Error, pq_exceptions.ConnectorException, OSError) as exc:
             raise ConfigError(f"cannot open the job queue: {' '.join(str(exc).split())}") from None
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(BaseException):
-                await self._poller
-            self._poller = None
+        for task in (self._poller, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._poller = self._listener = None
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_result(JobOutcome(503, problem_body(503, "the service is shutting down; ask again")))
@@ -230,6 +236,20 @@ class JobQueue:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             self._wake.clear()
 
+    async def _listen(self) -> None:
+        """Wake the poller when any process stores a result of a job someone here waits for."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {RESULTS_CHANNEL}")
+                    self._wake.set()  # whatever finished while no one listened
+                    async for note in conn.notifies():
+                        if note.payload.isdigit() and int(note.payload) in self._waiters:
+                            self._wake.set()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("listening for job results failed (polling meanwhile): %s", exc)
+                await asyncio.sleep(1.0)
+
     async def outcomes(self, job_ids: list[int]) -> dict[int, JobOutcome]:
         """The outcome of each of `job_ids` that has one (a stored result, or an end without one)."""
         async with self.connector.pool.connection() as conn:
@@ -287,6 +307,7 @@ class JobQueue:
                 "INSERT INTO mk0r_job_results (job_id, session, kind, status, body) VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body, finished_at = now()",
                 (job_id, key, kind, status, psycopg.types.json.Jsonb(body)))
+            await conn.execute("SELECT pg_notify(%s, %s)", (RESULTS_CHANNEL, str(job_id)))
 
     async def run_worker(self, *, concurrency: int, heartbeat_s: float, stalled_s: float,
                          install_signal_handlers: bool = False, name: str | None = None) -> None:

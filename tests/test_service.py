@@ -5,13 +5,16 @@ generator would call it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import subprocess
 import time
 
 import httpx
 import pytest
 from crashkit import KEYS, cli_env, run_cli, upstream_resources
+from ledgerkit import POSTGRES_PASS, pg_database
 from prometheus_client.parser import text_string_to_metric_families
 from servicekit import TOKEN, ServeProcess, async_client, client, queue_database
 from waiting import wait_until_sync
@@ -31,11 +34,15 @@ def fake():
 
 
 @pytest.fixture(scope="module")
-def service(fake, shared_postgres_dir, tmp_path_factory):
+def service(fake, shared_postgres_dir, pg_admin, tmp_path_factory):
+    """One `serve` for the module. In the Postgres pass (MK0R_TEST_LEDGER=postgres) its ledger is
+    a database of the module's own on the embedded Postgres, as a team's would be."""
     home = tmp_path_factory.mktemp("svc-home")
-    with queue_database(shared_postgres_dir) as url:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(queue_database(shared_postgres_dir))
+        extra = {"MK0R_LEDGER_URL": stack.enter_context(pg_database(pg_admin, prefix="svcledger"))} if POSTGRES_PASS else {}
         env = cli_env(fake, home, MK0R_QUEUE_URL=url, MK0R_SERVICE_TOKEN=TOKEN, MK0R_POSTGRES_DIR=str(shared_postgres_dir),
-                      MK0R_TARGET="local")
+                      MK0R_TARGET="local", **extra)
         with ServeProcess(env, "--log-format", "json") as srv:
             srv.env = env
             yield srv
@@ -288,8 +295,10 @@ def test_a_worker_killed_mid_job_has_its_job_resumed_by_another_without_duplicat
     fake.control(latency_ms={"github": 1500})
     try:
         with queue_database(shared_postgres_dir) as url:
+            extra = {"MK0R_LEDGER_URL": os.environ["MK0R_LEDGER_URL"]} if os.environ.get("MK0R_LEDGER_URL") else {}
             env = cli_env(fake, tmp_path / "home", MK0R_QUEUE_URL=url, MK0R_SERVICE_TOKEN=TOKEN, MK0R_TARGET="local",
-                          MK0R_POSTGRES_DIR=str(shared_postgres_dir), MK0R_WORKER_HEARTBEAT_S="0.3", MK0R_WORKER_STALLED_S="1.5")
+                          MK0R_POSTGRES_DIR=str(shared_postgres_dir), MK0R_WORKER_HEARTBEAT_S="0.3", MK0R_WORKER_STALLED_S="1.5",
+                          **extra)
             with ServeProcess(env, "--no-workers") as api, client(api.url) as c:
                 first = ServeProcess(env, command="worker").start()
                 session = key("killed")

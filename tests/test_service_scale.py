@@ -18,7 +18,7 @@ from collections import Counter
 import httpx
 import pytest
 from crashkit import CLOUD_PROVIDERS, cli_env, run_cli, upstream_resources
-from servicekit import TOKEN, ServeProcess, async_client, queue_database
+from servicekit import TOKEN, ServeProcess, async_client
 
 from fakeupstream import FakeUpstream
 
@@ -53,10 +53,12 @@ async def post_until_done(urls: list[str], alive: list[bool], session: str, firs
     raise AssertionError(f"{session}: no server finished it")
 
 
-def test_three_servers_150_sessions_one_killed(shared_postgres_dir, tmp_path):
+def test_three_servers_150_sessions_one_killed(shared_postgres_dir, pg_ledger_url, tmp_path):
+    """One team ledger on the embedded Postgres (MK0R_LEDGER_URL); the job queue lives in the
+    same database (the default when a team ledger is set)."""
     started = time.monotonic()
-    with FakeUpstream(config=FAKE_CONFIG) as fake, queue_database(shared_postgres_dir) as queue_url:
-        env = cli_env(fake, tmp_path / "home", MK0R_QUEUE_URL=queue_url, MK0R_SERVICE_TOKEN=TOKEN, MK0R_TARGET="local",
+    with FakeUpstream(config=FAKE_CONFIG) as fake:
+        env = cli_env(fake, tmp_path / "home", MK0R_LEDGER_URL=pg_ledger_url, MK0R_SERVICE_TOKEN=TOKEN, MK0R_TARGET="local",
                       MK0R_POSTGRES_DIR=str(shared_postgres_dir), MK0R_CONCURRENCY=str(CONCURRENCY),
                       MK0R_WORKER_CONCURRENCY="16", MK0R_WORKER_HEARTBEAT_S="0.5", MK0R_WORKER_STALLED_S="2",
                       MK0R_LEASE_STALE_S="3", MK0R_LEASE_WAIT_S="60")

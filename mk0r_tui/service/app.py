@@ -176,13 +176,48 @@ def event_json(row: JournalRow) -> dict[str, Any]:
 
 
 def open_journal(runtime: Runtime) -> Any:
-    """A journal source of its own for one reader (engine/journal.py's JournalSource)."""
-    opener = getattr(runtime.ledger, "journal_source", None)
-    if callable(opener):  # a ledger that knows its own source (a Postgres one)
-        return opener()
-    from mk0r_tui.engine.journal import SqliteJournal
+    """A journal source of its own for one reader (engine/journal.py's JournalSource): the
+    engine's `open_source` for the ledger's backend where it has one, else SQLite's reader, else
+    (a Postgres ledger before the engine reads it with LISTEN) a polling reader."""
+    from mk0r_tui.engine import journal
 
-    return SqliteJournal(runtime.ledger.path)
+    opener = getattr(journal, "open_source", None)
+    if callable(opener):
+        return opener(runtime.ledger)
+    if runtime.ledger.url is None:
+        return journal.SqliteJournal(runtime.ledger.path)
+    return PolledJournal(runtime.ledger.url)
+
+
+class PolledJournal:
+    """A Postgres ledger's journal read on a ledger connection of its own, polled (a bridge until
+    the engine's reader with LISTEN/NOTIFY is there)."""
+
+    def __init__(self, url: str, poll_s: float = 0.2) -> None:
+        from mk0r_tui.core.ledger import Ledger
+
+        self.ledger = Ledger(url)
+        self.poll_s = poll_s
+        self._max = self.ledger.journal_max_id()
+
+    def since(self, after: int, *, session: str | None = None, limit: int | None = None) -> list[JournalRow]:
+        return self.ledger.journal(after, session=session, limit=limit)
+
+    def wait(self, timeout: float, *, stop: threading.Event | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.ledger.journal_max_id()
+            if now != self._max:
+                self._max = now
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.wait(min(self.poll_s, left))):
+                return False
+            if stop is None:
+                time.sleep(min(self.poll_s, left))
+
+    def close(self) -> None:
+        self.ledger.close()
 
 
 def _parse_key(key: str) -> Session:

@@ -82,9 +82,8 @@ def queue_url(settings: Settings) -> str:
     """The Postgres the jobs live in (see the module's docstring)."""
     if settings.queue_url:
         return settings.queue_url
-    ledger_url = getattr(settings, "ledger_url", None)
-    if isinstance(ledger_url, str) and ledger_url.startswith(("postgres://", "postgresql://")):
-        return ledger_url
+    if settings.ledger_url:  # the team ledger's Postgres (validated as a postgresql:// URL)
+        return settings.ledger_url
     from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
 
     admin = EmbeddedPostgres(Path(settings.postgres_dir)).ensure_running()

@@ -44,12 +44,12 @@ from procrastinate.schema import SchemaManager
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.errors import ConfigError, Mk0rError
 from mk0r_tui.core.models import Session
+from mk0r_tui.engine.jobs_view import COUNTS_SQL, ENDED, QUEUE, counts_from_rows
 from mk0r_tui.service.logjson import log_context
 from mk0r_tui.service.problems import error_body, problem_body, status_of
 
 log = logging.getLogger("mk0r_tui.service.jobs")
 
-QUEUE = "mk0r"
 #: not named mk0r_*: the local-postgres provider lists every `mk0r_*` database of the server as a session's (orphans would drop it)
 QUEUE_DB = "service_queue_of_mk0r"
 PROVISION = "mk0r.provision"
@@ -66,7 +66,6 @@ CREATE TABLE IF NOT EXISTS mk0r_job_results (
     finished_at timestamptz NOT NULL DEFAULT now()
 )
 """
-ENDED = ("failed", "cancelled", "aborted")
 RESULTS_CHANNEL = "mk0r_job_results"
 
 
@@ -360,19 +359,9 @@ class JobQueue:
         """Jobs by state over every process: queued, running, succeeded, failed (a job whose
         result is an error counts as failed)."""
         async with self.connector.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT j.status::text, count(*) FILTER (WHERE r.status IS NULL OR r.status < 400), count(r.status) FILTER (WHERE r.status >= 400)"
-                " FROM procrastinate_jobs j LEFT JOIN mk0r_job_results r ON r.job_id = j.id WHERE j.queue_name = %s GROUP BY 1",
-                (self.queue,))
+            cur = await conn.execute(COUNTS_SQL, (self.queue,))
             rows = await cur.fetchall()
-        by_status = {status: (int(good), int(bad)) for status, good, bad in rows}
-        failed = sum(by_status.get(s, (0, 0))[0] for s in ENDED) + sum(bad for _, bad in by_status.values())
-        return {
-            "queued": by_status.get("todo", (0, 0))[0],
-            "running": by_status.get("doing", (0, 0))[0] + by_status.get("aborting", (0, 0))[0],
-            "succeeded": by_status.get("succeeded", (0, 0))[0],
-            "failed": failed,
-        }
+        return counts_from_rows([(str(r[0]), int(r[1]), int(r[2])) for r in rows]).to_json()
 
     async def latest_job(self, session: Session) -> dict[str, Any] | None:
         """The newest job of a session: id, kind, state, and its result's status when it has one."""

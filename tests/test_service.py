@@ -331,3 +331,16 @@ def test_a_worker_killed_mid_job_has_its_job_resumed_by_another_without_duplicat
             assert [o for o in orphans if slug in o["name"]] == []
     finally:
         fake.control(latency_ms=FAKE_CONFIG["latency_ms"])
+
+
+def test_metrics_count_a_rate_limited_retry(service, fake):
+    with client(service.url) as c:
+        def value(name: str, provider: str) -> float:
+            families = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+            return sum(s.value for s in families[name].samples if s.labels.get("provider") == provider and s.name == name + "_total")
+
+        before = (value("mk0r_provider_retries", "resend"), value("mk0r_rate_limit_waits", "resend"))
+        fake.add_fault(provider="resend", method="POST", path_prefix="/segments", status=429, times=1, headers={"retry-after": "0"})
+        assert c.post("/v1/sessions", json={"session": key("ratelimited")}).json()["ok"] is True
+        after = (value("mk0r_provider_retries", "resend"), value("mk0r_rate_limit_waits", "resend"))
+    assert after[0] == before[0] + 1 and after[1] == before[1] + 1

@@ -7,11 +7,14 @@ Jobs queued/running/failed are the queue's (all processes'), read from Postgres 
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 from mk0r_tui.core.events import (
     Event,
     ProviderFailed,
+    ProviderProgressed,
     ProviderRetrying,
     ProviderSkipped,
     ProviderSucceeded,
@@ -21,6 +24,8 @@ from mk0r_tui.core.events import (
     TeardownFailed,
 )
 
+#: a provider's client holding requests for a window the provider announced (providers/http.py)
+_BUDGET_WAIT = re.compile(r"rate limit reached: waiting (\d+(?:\.\d+)?)s")
 #: seconds: from a fast local create to a slow Neon project
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 JOB_STATES = ("queued", "running", "succeeded", "failed")
@@ -67,6 +72,11 @@ class Metrics:
             if is_rate_limit(event.reason):
                 self.rate_limit_waits.labels(event.provider).inc()
                 self.rate_limit_wait_seconds.labels(event.provider).inc(max(0.0, event.delay_s))
+        elif isinstance(event, ProviderProgressed):
+            match = _BUDGET_WAIT.search(event.message)
+            if match:
+                self.rate_limit_waits.labels(event.provider).inc()
+                self.rate_limit_wait_seconds.labels(event.provider).inc(float(match.group(1)))
         elif isinstance(event, ResourceDeleted):
             self.teardowns.labels(event.provider, "already_gone" if event.already_gone else "deleted").inc()
             self.duration.labels(event.provider, "teardown").observe(max(0.0, event.latency_ms) / 1000)

@@ -300,11 +300,15 @@ def test_a_worker_killed_mid_job_has_its_job_resumed_by_another_without_duplicat
                           MK0R_POSTGRES_DIR=str(shared_postgres_dir), MK0R_WORKER_HEARTBEAT_S="0.3", MK0R_WORKER_STALLED_S="1.5",
                           **extra)
             with ServeProcess(env, "--no-workers") as api, client(api.url) as c:
-                first = ServeProcess(env, command="worker").start()
                 session = key("killed")
                 accepted = c.post("/v1/sessions", params={"wait": "false"}, json={"session": session})
                 assert accepted.status_code == 202
                 slug = accepted.json()["slug"]
+                # no worker yet: the Location already answers, with the job queued
+                queued = c.get(accepted.headers["location"])
+                assert queued.status_code == 200 and queued.json()["state"] == "queued", queued.text
+                assert queued.json()["job"]["state"] == "queued"
+                first = ServeProcess(env, command="worker").start()
                 # mid-job: GitHub's create sent (its pending row is in the ledger), its answer not back yet
                 wait_until_sync(lambda: fake.state()["requests"]["github"]["in_flight"] >= 1, what="GitHub's create in flight")
                 assert c.get(f"/v1/sessions/{session}").json()["job"]["state"] == "running"

@@ -392,7 +392,15 @@ def create_app(service: Service) -> ASGIApp:
     @api.get("/v1/sessions/{key}", tags=["sessions"], response_model=SessionJson, responses=PROBLEMS, summary="One session and its newest job")
     async def get_session(key: str) -> dict[str, Any]:
         runtime.ledger.settle_owner_gone(runtime.settings.lease_stale_s)
-        row = _require(runtime, key)
+        session = _parse_key(key)
+        row = runtime.ledger.get_session(key)
+        if row is None:
+            # queued (a 202's Location) but no worker has started it yet: the ledger has no row
+            job = await queue.latest_job(session)
+            if job is None:
+                raise _NotFound(f"no session {key!r} in the ledger (see `mk0r-tui sessions`)")
+            return {"session": session.key, "slug": session.slug, "created_at": None, "age_s": 0.0, "state": "queued",
+                    "target": None, "env_file": None, "providers": {}, "job": job}
         out = session_json(runtime, row)
         out["job"] = await queue.latest_job(row.session)
         return out

@@ -5,8 +5,9 @@ sessions a minute one `serve` process provisions against the bound its providers
    `provision_services` on an open runtime in this process (what a job runs), B = `POST
    /v1/sessions` (wait) to a `mk0r-tui serve` process (HTTP + auth + enqueue + a worker's fetch +
    the run + the stored result). Each side has its own data dir, the same fake upstream (a
-   subprocess) with the usual latencies, the product's default limits. Goal: p50(B) - p50(A) <=
-   50 ms.
+   subprocess) with the usual latencies (1a), then with none (1b: only our overhead is left), the
+   product's default limits. Goal: the added latency at p50 <= 50 ms, taken as the larger of
+   p50(B) - p50(A) and the median of the pairs' differences (the latter is the steadier figure).
 2. Throughput. N sessions at once, the product's default limits (MK0R_CONCURRENCY 8, Resend 2
    requests/s, GitHub 1 s between mutations): POSTed to one serve process, and, as the baseline,
    run with `asyncio.gather` on one in-process runtime. Sessions/minute of each against the bound:
@@ -109,16 +110,29 @@ def main() -> int:
                         b.append(await post_one(client))
                 return a, b
 
-            a, b = c.run(latency_part())
-            sa, sb = c.summary(a), c.summary(b)
-            diffs = sorted(y - x for x, y in zip(a, b))
-            print(f"1. one session at a time, {args.pairs} pairs alternating (A in-process, B POST), ms; load {os.getloadavg()[0]:.2f}")
-            print(c.table(["side", "n", "median", "min", "max"],
-                          [["A provision_services", sa["n"], sa["median"], sa["min"], sa["max"]],
-                           ["B POST /v1/sessions", sb["n"], sb["median"], sb["min"], sb["max"]]]))
-            added = sb["median"] - sa["median"]
-            print(f"added by the service at p50: {added:.1f} ms (median of the pairs' differences {diffs[len(diffs) // 2]:.1f} ms)")
-            figures["latency_ms"] = {"in_process": sa, "post": sb, "added_p50": added}
+            goals = []
+            for part, latency in (("1a", None), ("1b", 0)):
+                if latency is not None:
+                    fake.control(latency_ms=latency)  # the providers answer at once: only our own overhead is left
+                a, b = c.run(latency_part())
+                sa, sb = c.summary(a), c.summary(b)
+                diffs = sorted(y - x for x, y in zip(a, b))
+                paired = diffs[len(diffs) // 2]
+                what = "the usual latencies" if latency is None else "no injected latency"
+                print(f"{part}. one session at a time, {what}, {args.pairs} pairs alternating (A in-process, B POST), ms; "
+                      f"load {os.getloadavg()[0]:.2f}")
+                print(c.table(["side", "n", "median", "min", "max"],
+                              [["A provision_services", sa["n"], sa["median"], sa["min"], sa["max"]],
+                               ["B POST /v1/sessions", sb["n"], sb["median"], sb["min"], sb["max"]]]))
+                added = sb["median"] - sa["median"]
+                print(f"added by the service: p50(B) - p50(A) = {added:.1f} ms; median of the pairs' differences {paired:.1f} ms")
+                print()
+                figures[f"latency_ms_{part}"] = {"in_process": sa, "post": sb, "added_p50": added, "added_paired_median": paired}
+                goals.append(c.Goal(f"{part}: added latency of a POST at p50 (the larger of p50(B)-p50(A) and the paired median)",
+                                    max(added, paired), 50.0, " ms"))
+                if part == "1a":
+                    single_ms = sa["median"]
+            fake.control(latency_ms=c.LATENCY_MS)
 
             async def throughput_service() -> float:
                 async with async_client(server.url, timeout=600) as client:
@@ -140,9 +154,8 @@ def main() -> int:
             bound_a, _ = bound_per_minute(middle, after, args.sessions)
             rate_b = args.sessions / wall_b * 60
             rate_a = args.sessions / wall_a * 60
-            ideal_b = (args.sessions - 1) * 60 / bound + sa["median"] / 1000
-            ideal_a = (args.sessions - 1) * 60 / bound_a + sa["median"] / 1000
-            print()
+            ideal_b = (args.sessions - 1) * 60 / bound + single_ms / 1000
+            ideal_a = (args.sessions - 1) * 60 / bound_a + single_ms / 1000
             print(f"2. {args.sessions} sessions at once, default limits; load {os.getloadavg()[0]:.2f}")
             print(c.table(["bound", "sessions/min"], sorted(bounds.items(), key=lambda kv: kv[1])))
             print(c.table(["side", "wall s", "ideal wall s", "sessions/min", "ideal / wall"],
@@ -151,8 +164,7 @@ def main() -> int:
             figures["throughput"] = {"bound_per_min": bound, "bounds": bounds, "service_per_min": rate_b, "in_process_per_min": rate_a,
                                      "service_wall_s": wall_b, "in_process_wall_s": wall_a, "ideal_wall_s": ideal_b}
             figures["loadavg_1m_at_end"] = os.getloadavg()[0]
-            goals = [c.Goal("added latency of a POST over in-process provision at p50", added, 50.0, " ms"),
-                     c.Goal("service wall / ideal wall at the limits' bound", wall_b / ideal_b, 1.25)]
+            goals.append(c.Goal("service wall / ideal wall at the limits' bound", wall_b / ideal_b, 1.25))
         finally:
             server.stop()
             c.run(c.close_runtime(runtime))

@@ -329,7 +329,8 @@ def test_a_worker_killed_mid_job_has_its_job_resumed_by_another_without_duplicat
                 try:
                     assert c.delete(f"/v1/sessions/{session}").json()["ok"] is True
                 finally:
-                    again.stop()
+                    assert again.stop() == 0  # SIGTERM: a graceful stop
+                assert api.stop() == 0 and "stopping: letting running jobs finish" in api.log
             assert names_upstream(fake, slug) == []
             orphans = json.loads(run_cli(env, "orphans", "--json").stdout)
             assert [o for o in orphans if slug in o["name"]] == []

@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from mk0r_tui.core.errors import ConfigError, UsageError
@@ -119,7 +119,9 @@ async def serve(host: str, port: int, *, workers: bool = True, log_format: str =
         tasks.extend(asyncio.create_task(_logged(job(runtime)), name="mk0r-background") for job in BACKGROUND)
         shown = f"[{host}]" if ":" in host else host
         say(f"serving on http://{shown}:{bound} (pid {os.getpid()}, workers: {settings.worker_concurrency if workers else 0})")
-        await server.serve(sockets=[sock])
+        with _signals_kept_for_shutdown():
+            await server.serve(sockets=[sock])
+        say("stopping: letting running jobs finish")
     finally:
         for task in tasks:
             task.cancel()
@@ -129,6 +131,22 @@ async def serve(host: str, port: int, *, workers: bool = True, log_format: str =
         await queue.close()
         await runtime.aclose()
         runtime.close()
+
+
+@contextlib.contextmanager
+def _signals_kept_for_shutdown() -> Iterator[None]:
+    """uvicorn stops on SIGINT/SIGTERM, then raises the signal again under the handlers it found:
+    with the default ones the process died right there, before the workers' graceful stop and the
+    queue's close. Handlers of ours that only note it stand in for them during `serve`."""
+    import signal
+
+    noted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: noted.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def _logged(work: Awaitable[Any]) -> None:

@@ -105,7 +105,9 @@ def test_three_servers_150_sessions_one_killed(shared_postgres_dir, pg_ledger_ur
             torn = asyncio.run(delete_all())
             assert all(t["ok"] for t in torn)
             assert upstream_resources(fake.state()) == []
-            orphans = json.loads(run_cli(env, "orphans", "--json").stdout)
+            # the providers these sessions used (the shared embedded Postgres holds other tests' databases)
+            scanned = [arg for p in (*CLOUD_PROVIDERS, "local-folder") for arg in ("--provider", p)]
+            orphans = json.loads(run_cli(env, "orphans", "--json", *scanned).stdout)
             assert orphans == []
             took = time.monotonic() - started
             print(f"scale: {SESSIONS} sessions on {SERVERS} servers (one SIGKILLed) ready in {provisioned_s:.1f} s, "

@@ -45,6 +45,12 @@ class Mk0rGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except click.exceptions.Abort as exc:
+            # Ctrl+C at a prompt: click turns it into Abort ("Aborted!", exit 1); interrupted is 130
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                click.echo("\ninterrupted: nothing was changed", err=True)
+                ctx.exit(130)
+            raise
         except BaseExceptionGroup as group:
             # a task group (the providers run in one) wraps what its tasks raised: a ledger
             # write failing mid-provision is still one line and its exit code, not a traceback
@@ -102,14 +108,17 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first: str, on_second: Callable[[], str]) -> T:
+def run_interruptible(
+    make: Callable[[asyncio.Event], Awaitable[T]], *, on_first: str, on_second: Callable[[], str]
+) -> tuple[T, bool]:
     """Run a coroutine; the first Ctrl+C sets the stop event (in-flight work finishes and is
-    recorded), the second exits at once with `on_second()` said on stderr."""
+    recorded), the second exits at once with `on_second()` said on stderr. Returns the result and
+    whether it was interrupted: the caller prints what was done, then exits 130."""
+    hits = {"n": 0}
 
     async def main() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        hits = {"n": 0}
 
         def interrupted() -> None:
             hits["n"] += 1
@@ -119,8 +128,6 @@ def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first
             else:
                 click.echo(on_second(), err=True)
                 sys.stderr.flush()
-                import os
-
                 os._exit(130)
 
         try:
@@ -129,7 +136,13 @@ def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first
             pass
         return await make(stop)
 
-    return asyncio.run(main())
+    result = asyncio.run(main())
+    return result, hits["n"] > 0
+
+
+def _exit_code(ok: bool, interrupted: bool) -> int:
+    """0 ok, 1 something failed, 130 interrupted (whatever was finished meanwhile)."""
+    return 130 if interrupted else (0 if ok else 1)
 
 
 @click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -229,7 +242,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         finally:
             await runtime.aclose()
 
-    report = run_interruptible(
+    report, interrupted = run_interruptible(
         run,
         on_first="interrupt: letting in-flight creates finish and recording them (Ctrl+C again to exit now)",
         on_second=lambda: f"exiting: resources of mk0r-{session.slug} may be left; run `mk0r-tui orphans`",
@@ -250,7 +263,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         shown = report.env if reveal else masked_env(report.env)
         for key, value in shown.items():
             click.echo(f"{key}={value}")
-    sys.exit(0 if report.ok else 1)
+    sys.exit(_exit_code(report.ok, interrupted))
 
 
 # -- sessions, env ------------------------------------------------------------------------
@@ -364,7 +377,7 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
         names = ", ".join(f"{r.provider}:{r.name}" for r in remaining) or "none"
         return f"exiting now; may be left: {names}. Run `mk0r-tui orphans` to find them."
 
-    report = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
+    report, interrupted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
     if as_json:
         _emit(teardown_report_json(report))
     else:
@@ -372,7 +385,7 @@ def teardown(session: str, yes: bool, as_json: bool) -> None:
             click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
         if not report.outcomes:
             click.echo("nothing to delete", err=True)
-    sys.exit(0 if report.ok else 1)
+    sys.exit(_exit_code(report.ok, interrupted))
 
 
 # -- the journal ---------------------------------------------------------------------------
@@ -517,7 +530,7 @@ def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete
         finally:
             await runtime.aclose()
 
-    deleted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
+    deleted, interrupted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
     if as_json:
         _emit([d.to_json() for d in deleted])
     else:
@@ -526,7 +539,8 @@ def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete
     for d in deleted:
         if d.outcome == "skipped":  # re-checked just before its delete: its session is live again, or adopted
             click.echo(f"{d.resource.provider} {d.resource.kind} {d.resource.name}: {d.error}", err=True)
-    sys.exit(0 if all(d.outcome in ("deleted", "already_gone", "skipped") for d in deleted) and not result.warnings else 1)
+    ok = all(d.outcome in ("deleted", "already_gone", "skipped") for d in deleted) and not result.warnings
+    sys.exit(_exit_code(ok, interrupted))
 
 
 # -- the embedded server --------------------------------------------------------------------

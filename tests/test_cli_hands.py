@@ -1,0 +1,117 @@
+"""Issue 16, the CLI half: exit codes, preconditions before anything is created, reuse that checks
+what it reuses, the keyring note, the log file, and the CLI's conveniences (--jq, -V, completion,
+several sessions at once, prune). Real subprocesses, the embedded Postgres, real git."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from crashkit import KEYS, cli_command, cli_env
+from waiting import wait_until_sync
+
+from fakeupstream import FakeUpstream
+
+
+def mk0r(*args, env=None, input=None, timeout=90):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mk0r_tui", *args], capture_output=True, text=True, env=full_env,
+                          input=input, timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def assert_clean_failure(result, code, fragment):
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert fragment in result.stderr, result.stderr
+
+
+def sigint_default() -> None:
+    # a test run started in the background (`cmd &`) has SIGINT ignored, and children inherit that
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class StreamReader:
+    """Reads a child's stream as it comes (a prompt has no newline) without blocking the test."""
+
+    def __init__(self, stream) -> None:
+        import threading
+
+        self.chunks: list[bytes] = []
+        self._fd = stream.fileno()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while chunk := os.read(self._fd, 4096):
+            self.chunks.append(chunk)
+
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+# -- exit codes: interrupted = 130 ----------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_fake():
+    with FakeUpstream(config={"latency_ms": {"neon": 2500, "resend": 30, "github": 30, "posthog": 10},
+                              "neon_operation_ms": 0}) as upstream:
+        yield upstream
+
+
+def test_a_first_ctrl_c_during_provision_lets_creates_finish_and_exits_130(slow_fake, mk0r_home):
+    env = cli_env(slow_fake, mk0r_home)
+    proc = subprocess.Popen(cli_command("provision", "--session", "interrupt-0001"), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
+    err = StreamReader(proc.stderr)
+    try:
+        wait_until_sync(lambda: "neon" in err.text and "posthog: ok" in err.text, timeout=60, what="the run under way")
+        proc.send_signal(signal.SIGINT)
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_until_sync(err.finished, what="stderr read to its end")
+    assert proc.returncode == 130, err.text
+    assert "interrupt: letting in-flight creates finish" in err.text and "Traceback" not in err.text
+    # the in-flight create finished and was recorded: nothing is lost
+    from mk0r_tui.core.ledger import Ledger
+
+    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+        neon = ledger.resources("interrupt-0001", provider="neon")
+    assert [r.state for r in neon] == ["created"]
+    assert "session  interrupt-0001" in out
+
+
+def test_ctrl_c_at_the_teardown_prompt_exits_130_without_aborted(session_key, mk0r_home):
+    assert mk0r("provision", "--session", session_key, "--json").returncode == 0
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cli_command("teardown", session_key), stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default, env=os.environ.copy())
+    os.close(slave)
+    err = StreamReader(proc.stderr)
+    try:
+        wait_until_sync(lambda: "Type the slug" in err.text, timeout=60, what="the confirmation prompt")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    wait_until_sync(err.finished, what="stderr read to its end")
+    assert proc.returncode == 130, err.text
+    assert "Aborted!" not in err.text and "Traceback" not in err.text
+    assert "interrupted" in err.text
+    listed = json.loads(mk0r("sessions", "--json").stdout)
+    assert listed[0]["state"] == "ready"  # nothing was deleted

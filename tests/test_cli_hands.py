@@ -115,3 +115,59 @@ def test_ctrl_c_at_the_teardown_prompt_exits_130_without_aborted(session_key, mk
     assert "interrupted" in err.text
     listed = json.loads(mk0r("sessions", "--json").stdout)
     assert listed[0]["state"] == "ready"  # nothing was deleted
+
+
+# -- preconditions before anything is created -------------------------------------------------
+
+
+def nothing_created(home: Path, key: str) -> None:
+    from mk0r_tui.core.ledger import Ledger
+
+    if (home / "ledger.sqlite3").exists():
+        with Ledger(home / "ledger.sqlite3") as ledger:
+            assert ledger.resources(key) == []
+    assert not (home / "apps" / key[:12]).exists()
+    assert not list((home / "repos").glob(f"*{key[:12]}*")) if (home / "repos").exists() else True
+
+
+@pytest.mark.parametrize("how", [("--target", "e2b"), ()])
+def test_e2b_target_without_its_key_exits_2_creating_nothing(how, session_key, mk0r_home):
+    env = {} if how else {"MK0R_TARGET": "e2b"}
+    result = mk0r("provision", "--session", session_key, *how, "--json", env=env)
+    assert_clean_failure(result, 2, "needs E2B_API_KEY")
+    assert "nothing was created" in result.stderr and result.stdout == ""
+    nothing_created(mk0r_home, session_key)
+
+
+def test_cloud_profile_with_no_keys_is_a_configuration_error(session_key, mk0r_home):
+    result = mk0r("provision", "--session", session_key, env={"MK0R_PROFILE": "cloud"})
+    assert_clean_failure(result, 2, "MK0R_PROFILE=cloud but no provisioning key is set")
+    nothing_created(mk0r_home, session_key)
+
+
+def test_a_bad_local_postgres_url_exits_2_creating_nothing(session_key, mk0r_home):
+    result = mk0r("provision", "--session", session_key, env={"MK0R_LOCAL_POSTGRES_URL": "mysql://nope"})
+    assert_clean_failure(result, 2, "MK0R_LOCAL_POSTGRES_URL must look like")
+    nothing_created(mk0r_home, session_key)
+
+
+async def test_a_sandbox_intent_that_sent_nothing_is_closed_so_teardown_finishes(session_key, mk0r_home, runtime):
+    """Without the plan-time check (a caller of the engine), the e2b target without a key fails
+    before any request: its intent is closed, so teardown and orphans never fail on it forever."""
+    from mk0r_tui.core.models import Session
+    from mk0r_tui.engine.orchestrator import provision_services
+
+    plan = runtime.plan("e2b")
+    report = await provision_services(runtime, Session.parse(session_key), plan)
+    assert {r.name: r.status.value for r in report.results}["e2b"] == "failed"
+    assert [r.state for r in runtime.ledger.resources(session_key, provider="e2b")] == ["deleted"]
+    await runtime.aclose()
+    assert (mk0r_home / "apps" / session_key[:12]).exists()
+
+    down = mk0r("teardown", session_key, "--yes", "--json")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert json.loads(down.stdout)["ok"] is True
+    assert not (mk0r_home / "apps" / session_key[:12]).exists()
+    orphans = mk0r("orphans", "--json")
+    assert orphans.returncode == 0, orphans.stderr
+    assert [o for o in json.loads(orphans.stdout) if session_key[:12] in o["name"]] == []

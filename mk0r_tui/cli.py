@@ -561,6 +561,28 @@ def local_postgres_status() -> None:
     click.echo(f"running on 127.0.0.1:{port}" if port else "not running")
 
 
+@local_postgres.command("start")
+def local_postgres_start() -> None:
+    """Start the embedded server (initialised on first use) and check that it answers."""
+    import psycopg
+
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    runtime = _runtime()
+    if runtime.settings.local_postgres_url:
+        raise UsageError("MK0R_LOCAL_POSTGRES_URL is set: the local profile uses that server, not the embedded one")
+    server = EmbeddedPostgres(runtime.settings.postgres_dir)
+    was = server.running_port()
+    admin = server.ensure_running()
+    try:
+        with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the embedded server on 127.0.0.1:{admin.port} does not answer: {first}") from None
+    click.echo(f"{'already running' if was else 'started'} on 127.0.0.1:{admin.port}")
+
+
 @local_postgres.command("stop")
 def local_postgres_stop() -> None:
     """Stop the embedded server (it starts again on demand)."""
@@ -664,16 +686,19 @@ def keys_delete(name: str) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def doctor(as_json: bool) -> None:
-    """Check every provider's key: present, where from, does it authenticate, what it would use.
+    """Check every provider's key and the local profile a provision would use.
 
-    Exit 0 when nothing is failing (a missing key is not a failure: its slot is skipped or
-    local), 1 when some key is present but does not work or lacks a scope.
+    For each key: present, where from, does it authenticate, what it would use. For the local
+    profile: the data dir is writable, `git` runs, the Postgres server answers (the embedded one
+    is started if it is stopped, as a provision would). Exit 0 when nothing is failing (a missing
+    key is not a failure: its slot is skipped or local), 1 when a key is present but does not
+    work or lacks a scope, or a part of the local profile is broken.
     """
     from mk0r_tui.engine.doctor import run_doctor
     from mk0r_tui.providers import DEFAULT_REGISTRY
 
     settings, credentials = _settings_and_credentials()
-    report = asyncio.run(run_doctor(settings, credentials, DEFAULT_REGISTRY))
+    report = asyncio.run(run_doctor(settings, credentials, DEFAULT_REGISTRY, local=True))
     if as_json:
         _emit(report.to_json())
     else:
@@ -687,6 +712,9 @@ def doctor(as_json: bool) -> None:
                 click.echo(f"          problem: {problem}")
             if check.settings:
                 click.echo("          " + "  ".join(f"{k}={v}" for k, v in check.settings.items()))
+        for part in report.local:
+            click.echo(f"{part.status:9} {part.part:13} local profile")
+            click.echo(f"          {part.detail}")
     sys.exit(0 if report.ok else 1)
 
 

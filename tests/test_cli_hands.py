@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from crashkit import KEYS, cli_command, cli_env
+from crashkit import cli_command, cli_env
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
@@ -171,3 +171,87 @@ async def test_a_sandbox_intent_that_sent_nothing_is_closed_so_teardown_finishes
     orphans = mk0r("orphans", "--json")
     assert orphans.returncode == 0, orphans.stderr
     assert [o for o in json.loads(orphans.stdout) if session_key[:12] in o["name"]] == []
+
+
+# -- reuse checks what it reuses; local-postgres start; doctor checks the local profile -----------
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    """An embedded server of this test's own (it is stopped and started here: the shared one
+    serves other tests)."""
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    path = tmp_path / "own-pg"
+    yield {"MK0R_POSTGRES_DIR": str(path)}
+    EmbeddedPostgres(path).stop()
+
+
+def answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.OperationalError:
+        return False
+
+
+def test_provision_after_local_postgres_stop_starts_the_server_and_checks_the_database(session_key, own_postgres):
+    env = own_postgres
+    first = mk0r("provision", "--session", session_key, "--json", "--reveal", env=env)
+    assert first.returncode == 0, first.stderr
+    url = json.loads(first.stdout)["env"]["DATABASE_URL"]
+    assert answers(url)
+
+    assert mk0r("local-postgres", "stop", env=env).stdout.strip() == "stopped"
+    assert not answers(url)
+    again = mk0r("provision", "--session", session_key, "--json", "--reveal", env=env)
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert answers(data["env"]["DATABASE_URL"]), "reused while the database refuses connections"
+    assert mk0r("local-postgres", "status", env=env).stdout.startswith("running on 127.0.0.1:")
+
+    # a database dropped behind our back is not reused: it is made again
+    import psycopg
+
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    admin = EmbeddedPostgres(Path(env["MK0R_POSTGRES_DIR"])).ensure_running()
+    ident = "mk0r_" + session_key[:12].replace("-", "_")
+    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{ident}" WITH (FORCE)')
+    third = mk0r("provision", "--session", session_key, "--json", "--reveal", env=env)
+    assert third.returncode == 0, third.stderr
+    pg = next(p for p in json.loads(third.stdout)["providers"] if p["name"] == "local-postgres")
+    assert pg.get("note") != "already provisioned (reused)"
+    assert answers(json.loads(third.stdout)["env"]["DATABASE_URL"])
+
+
+def test_local_postgres_start(own_postgres):
+    env = own_postgres
+    started = mk0r("local-postgres", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("started on 127.0.0.1:")
+    assert mk0r("local-postgres", "start", env=env).stdout.startswith("already running on 127.0.0.1:")
+    assert mk0r("local-postgres", "stop", env=env).stdout.strip() == "stopped"
+    assert mk0r("local-postgres", "status", env=env).stdout.strip() == "not running"
+
+
+def test_doctor_checks_the_local_profile_and_fails_when_it_is_broken(tmp_path, mk0r_home):
+    healthy = mk0r("doctor", "--json")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    parts = {c["part"]: c["status"] for c in json.loads(healthy.stdout)["local"]}
+    assert parts == {"data-dir": "ok", "git": "ok", "postgres": "ok"}
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    no_git = mk0r("doctor", env={"PATH": str(empty)})
+    assert no_git.returncode == 1 and "Traceback" not in no_git.stderr
+    assert "failing   git" in no_git.stdout and "git is not installed" in no_git.stdout
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    broken_pg = mk0r("doctor", "--json", env={"MK0R_POSTGRES_DIR": str(blocker)})
+    assert broken_pg.returncode == 1, broken_pg.stderr
+    assert {c["part"]: c["status"] for c in json.loads(broken_pg.stdout)["local"]}["postgres"] == "failing"

@@ -24,6 +24,7 @@ from mk0r_tui.core.events import (
     Event,
     EventSink,
     ProviderFailed,
+    ProviderProgressed,
     ProviderSkipped,
     ProviderStarted,
     ProviderSucceeded,
@@ -73,6 +74,23 @@ def _reusable(resources: SessionResources, provider: Provider, previous_env: Map
     return rows
 
 
+async def _not_reusable(
+    runtime: Runtime, provider: Provider, env: Mapping[str, str], rows: Sequence[ResourceRow]
+) -> str | None:
+    """Why what the ledger records cannot be reused as it is (the provider's own check, e.g. the
+    embedded Postgres stopped or its database not answering), or None."""
+    timeout = provider.timeout_s or runtime.settings.provider_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await provider.not_reusable(env, rows)
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        return f"its check did not answer within {timeout:g}s"
+    except Exception as exc:  # a broken check is a reason to provision again, never a crash
+        return describe_error(exc, runtime.secrets())
+
+
 async def _run_provider(
     runtime: Runtime,
     resources: SessionResources,
@@ -88,6 +106,11 @@ async def _run_provider(
     sink(ProviderStarted(session=session.key, provider=name, slot=slot))
     started = time.monotonic()
     reused = None if slot is Slot.TARGET else _reusable(resources, provider, previous_env)
+    if reused is not None:
+        why = await _not_reusable(runtime, provider, previous_env, reused)
+        if why is not None:
+            sink(ProviderProgressed(session=session.key, provider=name, message=f"not reused: {why}; provisioning again"))
+            reused = None
     if reused is not None:
         result = ProviderResult(
             name, slot, Status.OK, 0.0, 0,

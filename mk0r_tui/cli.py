@@ -84,10 +84,31 @@ def _runtime() -> Runtime:
     return open_runtime()
 
 
+#: in the data dir: the keyring note last shown, so it is said once (again only if it changes)
+KEYRING_NOTE_MARKER = ".keyring-note-shown"
+
+
 def _warn_keyring(runtime: Runtime) -> None:
-    message = runtime.credentials.keyring_message
-    if message:
-        click.echo(f"note: {message}", err=True)
+    """The no-keyring note, once per data dir: printed the first time, and again only when what
+    it says changes (`keys list` and `doctor` always show the keyring's state). Never with
+    MK0R_NO_KEYRING=1: the operator chose it."""
+    credentials = runtime.credentials
+    message = credentials.keyring_message
+    if not message or credentials.keyring_disabled:
+        return
+    marker = runtime.settings.data_dir / KEYRING_NOTE_MARKER
+    try:
+        if marker.read_text(encoding="utf-8") == message:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    click.echo(f"note: {message} (said once: `mk0r-tui keys list` shows it again)", err=True)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(message)
+    except OSError:
+        pass  # an unwritable marker only means the note is said again
 
 
 def _emit(data: Any) -> None:
@@ -639,6 +660,7 @@ def keys_set(name: str, from_stdin: bool) -> None:
 
     key = _known_key(name)
     _, credentials = _settings_and_credentials()
+    _keyring_call(credentials.check_keyring)  # before asking for a secret that could not be stored
     if from_stdin:
         value = sys.stdin.readline().strip()
     else:
@@ -660,7 +682,7 @@ def keys_list(as_json: bool) -> None:
     _, credentials = _settings_and_credentials()
     found = credentials.all()
     message = credentials.keyring_message
-    if message:
+    if message and not credentials.keyring_disabled:
         click.echo(f"note: {message}", err=True)
     rows = [
         {"name": c.name, "present": c.present, "source": c.source, "value": mask_value(c.name, c.value) if c.value else None}
@@ -702,7 +724,7 @@ def doctor(as_json: bool) -> None:
     if as_json:
         _emit(report.to_json())
     else:
-        if report.keyring_message:
+        if report.keyring_message and not credentials.keyring_disabled:
             click.echo(f"note: {report.keyring_message}", err=True)
         for check in report.checks:
             source = f"({check.key_source})" if check.key_source else ""

@@ -255,3 +255,30 @@ def test_doctor_checks_the_local_profile_and_fails_when_it_is_broken(tmp_path, m
     broken_pg = mk0r("doctor", "--json", env={"MK0R_POSTGRES_DIR": str(blocker)})
     assert broken_pg.returncode == 1, broken_pg.stderr
     assert {c["part"]: c["status"] for c in json.loads(broken_pg.stdout)["local"]}["postgres"] == "failing"
+
+
+# -- the keyring: checked before a prompt, its note said once ---------------------------------------
+
+
+def test_keys_set_without_a_keyring_says_so_before_prompting(mk0r_home):
+    result = mk0r("keys", "set", "NEON_PROVISIONING_KEY", input="napi_typed_but_never_stored_0001\n")
+    assert_clean_failure(result, 2, "no OS keyring is available")
+    assert "GetPassWarning" not in result.stderr and "may be echoed" not in result.stderr
+    assert "NEON_PROVISIONING_KEY:" not in result.stderr  # no prompt was shown
+
+
+def test_the_keyring_note_is_said_once_per_data_dir(mk0r_home):
+    first = mk0r("orphans", "--provider", "local-git", "--json")
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("no OS keyring is available") == 1
+    second = mk0r("orphans", "--provider", "local-git", "--json")
+    assert second.returncode == 0 and "keyring" not in second.stderr
+    # where the keyring's state is the point, it is always shown
+    assert "no OS keyring is available" in mk0r("keys", "list").stderr
+
+
+def test_the_keyring_note_is_never_said_with_mk0r_no_keyring(mk0r_home):
+    for _ in range(2):
+        result = mk0r("orphans", "--provider", "local-git", "--json", env={"MK0R_NO_KEYRING": "1"})
+        assert result.returncode == 0 and "keyring" not in result.stderr, result.stderr
+    assert "keyring" not in mk0r("keys", "list", env={"MK0R_NO_KEYRING": "1"}).stderr

@@ -41,6 +41,7 @@ class Mk0rGroup(click.Group):
             return super().invoke(ctx)
         except Mk0rError as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)
+            _log_failure(ctx, _one_line(exc), exc.exit_code)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -62,7 +63,15 @@ class Mk0rGroup(click.Group):
                 click.echo("interrupted", err=True)
                 ctx.exit(130)
             click.echo(f"error: {_one_line(first)}", err=True)
+            _log_failure(ctx, _one_line(first), first.exit_code if isinstance(first, Mk0rError) else 1)
             ctx.exit(first.exit_code if isinstance(first, Mk0rError) else 1)
+
+
+def _log_failure(ctx: click.Context, message: str, code: int) -> None:
+    """The error also goes to the log file (scrubbed there), when the command got that far."""
+    import logging
+
+    logging.getLogger("mk0r_tui.cli").error("%s failed (exit %d): %s", ctx.invoked_subcommand or "mk0r-tui", code, message)
 
 
 def _leaf(group: BaseExceptionGroup) -> BaseException:
@@ -168,13 +177,19 @@ def _exit_code(ok: bool, interrupted: bool) -> int:
 
 @click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown, no reveal or copy of a secret.")
-@click.version_option(package_name="mk0r-tui")
+@click.option("--verbose", "-v", is_flag=True, help="Log DEBUG lines too (HTTP calls, progress) and show the log's lines on stderr.")
+@click.version_option(None, "-V", "--version", package_name="mk0r-tui")
 @click.pass_context
-def cli(ctx: click.Context, read_only: bool) -> None:
+def cli(ctx: click.Context, read_only: bool, verbose: bool) -> None:
     """Provision a real backend for every app session, and watch it happen.
 
-    With no command, opens the dashboard.
+    With no command, opens the dashboard. Every command writes the log file
+    (<data dir>/mk0r-tui.log: each run's events and errors, secrets masked).
     """
+    if verbose:
+        from mk0r_tui.core.logs import set_verbose
+
+        set_verbose(True)
     if ctx.invoked_subcommand is not None:
         return
     # textual-serve (`mk0r-tui web`) runs each tab on pipes with TEXTUAL_DRIVER naming its web driver

@@ -282,3 +282,49 @@ def test_the_keyring_note_is_never_said_with_mk0r_no_keyring(mk0r_home):
         result = mk0r("orphans", "--provider", "local-git", "--json", env={"MK0R_NO_KEYRING": "1"})
         assert result.returncode == 0 and "keyring" not in result.stderr, result.stderr
     assert "keyring" not in mk0r("keys", "list", env={"MK0R_NO_KEYRING": "1"}).stderr
+
+
+# -- the log file ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake():
+    with FakeUpstream(config={"latency_ms": {"neon": 5, "resend": 5, "github": 5, "posthog": 5}, "neon_operation_ms": 0}) as upstream:
+        yield upstream
+
+
+def test_a_failing_provision_is_in_the_log_with_no_secret(fake, mk0r_home):
+    from crashkit import KEYS
+
+    from mk0r_tui.core.envfile import secret_values
+
+    bad_neon = "bad_neon_key_that_must_never_be_logged_0001"
+    env = cli_env(fake, mk0r_home, keys={**KEYS, "NEON_PROVISIONING_KEY": bad_neon})
+    result = subprocess.run(cli_command("provision", "--session", "logged-failure-01", "--json"), env=env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=90)
+    assert result.returncode == 1, result.stderr
+    revealed = subprocess.run(cli_command("env", "logged-failure-01", "--reveal", "--json"), env=env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    secrets = [*secret_values(json.loads(revealed.stdout)["env"]), bad_neon, *KEYS.values()]
+
+    log = mk0r_home / "mk0r-tui.log"
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    text = log.read_text()
+    error_lines = [line for line in text.splitlines() if " ERROR " in line]
+    assert any("neon" in line and "logged-failu" in line for line in error_lines), text
+    assert any(" INFO " in line and "github: ok" in line for line in text.splitlines()), text
+    assert " DEBUG " not in text  # progress lines only with --verbose
+    leaked = [s for s in secrets if s and s in text]
+    assert not leaked, "secrets in the log"
+
+    verbose = subprocess.run(cli_command("--verbose", "provision", "--session", "logged-failure-01", "--json"), env=env,
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=90)
+    assert verbose.returncode == 1
+    assert " DEBUG " in log.read_text()
+    assert not [s for s in secrets if s and s in log.read_text() + verbose.stderr]
+
+
+def test_a_usage_error_is_in_the_log(mk0r_home):
+    assert mk0r("sessions").returncode == 0  # the data dir and its log exist
+    assert_clean_failure(mk0r("env", "no-such-session-1"), 2, "no session")
+    assert "ERROR mk0r_tui.cli env failed (exit 2)" in (mk0r_home / "mk0r-tui.log").read_text()

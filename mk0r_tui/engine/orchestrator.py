@@ -38,6 +38,7 @@ from mk0r_tui.core.events import (
 )
 from mk0r_tui.core.instructions import ENV_HEADER
 from mk0r_tui.core.ledger import ResourceRow
+from mk0r_tui.core.logs import logged
 from mk0r_tui.core.models import (
     RESOURCE_PREFIX,
     FoundResource,
@@ -179,7 +180,7 @@ async def provision_services(
 
 
 async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *, sink: EventSink) -> ProvisionReport:
-    sink = runtime.journal.wrap(session.slug, sink)  # every run writes the journal (engine/journal.py)
+    sink = logged(session.slug, runtime.journal.wrap(session.slug, sink))  # every run writes the journal and the log
     ledger = runtime.ledger
     target = runtime.provider(plan.target.name)
     ledger.ensure_session(session, target=target.name)
@@ -347,7 +348,7 @@ async def teardown_session(
 
 async def _teardown_session(runtime: Runtime, key: str, *, sink: EventSink, stop: asyncio.Event | None) -> TeardownReport:
     session_row = runtime.ledger.require_session(key)
-    sink = runtime.journal.wrap(session_row.slug, sink)  # every run writes the journal (engine/journal.py)
+    sink = logged(session_row.slug, runtime.journal.wrap(session_row.slug, sink))  # the journal and the log
     read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     # a resource that changed hands (or is offered to its new owner) is never deleted
     rows = [r for r in runtime.ledger.resources(session_row.key, live_only=True) if not r.handed_off]

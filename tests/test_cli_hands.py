@@ -328,3 +328,15 @@ def test_a_usage_error_is_in_the_log(mk0r_home):
     assert mk0r("sessions").returncode == 0  # the data dir and its log exist
     assert_clean_failure(mk0r("env", "no-such-session-1"), 2, "no session")
     assert "ERROR mk0r_tui.cli env failed (exit 2)" in (mk0r_home / "mk0r-tui.log").read_text()
+
+
+def test_every_name_of_a_session_follows_one_case_rule(mk0r_home):
+    key = "MiXeDCaSe-0001-KEY"
+    result = mk0r("provision", "--session", key, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["slug"] == "mixedcase-00"
+    assert data["env"]["VITE_POSTHOG_APP_ID"] == "mk0r-mixedcase-00"  # it kept the key's upper case
+    names = [r["name"] for p in data["providers"] for r in p["resources"]]
+    assert names and all(name == name.lower() for name in names)
+    assert mk0r("teardown", key, "--yes").returncode == 0

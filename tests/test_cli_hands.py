@@ -340,3 +340,128 @@ def test_every_name_of_a_session_follows_one_case_rule(mk0r_home):
     names = [r["name"] for p in data["providers"] for r in p["resources"]]
     assert names and all(name == name.lower() for name in names)
     assert mk0r("teardown", key, "--yes").returncode == 0
+
+
+# -- the CLI's conveniences ---------------------------------------------------------------------
+
+
+def provision_local(key: str) -> dict:
+    result = mk0r("provision", "--session", key, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_sessions_has_a_header_an_age_and_a_target_column(session_key, mk0r_home):
+    provision_local(session_key)
+    lines = mk0r("sessions").stdout.splitlines()
+    assert lines[0].split() == ["SLUG", "STATE", "TARGET", "AGE", "PROVIDERS"]
+    cells = lines[1].split()
+    assert cells[:3] == [session_key[:12], "ready", "local-folder"]
+    assert cells[3][-1] in "smhdw" and cells[3][:-1].isdigit()
+
+
+def test_jq_filters_every_json_command(session_key, mk0r_home):
+    provision_local(session_key)
+    assert mk0r("sessions", "--json", "--jq", ".[0].slug").stdout == f"{session_key[:12]}\n"  # a string prints raw
+    assert mk0r("sessions", "--json", "--jq", ".[0].providers | length").stdout == "5\n"
+    env = mk0r("env", session_key, "--json", "--jq", ".env.PGPASSWORD")
+    assert env.stdout == "••••\n"
+    kinds = mk0r("events", "--json", "--jq", ".kind").stdout.splitlines()  # NDJSON: per object
+    assert kinds[0] == "RunStarted" and "SessionProvisioned" in kinds
+    assert_clean_failure(mk0r("sessions", "--jq", ".[0]"), 2, "--jq filters JSON: add --json")
+    assert_clean_failure(mk0r("sessions", "--json", "--jq", ".["), 2, "bad --jq expression")
+    # every command with --json takes --jq
+    from mk0r_tui.cli import cli
+
+    def walk(group):
+        for command in group.commands.values():
+            yield command
+            if hasattr(command, "commands"):
+                yield from walk(command)
+
+    with_json = [c for c in walk(cli) if any(p.name == "as_json" for p in c.params)]
+    assert len(with_json) >= 8
+    assert all(any(p.name == "jq" for p in c.params) for c in with_json)
+
+
+def test_version_flags():
+    for flag in ("-V", "--version"):
+        result = mk0r(flag)
+        assert result.returncode == 0 and result.stdout.startswith("mk0r-tui, version ")
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell):
+    result = mk0r("completion", shell)
+    assert result.returncode == 0, result.stderr
+    assert "_MK0R_TUI_COMPLETE" in result.stdout
+
+
+def test_completion_offers_the_ledgers_session_keys_and_slugs(session_key, mk0r_home):
+    provision_local(session_key)
+    env = {"_MK0R_TUI_COMPLETE": "bash_complete", "COMP_WORDS": f"mk0r-tui teardown {session_key[:4]}", "COMP_CWORD": "2"}
+    offered = mk0r(env=env).stdout.splitlines()
+    assert f"plain,{session_key[:12]}" in offered and f"plain,{session_key}" in offered
+    env["COMP_WORDS"] = "mk0r-tui env zzzz"
+    assert mk0r(env=env).stdout.strip() == ""
+
+
+def test_teardown_of_several_sessions_at_once(mk0r_home):
+    keys = ["several-0001-a", "several-0002-b"]
+    for key in keys:
+        provision_local(key)
+    assert_clean_failure(mk0r("teardown", *keys, "no-such-session", "--yes"), 2, "no session 'no-such-session'")
+    assert {s["state"] for s in json.loads(mk0r("sessions", "--json").stdout)} == {"ready"}  # checked first: nothing deleted
+    down = mk0r("teardown", *keys, "--yes", "--json")
+    assert down.returncode == 0, down.stderr
+    reports = json.loads(down.stdout)
+    assert [r["session"] for r in reports] == keys and all(r["ok"] for r in reports)
+    assert {s["state"] for s in json.loads(mk0r("sessions", "--json").stdout)} == {"deleted"}
+    assert not any((mk0r_home / "apps" / key[:12]).exists() for key in keys)
+
+
+def test_prune_forgets_deleted_sessions(mk0r_home):
+    provision_local("pruned-0001-aa")
+    provision_local("kept-0002-bbbb")
+    assert mk0r("teardown", "pruned-0001-aa", "--yes").returncode == 0
+    kept_by_age = mk0r("prune", "--older-than", "2w")
+    assert kept_by_age.returncode == 0 and "0 deleted session(s)" in kept_by_age.stderr
+    assert len(json.loads(mk0r("sessions", "--json").stdout)) == 2
+    pruned = mk0r("sessions", "--prune", "--json")
+    assert pruned.returncode == 0 and "pruned 1 deleted session(s)" in pruned.stderr
+    assert [s["session"] for s in json.loads(pruned.stdout)] == ["kept-0002-bbbb"]
+    assert "pruned-000" not in mk0r("events").stdout  # its journal went with it
+    provision_local("pruned-0003-cc")
+    assert mk0r("teardown", "pruned-0003-cc", "--yes").returncode == 0
+    assert "1 deleted session(s)" in mk0r("prune", "--older-than", "0").stderr
+    assert mk0r("teardown", "kept-0002-bbbb", "--yes").returncode == 0
+
+
+def test_older_than_accepts_weeks_and_orphans_yes_needs_delete(mk0r_home):
+    weeks = mk0r("orphans", "--provider", "local-git", "--older-than", "2w", "--json")
+    assert weeks.returncode == 0, weeks.stderr
+    assert_clean_failure(mk0r("orphans", "--yes"), 2, "--yes confirms a delete")
+
+
+def test_no_short_help_is_cut_mid_sentence():
+    from mk0r_tui.cli import cli
+
+    def groups(group, path):
+        yield path
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from groups(command, [*path, name])
+
+    for path in groups(cli, []):
+        listing = mk0r(*path, "--help", env={"COLUMNS": "80"}).stdout.split("Commands:", 1)[1]
+        entries = []
+        for line in listing.splitlines():
+            if line.startswith("  ") and not line.startswith("   "):
+                entries.append(line.split(None, 1)[1])
+            elif line.strip():
+                entries[-1] += " " + line.strip()
+        assert entries, path
+        for text in entries:
+            assert not text.endswith("..."), (path, text)
+            assert text.count("(") == text.count(")"), (path, text)
+            assert text.endswith((".", ")")), (path, text)

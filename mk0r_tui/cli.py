@@ -878,7 +878,7 @@ def keys_set(name: str, from_stdin: bool) -> None:
     if not value:
         raise UsageError(f"no value given for {key}: nothing stored")
     _keyring_call(lambda: credentials.set(key, value))
-    click.echo(f"stored {key} in the OS keyring ({mask_value(key, value)})", err=True)
+    click.echo(f"stored {key} in the OS keyring ({mask_value(key, value)}, {len(value)} chars)", err=True)
     if os.environ.get(key):
         click.echo(f"note: {key} is also set in the environment, which overrides the keyring", err=True)
 
@@ -886,7 +886,7 @@ def keys_set(name: str, from_stdin: bool) -> None:
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
 def keys_list(as_json: bool) -> None:
-    """Every provisioning key: masked value and where it comes from (env or keyring)."""
+    """Every provisioning key: masked value, length and where it comes from (env or keyring)."""
     from mk0r_tui.core.envfile import mask_value
 
     _, credentials = _settings_and_credentials()
@@ -895,14 +895,16 @@ def keys_list(as_json: bool) -> None:
     if message and not credentials.keyring_disabled:
         click.echo(f"note: {message}", err=True)
     rows = [
-        {"name": c.name, "present": c.present, "source": c.source, "value": mask_value(c.name, c.value) if c.value else None}
+        {"name": c.name, "present": c.present, "source": c.source, "value": mask_value(c.name, c.value) if c.value else None,
+         "length": len(c.value) if c.value else None}  # a truncated paste shows here; the value never does
         for c in found
     ]
     if as_json:
         _emit(rows)
         return
     for row in rows:
-        click.echo(f"{row['name']:28} {row['source'] or '-':8} {row['value'] or '(not set)'}")
+        shown = f"{row['value']} ({row['length']} chars)" if row["value"] else "(not set)"
+        click.echo(f"{row['name']:28} {row['source'] or '-':8} {shown}")
 
 
 @keys.command("delete")

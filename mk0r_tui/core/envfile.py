@@ -56,10 +56,11 @@ _PASSWORD_NAME = re.compile(r"(PASSWORD|PASSWD|_PW$|SECRET)")
 
 
 def mask_value(name: str, value: str) -> str:
-    """The one masking rule for every secret: no character of a password or token is shown.
-    A key's public prefix (`re_`, `napi_`, `ghp_`, `github_pat_`, ...) and its length may be:
-    `re_•••• (36 chars)`; a password, or a token with no known prefix, is `••••`; a URL keeps
-    everything but its password: `postgresql://user:••••@host/db`."""
+    """The one masking rule for every secret: no character of a password or token is shown,
+    nor its length. A key's public prefix (`re_`, `napi_`, `ghp_`, `github_pat_`, ...) is:
+    `re_••••`; a password, or a token with no known prefix, is `••••`; a URL keeps everything
+    but its password: `postgresql://user:••••@host/db`. (`keys list` shows a key's length
+    beside it, to spot a truncated paste.)"""
     if not is_secret(name, value):
         return value
     if _url_password(value) is not None:
@@ -74,7 +75,7 @@ def mask_value(name: str, value: str) -> str:
     if not _PASSWORD_NAME.search(name.upper()):
         for prefix in PUBLIC_PREFIXES:
             if value.startswith(prefix) and len(value) > len(prefix) + 8:
-                return f"{prefix}{MASK} ({len(value)} chars)"
+                return f"{prefix}{MASK}"
     return MASK
 
 

@@ -465,3 +465,29 @@ def test_no_short_help_is_cut_mid_sentence():
             assert not text.endswith("..."), (path, text)
             assert text.count("(") == text.count(")"), (path, text)
             assert text.endswith((".", ")")), (path, text)
+
+
+# -- the README's JSON example is a real run's shape ----------------------------------------------
+
+
+def readme_provision_example() -> dict:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    after = readme.split("`provision --json`", 1)[1]
+    block = after.split("```json\n", 1)[1].split("```", 1)[0]
+    return json.loads(block)
+
+
+def test_the_readme_json_example_has_a_real_runs_keys(session_key, mk0r_home):
+    example = readme_provision_example()
+    real = provision_local(session_key)
+    assert list(example) == list(real)
+    assert [p["name"] for p in example["providers"]] == [p["name"] for p in real["providers"]]
+    for shown, got in zip(example["providers"], real["providers"], strict=True):
+        assert list(shown) == list(got), got["name"]
+        assert [(r["kind"], list(r)) for r in shown["resources"]] == [(r["kind"], list(r)) for r in got["resources"]]
+    assert list(example["env"]) == list(real["env"])
+    # the masks in the example are the ones a real run shows
+    for name, value in example["env"].items():
+        if "••••" in value or "••••" in real["env"][name]:
+            assert ("••••" in value) and ("••••" in real["env"][name]), name
+    assert mk0r("teardown", session_key, "--yes").returncode == 0

@@ -861,7 +861,8 @@ def keys() -> None:
 
 @keys.command("set")
 @click.argument("name")
-@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from standard input instead of a hidden prompt.")
+@click.option("--stdin", "from_stdin", is_flag=True,
+              help="Read the value from standard input instead of a hidden prompt (the default without a terminal).")
 def keys_set(name: str, from_stdin: bool) -> None:
     """Store NAME (e.g. NEON_PROVISIONING_KEY) in the OS keyring."""
     import os
@@ -871,7 +872,8 @@ def keys_set(name: str, from_stdin: bool) -> None:
     key = _known_key(name)
     _, credentials = _settings_and_credentials()
     _keyring_call(credentials.check_keyring)  # before asking for a secret that could not be stored
-    if from_stdin:
+    if from_stdin or not sys.stdin.isatty():
+        # no terminal: a hidden prompt would warn (GetPassWarning) and echo; read the line as --stdin does
         value = sys.stdin.readline().strip()
     else:
         value = click.prompt(key, hide_input=True, err=True, default="", show_default=False).strip()

@@ -491,3 +491,13 @@ def test_the_readme_json_example_has_a_real_runs_keys(session_key, mk0r_home):
         if "••••" in value or "••••" in real["env"][name]:
             assert ("••••" in value) and ("••••" in real["env"][name]), name
     assert mk0r("teardown", session_key, "--yes").returncode == 0
+
+
+def test_keys_set_without_a_terminal_reads_stdin_with_no_getpass_warning(mk0r_home):
+    # a keyring that works (and stores nothing): the null backend
+    result = mk0r("keys", "set", "NEON_PROVISIONING_KEY", input="napi_from_a_pipe_000000001\n",
+                  env={"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
+    assert result.returncode == 0, result.stderr
+    assert "GetPassWarning" not in result.stderr and "may be echoed" not in result.stderr
+    assert "stored NEON_PROVISIONING_KEY in the OS keyring (napi_••••, 26 chars)" in result.stderr
+    assert "napi_from_a_pipe" not in result.stdout + result.stderr

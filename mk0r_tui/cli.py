@@ -575,11 +575,12 @@ def teardown(sessions: tuple[str, ...], yes: bool, as_json: bool) -> None:
             sys.exit(1)
     show_progress = sys.stderr.isatty() or not as_json
 
-    async def run(stop: asyncio.Event) -> list[TeardownReport]:
+    async def run(stop: asyncio.Event) -> list[TeardownReport | BaseException]:
         try:
+            # all settled: one session failing to start (busy, say) never cuts another's deletes short
             return list(await asyncio.gather(*(
                 teardown_session(runtime, row.key, sink=_progress_sink(show_progress), stop=stop) for row in rows
-            )))
+            ), return_exceptions=True))
         finally:
             await runtime.aclose()
 
@@ -588,7 +589,14 @@ def teardown(sessions: tuple[str, ...], yes: bool, as_json: bool) -> None:
         names = ", ".join(f"{r.provider}:{r.name}" for r in remaining) or "none"
         return f"exiting now; may be left: {names}. Run `mk0r-tui orphans` to find them."
 
-    reports, interrupted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
+    settled, interrupted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
+    errors = [(row, r) for row, r in zip(rows, settled, strict=True) if isinstance(r, BaseException)]
+    for _row, error in errors:
+        if not isinstance(error, (Mk0rError, BaseExceptionGroup)):
+            raise error
+    if len(rows) == 1 and errors:
+        raise errors[0][1]  # one session: its error is the command's (Mk0rGroup says it)
+    reports = [r for r in settled if not isinstance(r, BaseException)]
     if as_json:
         shapes = [teardown_report_json(report) for report in reports]
         _emit(shapes[0] if len(sessions) == 1 else shapes)
@@ -600,7 +608,12 @@ def teardown(sessions: tuple[str, ...], yes: bool, as_json: bool) -> None:
                 click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
             if not report.outcomes:
                 click.echo(f"nothing to delete{f' for {report.session}' if len(rows) > 1 else ''}", err=True)
-    sys.exit(_exit_code(all(report.ok for report in reports), interrupted))
+    for row, error in errors:
+        leaf = _leaf(error) if isinstance(error, BaseExceptionGroup) else error
+        click.echo(f"error: session {row.key}: {_one_line(leaf)}", err=True)
+    worst = max((e.exit_code if isinstance(e, Mk0rError) else 1 for _r, e in errors), default=0)
+    code = _exit_code(all(report.ok for report in reports), interrupted)
+    sys.exit(code if code == 130 else max(code, worst))
 
 
 # -- the journal ---------------------------------------------------------------------------

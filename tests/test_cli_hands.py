@@ -501,3 +501,22 @@ def test_keys_set_without_a_terminal_reads_stdin_with_no_getpass_warning(mk0r_ho
     assert "GetPassWarning" not in result.stderr and "may be echoed" not in result.stderr
     assert "stored NEON_PROVISIONING_KEY in the OS keyring (napi_••••, 26 chars)" in result.stderr
     assert "napi_from_a_pipe" not in result.stdout + result.stderr
+
+
+def test_teardown_of_several_sessions_finishes_the_others_when_one_is_busy(mk0r_home):
+    from mk0r_tui.core.ledger import Ledger
+
+    keys = ["busy-0001-aaaa", "free-0002-bbbb"]
+    for key in keys:
+        provision_local(key)
+    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:  # this test process holds the first one's lease
+        assert ledger.acquire_lease("mk0r-busy-0001-aa", keys[0], "provision", "held-by-the-test", stale_s=600) is None
+        env = {"MK0R_LEASE_WAIT_S": "0", "MK0R_LEASE_STALE_S": "600"}
+        down = mk0r("teardown", *keys, "--yes", "--json", env=env)
+        assert down.returncode == 2, down.stderr
+        assert [r["session"] for r in json.loads(down.stdout)] == [keys[1]]
+        assert f"error: session {keys[0]}:" in down.stderr and "Traceback" not in down.stderr
+        states = {s["session"]: s["state"] for s in json.loads(mk0r("sessions", "--json").stdout)}
+        assert states == {keys[0]: "ready", keys[1]: "deleted"}
+        ledger.release_lease("mk0r-busy-0001-aa", "held-by-the-test")
+    assert mk0r("teardown", keys[0], "--yes").returncode == 0

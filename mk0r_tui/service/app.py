@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mk0r_tui.core.envfile import masked_env, read_env_file
-from mk0r_tui.core.errors import Mk0rError, UsageError
+from mk0r_tui.core.errors import ConfigError, Mk0rError, UsageError
 from mk0r_tui.core.ledger import JournalRow, SessionRow
 from mk0r_tui.core.models import Session
 from mk0r_tui.engine.library import preflight
@@ -367,8 +367,11 @@ def create_app(service: Service) -> ASGIApp:
                              wait: bool = Query(True, description="Wait for the run (201) or answer 202 at once.")) -> Response:
         body = body or ProvisionRequest.model_validate({})
         session = _parse_key(body.session) if body.session is not None else Session.new()
-        plan = runtime.plan(body.target)  # a run that cannot start is said now, not by a job later
-        preflight(plan)
+        plan = runtime.plan(body.target)  # a run that cannot start is said now (422), not by a job later
+        try:
+            preflight(plan, runtime)
+        except ConfigError as exc:  # e.g. "target": "e2b" on a server without E2B_API_KEY: this request cannot run
+            raise UsageError(str(exc)) from None
         if body.sandbox and plan.target.name != "e2b":
             raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
         request_id = _context_request_id()

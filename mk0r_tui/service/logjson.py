@@ -80,6 +80,8 @@ def configure_service_logging(fmt: str, secrets: Callable[[], Iterable[str]], *,
     scrubbed. Returns the handler (tests remove it)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # the CLI says its own errors on stderr (one line) and logs them to the file: not twice here
+    handler.addFilter(lambda record: not record.name.startswith("mk0r_tui.cli"))
     handler.addFilter(ContextFilter())
     handler.addFilter(ScrubFilter(secrets))
     handler._mk0r_service = True  # type: ignore[attr-defined]

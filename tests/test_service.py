@@ -74,6 +74,11 @@ def test_post_provisions_and_answers_the_provision_json(service, fake):
     # what a CLI user of the same data dir sees is the same session
     listed = json.loads(run_cli(service.env, "sessions", "--json").stdout)
     assert any(s["session"] == session and s["state"] == "ready" for s in listed)
+    with client(service.url) as c:
+        served = c.get("/v1/sessions").json()
+    mine = next(s for s in served if s["session"] == session)
+    theirs = next(s for s in listed if s["session"] == session)
+    assert list(mine) == list(theirs) and {k: v for k, v in mine.items() if k != "age_s"} == {k: v for k, v in theirs.items() if k != "age_s"}
 
 
 def test_reveal_true_answers_the_values(service):

@@ -127,6 +127,11 @@ class SessionJson(BaseModel):
     target: str | None = None
     env_file: str | None = None
     providers: dict[str, str]
+
+
+class SessionWithJobJson(SessionJson):
+    """One session, and its newest job (None when no job of the service ever ran it)."""
+
     job: JobJson | None = None
 
 
@@ -392,7 +397,7 @@ def create_app(service: Service) -> ASGIApp:
         runs = runtime.ledger.latest_runs_all()
         return [session_json(runtime, row, runs.get(row.key, {})) for row in runtime.ledger.list_sessions()]
 
-    @api.get("/v1/sessions/{key}", tags=["sessions"], response_model=SessionJson, responses=PROBLEMS, summary="One session and its newest job")
+    @api.get("/v1/sessions/{key}", tags=["sessions"], response_model=SessionWithJobJson, responses=PROBLEMS, summary="One session and its newest job")
     async def get_session(key: str) -> dict[str, Any]:
         runtime.ledger.settle_owner_gone(runtime.settings.lease_stale_s)
         session = _parse_key(key)

@@ -852,8 +852,9 @@ def _known_key(name: str) -> str:
     from mk0r_tui.core.credentials import KEY_NAMES
 
     upper = name.strip().upper()
-    if upper not in KEY_NAMES:
-        raise UsageError(f"unknown key {name!r}; known keys: {', '.join(KEY_NAMES)}")
+    known = (*KEY_NAMES, "MK0R_SERVICE_TOKEN")  # the service's bearer token (issue 13) is kept there too
+    if upper not in known:
+        raise UsageError(f"unknown key {name!r}; known keys: {', '.join(known)}")
     return upper
 
 
@@ -1098,3 +1099,36 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "ConfigError"]
+
+
+# -- the provisioning service (issue 13): serve and worker ---------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (not loopback: needs MK0R_SERVICE_TOKEN).")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--no-workers", is_flag=True, help="Serve the API only; jobs run in `mk0r-tui worker` processes.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Logs on stderr: text lines, or one JSON object per line (request id, session slug, provider).")
+def serve(host: str, port: int, no_workers: bool, log_format: str) -> None:
+    """Serve the provisioning API (for a generator's backend), running its jobs in this process.
+
+    Every route but /healthz needs `Authorization: Bearer $MK0R_SERVICE_TOKEN` (or the keyring's
+    MK0R_SERVICE_TOKEN); on loopback without one, a token is made up and printed. Several
+    instances on one queue share the work (README: The provisioning service).
+    """
+    from mk0r_tui.service.server import serve as run_serve
+
+    asyncio.run(run_serve(host, port, workers=not no_workers, log_format=log_format,
+                          say=lambda line: click.echo(line, err=True)))
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=None, help="Jobs at once (default: MK0R_WORKER_CONCURRENCY).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Logs on stderr: text lines, or one JSON object per line.")
+def worker(concurrency: int | None, log_format: str) -> None:
+    """Run the service's provision and teardown jobs (no API), until Ctrl+C or SIGTERM."""
+    from mk0r_tui.service.server import work
+
+    asyncio.run(work(log_format=log_format, concurrency=concurrency, say=lambda line: click.echo(line, err=True)))

@@ -1,6 +1,13 @@
-"""Settings from the environment (pydantic-settings) and the data directory (platformdirs).
+"""Settings from the environment (a pydantic model fed from `os.environ`) and the data
+directory (platformdirs).
 
 Provisioning keys are not settings: they come from `credentials` (env var, else OS keyring).
+
+Not pydantic-settings: it cost every CLI run ~50 ms of imports (issue 17) for what is here one
+loop over the fields' aliases (`_from_environ`). What it did that matters is kept: each field is
+read from the env var(s) of its `validation_alias` (names matched case-insensitively), a value
+passed to `Settings(...)` wins over the environment, and env strings are validated by pydantic's
+lax mode ("1"/"true" → True, "17" → 17, a path → Path).
 """
 
 from __future__ import annotations
@@ -13,8 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from mk0r_tui.core.errors import ConfigError
 
@@ -25,10 +31,31 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
+def _from_environ(model: type[BaseModel], given: dict[str, object]) -> dict[str, object]:
+    """`given`, plus each field it does not name read from the first of its aliases set in the
+    environment (case-insensitive, as pydantic-settings matched them)."""
+    environ = {k.upper(): v for k, v in os.environ.items()}
+    values = dict(given)
+    named = set(given)
+    for name, info in model.model_fields.items():
+        alias = info.validation_alias
+        choices = [c for c in getattr(alias, "choices", [alias]) if isinstance(c, str)] if alias else []
+        if name in named or any(c in named for c in choices):
+            continue
+        for choice in choices:
+            if choice.upper() in environ:
+                values[choice] = environ[choice.upper()]  # by its env name: an error names the variable
+                break
+    return values
+
+
+class Settings(BaseModel):
     """Every knob, each read from the environment variable named in its alias."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    def __init__(self, **values: object) -> None:
+        super().__init__(**_from_environ(type(self), values))
 
     home: Path | None = Field(None, validation_alias=_env("MK0R_HOME"))
     profile: Literal["auto", "local", "cloud"] = Field("auto", validation_alias=_env("MK0R_PROFILE"))

@@ -160,11 +160,12 @@ def render_env(env: Mapping[str, str], *, header: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: str, *, mode: int = 0o600, durable: bool = True) -> None:
     """Write `data` to `path` through a temp file in the same folder, then rename.
 
     Readers see the old file or the new one, never half of either; on any failure the temp
-    file is removed and the old file is untouched.
+    file is removed and the old file is untouched. `durable` (the default) fsyncs the file and
+    its folder; a file that is written again from the ledger anyway may skip both.
     """
     path = Path(path)
     folder = path.parent
@@ -183,7 +184,8 @@ def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
             os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException as exc:
         try:
@@ -193,6 +195,8 @@ def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
         if isinstance(exc, OSError):
             raise EnvWriteError(_describe_os_error(path, exc)) from None
         raise
+    if not durable:
+        return
     try:
         dir_fd = os.open(folder, os.O_RDONLY)
         try:

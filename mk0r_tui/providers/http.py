@@ -32,9 +32,11 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
+import ssl
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -198,6 +200,50 @@ def rate_limit_reset(headers: httpx.Headers, now: float) -> float | None:
     return None
 
 
+# -- one TLS context for every client -------------------------------------------------------
+
+_ssl_lock = threading.Lock()
+_ssl_thread: threading.Thread | None = None
+_ssl_context: list[ssl.SSLContext] = []
+_ssl_error: list[BaseException] = []
+
+
+def _build_ssl_context() -> None:
+    try:
+        # httpx's own default (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), built once
+        _ssl_context.append(httpx.create_ssl_context())
+    except BaseException as exc:  # reported by the first client that needs it
+        _ssl_error.append(exc)
+
+
+def prefetch_ssl_context() -> None:
+    """Start building the shared context in a thread (loading the CA bundle releases the GIL),
+    so the first request of the run finds it ready."""
+    global _ssl_thread
+    with _ssl_lock:
+        if _ssl_thread is None and not _ssl_context:
+            _ssl_thread = threading.Thread(target=_build_ssl_context, name="mk0r-ssl-context", daemon=True)
+            _ssl_thread.start()
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one verifying TLS context all providers' clients share. httpx builds one per client
+    by default, loading the CA bundle each time: 30-40 ms apiece here (issue 17: 130-170 ms per
+    run with four providers), for a context that is the same for all of them."""
+    global _ssl_thread
+    prefetch_ssl_context()
+    assert _ssl_thread is not None or _ssl_context
+    if _ssl_thread is not None:
+        _ssl_thread.join()
+    if not _ssl_context:
+        error = _ssl_error[0] if _ssl_error else RuntimeError("no TLS context")
+        _ssl_error.clear()
+        with _ssl_lock:
+            _ssl_thread = None  # the next client tries again
+        raise error
+    return _ssl_context[0]
+
+
 # -- the client ----------------------------------------------------------------------------
 
 
@@ -260,7 +306,8 @@ class ApiClient:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             self._client = httpx.AsyncClient(
-                base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.settings.http_timeout_s
+                base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.settings.http_timeout_s,
+                verify=shared_ssl_context(),
             )
             self._in_flight = asyncio.Semaphore(self.settings.concurrency_for(self.provider))
             if self.requests_per_second:
@@ -575,8 +622,8 @@ def lookup_failed(exc: ProviderError) -> ProviderError:
     )
 
 
-@contextmanager
-def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> Iterator[None]:
+@asynccontextmanager
+async def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> AsyncIterator[None]:
     """A create the provider refused outright (400/401/403/404/409/422) made nothing: the
     pending intent is closed as deleted, so orphan scans do not chase it. Only the create's own
     answer counts: a failed look-up (`lookup_failed`) is an unknown outcome, left pending."""
@@ -585,7 +632,7 @@ def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> Iterator[None
     except ProviderError as exc:
         refused = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429 and not exc.outcome_unknown
         if refused and row.id is not None and row.state == ResourceState.PENDING.value:
-            ctx.dropped(row, f"never created: {exc}")
+            await ctx.dropped(row, f"never created: {exc}")
         raise
 
 
@@ -620,6 +667,7 @@ class CloudProvider(Provider):
             self.clock = clock
         self.key = credentials.get(self.key_name)
         self.api = self.build_client()
+        prefetch_ssl_context()  # ready by the first request (one context for every provider)
 
     def build_client(self) -> ApiClient:  # pragma: no cover - every provider overrides it
         raise NotImplementedError

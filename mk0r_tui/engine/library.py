@@ -96,6 +96,9 @@ async def provision_async(
     """Provision every service of `session_key` (again: what exists is reused, only failures are
     retried) and return the `provision --json` dict; secret values masked unless `reveal`.
     Raises `Mk0rError` (a `UsageError` or `ConfigError`) when nothing could start."""
+    from mk0r_tui.core.tls import prefetch_ssl_context
+
+    prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
     from mk0r_tui.engine.orchestrator import provision_services
 
     session = Session.parse(session_key)

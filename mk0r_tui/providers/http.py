@@ -32,8 +32,6 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
-import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -50,6 +48,7 @@ from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import ResourceState
 from mk0r_tui.core.provider import Provider, ProvisionContext
+from mk0r_tui.core.tls import prefetch_ssl_context, shared_ssl_context
 
 log = logging.getLogger("mk0r_tui.http")
 
@@ -198,50 +197,6 @@ def rate_limit_reset(headers: httpx.Headers, now: float) -> float | None:
         except ValueError:
             return None
     return None
-
-
-# -- one TLS context for every client -------------------------------------------------------
-
-_ssl_lock = threading.Lock()
-_ssl_thread: threading.Thread | None = None
-_ssl_context: list[ssl.SSLContext] = []
-_ssl_error: list[BaseException] = []
-
-
-def _build_ssl_context() -> None:
-    try:
-        # httpx's own default (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), built once
-        _ssl_context.append(httpx.create_ssl_context())
-    except BaseException as exc:  # reported by the first client that needs it
-        _ssl_error.append(exc)
-
-
-def prefetch_ssl_context() -> None:
-    """Start building the shared context in a thread (loading the CA bundle releases the GIL),
-    so the first request of the run finds it ready."""
-    global _ssl_thread
-    with _ssl_lock:
-        if _ssl_thread is None and not _ssl_context:
-            _ssl_thread = threading.Thread(target=_build_ssl_context, name="mk0r-ssl-context", daemon=True)
-            _ssl_thread.start()
-
-
-def shared_ssl_context() -> ssl.SSLContext:
-    """The one verifying TLS context all providers' clients share. httpx builds one per client
-    by default, loading the CA bundle each time: 30-40 ms apiece here (issue 17: 130-170 ms per
-    run with four providers), for a context that is the same for all of them."""
-    global _ssl_thread
-    prefetch_ssl_context()
-    assert _ssl_thread is not None or _ssl_context
-    if _ssl_thread is not None:
-        _ssl_thread.join()
-    if not _ssl_context:
-        error = _ssl_error[0] if _ssl_error else RuntimeError("no TLS context")
-        _ssl_error.clear()
-        with _ssl_lock:
-            _ssl_thread = None  # the next client tries again
-        raise error
-    return _ssl_context[0]
 
 
 # -- the client ----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ for any ledger whose methods may be called from another thread (SQLite's has a l
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -63,6 +62,8 @@ class LedgerWriter:
         return its result (or raise its error) once it is done."""
         if self.in_writer_thread():  # a write made from a write: no queue to wait behind
             return fn(*args, **kwargs)
+        import asyncio
+
         future = self._executor().submit(fn, *args, **kwargs)
         return await asyncio.wrap_future(future)
 
@@ -71,6 +72,8 @@ class LedgerWriter:
         (a lease release in a `finally` while the run is being cancelled)."""
         if self.in_writer_thread():
             return fn(*args, **kwargs)
+        import asyncio
+
         future = self._executor().submit(fn, *args, **kwargs)
         return await asyncio.shield(asyncio.wrap_future(future))
 

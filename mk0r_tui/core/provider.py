@@ -18,7 +18,6 @@ for `provision`; None = the configured provider timeout).
 from __future__ import annotations
 
 import abc
-import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +112,8 @@ class SessionResources:
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._writer is not None:
             return await self._writer.run(fn, *args, **kwargs)
+        import asyncio
+
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     def existing(self, provider: str, kind: str, name: str) -> ResourceRow | None:

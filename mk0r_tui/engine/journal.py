@@ -16,7 +16,6 @@ with `LISTEN/NOTIFY` and `since` with the same query. `follow` turns a source in
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -84,6 +83,8 @@ class JournalWriter:
             self.flush()
             return
         if schedule:
+            import asyncio
+
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop (a plain call): write now

@@ -13,7 +13,6 @@ here too (`provision_report_json`, `teardown_report_json`): one place for both c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -141,6 +140,8 @@ async def teardown_async(session_key: str, *, sink: EventSink = null_sink) -> di
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
+        import asyncio
+
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)

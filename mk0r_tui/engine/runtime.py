@@ -18,7 +18,6 @@ from mk0r_tui.core.plan import Plan
 from mk0r_tui.core.provider import Provider
 from mk0r_tui.engine import plan as planning
 from mk0r_tui.engine.journal import JournalWriter
-from mk0r_tui.engine.lease import session_lease
 from mk0r_tui.providers import Registry
 
 log = logging.getLogger("mk0r_tui")
@@ -50,6 +49,8 @@ class Runtime:
     def lease(self, name: str, session_key: str, kind: str) -> contextlib.AbstractAsyncContextManager[object]:
         """Hold the lease on session `name` (engine/lease.py) for a provision or a teardown: what
         every process reads as "in flight"; waits `MK0R_LEASE_WAIT_S` for a live holder."""
+        from mk0r_tui.engine.lease import session_lease  # asyncio: only a run needs it
+
         return session_lease(
             self.ledger, name, session_key, kind,
             stale_s=self.settings.lease_stale_s, wait_s=self.settings.lease_wait_s, writer=self.writer,

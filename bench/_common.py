@@ -310,7 +310,7 @@ def timed_process(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd
     #: CPU the process (and its children) used, ms: the part of its wall time the load multiplies
     LAST_CPU_MS[0] = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:3])}... failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+        raise SystemExit(f"{' '.join(Path(a).name for a in argv[:2])}... failed ({done.returncode}): {done.stderr.strip()[-800:]}")
     return wall_ms, done.stdout, done.stderr
 
 

@@ -283,8 +283,8 @@ async def _delete_checked(runtime: Runtime, row: ResourceRow, sink: EventSink, s
     ref = row.ref
     sink(TeardownStarted(session=session_key, provider=row.provider, resource=ref))
     previous = ResourceState(row.state) if row.state != ResourceState.DELETING.value else ResourceState.CREATED
-    if row.id is not None:
-        runtime.ledger.mark_state(row.id, ResourceState.DELETING)
+    if row.id is not None:  # committed before the delete is sent, off the event loop
+        await runtime.writer.run(runtime.ledger.mark_state, row.id, ResourceState.DELETING)
     started = time.monotonic()
     try:
         provider = runtime.provider(row.provider)
@@ -296,12 +296,12 @@ async def _delete_checked(runtime: Runtime, row: ResourceRow, sink: EventSink, s
     except BaseException as exc:
         message = describe_error(exc, runtime.secrets())
         if row.id is not None:
-            runtime.ledger.mark_state(row.id, previous, error=message)
+            await runtime.writer.run_to_end(runtime.ledger.mark_state, row.id, previous, error=message)
         sink(TeardownFailed(session=session_key, provider=row.provider, resource=ref, error=message))
         return TeardownOutcome(ref, "failed", message, (time.monotonic() - started) * 1000)
     latency = (time.monotonic() - started) * 1000
     if row.id is not None:
-        runtime.ledger.mark_state(row.id, ResourceState.DELETED)
+        await runtime.writer.run_to_end(runtime.ledger.mark_state, row.id, ResourceState.DELETED)
     sink(ResourceDeleted(session=session_key, provider=row.provider, resource=ref, already_gone=not deleted, latency_ms=latency))
     return TeardownOutcome(ref, "deleted" if deleted else "already_gone", None, latency)
 
@@ -351,13 +351,13 @@ async def _teardown_session(runtime: Runtime, key: str, *, sink: EventSink, stop
     read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     # a resource that changed hands (or is offered to its new owner) is never deleted
     rows = [r for r in runtime.ledger.resources(session_row.key, live_only=True) if not r.handed_off]
-    runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARING_DOWN)
+    await runtime.writer.run(runtime.ledger.set_session_state, session_row.key, SessionPhase.TEARING_DOWN)
     sink(RunStarted(session=session_row.key, provider="*", kind="teardown", state=SessionPhase.TEARING_DOWN.value))
     try:
         outcomes = await _delete_rows(runtime, rows, sink, session_row.key, stop)
     except BaseException:
         # broken or interrupted before every delete settled: never leave it "tearing_down"
-        runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
+        await runtime.writer.run_to_end(runtime.ledger.set_session_state, session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
         sink(SessionTornDown(session=session_row.key, provider="*", ok=False, state=SessionPhase.TEARDOWN_INCOMPLETE.value))
         raise
     remaining = runtime.ledger.resources(session_row.key, live_only=True)
@@ -368,9 +368,10 @@ async def _teardown_session(runtime: Runtime, key: str, *, sink: EventSink, stop
             env_copy.unlink()  # the link itself, never what it points to
         elif env_copy.exists():
             shutil.rmtree(env_copy, ignore_errors=True)
-    runtime.ledger.set_session_state(session_row.key, state)
+    await runtime.writer.run(runtime.ledger.set_session_state, session_row.key, state)
     report = TeardownReport(session_row.key, tuple(outcomes))
     sink(SessionTornDown(session=session_row.key, provider="*", ok=report.ok, state=state.value))
+    await runtime.writer.drain()  # the journal has the whole teardown when it returns
     return report
 
 

@@ -190,7 +190,7 @@ HEAVY = ("pydantic_settings", "keyring", "rich", "httpx._main", "pygments", "tex
 PROBE = """
 import atexit, json, os, sys
 def report():
-    mods = sorted(m for m, mod in list(sys.modules.items()) if mod is not None and (m.split('.')[0] in {heavy} or m in {heavy} or m == 'asyncio'))
+    mods = sorted(m for m, mod in list(sys.modules.items()) if mod is not None and (m.split('.')[0] in {heavy} or m in {heavy} or m in ('asyncio', 'pydantic')))
     with open(os.environ['MODULES_OUT'], 'w') as out:
         json.dump(mods, out)
 atexit.register(report)
@@ -231,7 +231,7 @@ def test_sessions_json_loads_no_settings_library_keyring_rich_or_http_client(mk0
     modules, done = modules_of(["sessions", "--json"], dict(os.environ), tmp_path)
     assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
     assert heavy_in(modules) == set(), sorted(modules)
-    assert "httpx" not in modules
+    assert "httpx" not in modules and "pydantic" not in modules  # settings are not a pydantic model
 
 
 @pytest.mark.slow

@@ -1,13 +1,15 @@
-"""Settings from the environment (a pydantic model fed from `os.environ`) and the data
-directory (platformdirs).
+"""Settings from the environment and the data directory (platformdirs).
 
 Provisioning keys are not settings: they come from `credentials` (env var, else OS keyring).
 
-Not pydantic-settings: it cost every CLI run ~50 ms of imports (issue 17) for what is here one
-loop over the fields' aliases (`_from_environ`). What it did that matters is kept: each field is
-read from the env var(s) of its `validation_alias` (names matched case-insensitively), a value
-passed to `Settings(...)` wins over the environment, and env strings are validated by pydantic's
-lax mode ("1"/"true" → True, "17" → 17, a path → Path).
+`Settings` is declared as a pydantic model was (a field per line: `Field(default,
+validation_alias=_env("MK0R_..."))`, `@field_validator`), but built by `core/envmodel.py`: neither
+pydantic-settings nor pydantic is imported for it (issue 17: ~50 ms of imports for
+pydantic-settings, ~110 ms of CPU for pydantic and the schema, on every process). What mattered
+is kept: each field is read from the env var(s) of its alias (names matched case-insensitively),
+a value passed to `Settings(...)` wins over the environment, env strings are coerced as pydantic's
+lax mode did ("1"/"true" → True, "17" → 17, a path → Path), `ge`/`le` bounds and validators run,
+and a bad value is one `ConfigError` naming the variable (`load_settings`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
-
+from mk0r_tui.core.envmodel import AliasChoices, EnvModel, Field, field_validator
 from mk0r_tui.core.errors import ConfigError
 
 APP_NAME = "mk0r-tui"
@@ -31,31 +31,8 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-def _from_environ(model: type[BaseModel], given: dict[str, object]) -> dict[str, object]:
-    """`given`, plus each field it does not name read from the first of its aliases set in the
-    environment (case-insensitive, as pydantic-settings matched them)."""
-    environ = {k.upper(): v for k, v in os.environ.items()}
-    values = dict(given)
-    named = set(given)
-    for name, info in model.model_fields.items():
-        alias = info.validation_alias
-        choices = [c for c in getattr(alias, "choices", [alias]) if isinstance(c, str)] if alias else []
-        if name in named or any(c in named for c in choices):
-            continue
-        for choice in choices:
-            if choice.upper() in environ:
-                values[choice] = environ[choice.upper()]  # by its env name: an error names the variable
-                break
-    return values
-
-
-class Settings(BaseModel):
-    """Every knob, each read from the environment variable named in its alias."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
-
-    def __init__(self, **values: object) -> None:
-        super().__init__(**_from_environ(type(self), values))
+class Settings(EnvModel):
+    """Every knob, each read from the environment variable named in its alias (core/envmodel.py)."""
 
     home: Path | None = Field(None, validation_alias=_env("MK0R_HOME"))
     profile: Literal["auto", "local", "cloud"] = Field("auto", validation_alias=_env("MK0R_PROFILE"))
@@ -156,6 +133,8 @@ class Settings(BaseModel):
     def data_dir(self) -> Path:
         if self.home is not None:
             return self.home.expanduser()
+        import platformdirs  # only when MK0R_HOME does not say where
+
         return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
     @property
@@ -225,7 +204,7 @@ class Settings(BaseModel):
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value is a ConfigError, not a traceback."""
-    from pydantic import ValidationError
+    from mk0r_tui.core.envmodel import SettingsValidationError as ValidationError
 
     try:
         return Settings(**overrides)

@@ -215,11 +215,11 @@ def write_env_file(path: Path, env: Mapping[str, str], *, header: str | None = N
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Read a `.env` back (python-dotenv), or {} if there is none."""
-    from dotenv import dotenv_values
-
     path = Path(path)
     if not path.exists():
-        return {}
+        return {}  # a new session: no parser to load
+    from dotenv import dotenv_values
+
     values = {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
     remember_env_secrets(values)
     return values

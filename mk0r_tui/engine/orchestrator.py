@@ -184,11 +184,12 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
             results[index] = await _run_provider(runtime, resources, provider, record, previous_env)
 
         # Tasks start in order: the analytics tag, which never waits, settles first. The target
-        # prepares what needs no provider's answer (the local folder's git init) meanwhile.
+        # prepares what needs no provider's answer (the local folder's git init) meanwhile,
+        # started last so that no provider's first request waits behind it.
         async with asyncio.TaskGroup() as group:
-            group.create_task(_prepare(runtime, resources, target, sink, previous_env))
             for index, (step, provider) in enumerate(chosen):
                 group.create_task(settle(index, step, provider))
+            group.create_task(_prepare(runtime, resources, target, sink, previous_env))
         settled = tuple(r for r in results if r is not None)
         env = flatten_env(settled)
 

@@ -46,23 +46,29 @@ def series(op_ms: int, runs: int) -> dict:
         mk0r = [str(c.ROOT / ".venv" / "bin" / "mk0r-tui")] if (c.ROOT / ".venv" / "bin" / "mk0r-tui").exists() \
             else [sys.executable, "-m", "mk0r_tui"]
 
-        def product(_i: int) -> float:
+        cpu: dict[str, list[float]] = {"product": [], "baseline": []}
+
+        def product(i: int) -> float:
             wall, out, _err = c.timed_process([*mk0r, "provision", "--json"], env=env, cwd=c.ROOT)
+            if i >= 0:
+                cpu["product"].append(c.LAST_CPU_MS[0])
             report = json.loads(out)
             if not report["ok"]:
                 raise SystemExit(f"provision failed: {[(p['name'], p['error']) for p in report['providers'] if p['error']]}")
             return wall
 
-        def baseline(_i: int) -> float:
+        def baseline(i: int) -> float:
             wall, out, _err = c.timed_process([sys.executable, BASELINE, fake.base_url, uuid.uuid4().hex[:12]],
                                               env=c.clean_env(), cwd=c.ROOT)
+            if i >= 0:
+                cpu["baseline"].append(c.LAST_CPU_MS[0])
             assert len(json.loads(out)) == 4
             return wall
 
         load_before = c.load_now()
         a, b = c.alternate(product, baseline, runs)
         routes = {p: c.requests_by_route(fake.state(), p) for p in c.CLOUD_PROVIDERS}
-    return {"op_ms": op_ms, "product_ms": a, "baseline_ms": b, "ratio": c.summary(a)["median"] / c.summary(b)["median"],
+    return {"op_ms": op_ms, "product_ms": a, "baseline_ms": b, "cpu_ms": cpu, "ratio": c.summary(a)["median"] / c.summary(b)["median"],
             "load_before": load_before, "load_after": c.load_now(), "requests_all_runs": routes}
 
 
@@ -131,7 +137,9 @@ def main() -> int:
     rows, goals, figures = [], [], {}
     for op_ms in (int(o) for o in args.ops.split(",")):
         got = series(op_ms, args.runs)
-        print(f"  operations {op_ms} ms: {got['load_before']} before, {got['load_after']} after")
+        print(f"  operations {op_ms} ms: {got['load_before']} before, {got['load_after']} after; CPU per process "
+              f"(median): product {c.summary(got['cpu_ms']['product'])['median']:.0f} ms, "
+              f"baseline {c.summary(got['cpu_ms']['baseline'])['median']:.0f} ms")
         rows += c.versus(f"operations {op_ms} ms", got["product_ms"], got["baseline_ms"])
         goals.append(c.Goal(f"provision process / minimal httpx script, medians, operations {op_ms} ms", got["ratio"], GOAL))
         figures[str(op_ms)] = got

@@ -149,6 +149,10 @@ def finish(bench: str, info: dict[str, Any], goals: Sequence[Goal], figures: dic
         print()
         for goal in goals:
             print(goal.line())
+    load_end = os.getloadavg()[0]
+    if max(info.get("loadavg_1m_at_start", 0.0), load_end) > (os.cpu_count() or 1):
+        print(f"WARNING: the load average ({info.get('loadavg_1m_at_start', 0.0):.1f} at start, {load_end:.1f} at the end) "
+              f"was above the {os.cpu_count()} CPUs: wall-time figures and ratios are inflated; re-run on a quiet machine")
     print()
     print(json.dumps({
         "bench": bench,

@@ -13,7 +13,8 @@ orchestrator, the lease) hand their writes to a `LedgerWriter` instead:
 
 One thread, first in first out: the writes of a process are committed in the order they were
 handed over (the journal's ids stay in event order), and `drain` is "everything before me is
-done". The thread is a daemon started on first use; `close` waits for what is queued. It works
+done". The thread starts on first use; `close` waits for what is queued (at interpreter exit
+concurrent.futures joins it too). It works
 for any ledger whose methods may be called from another thread (SQLite's has a lock and
 `check_same_thread=False`); nothing here knows which backend it is.
 """

@@ -132,7 +132,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS mk0r_budget_tickets_lane ON mk0r_budget_tickets (lane, id)",
 )
 #: the advisory lock every Postgres budget decision takes (a constant: "mk0r" "budg")
-PG_LOCK = 0x6D6B3072_62756467 - (1 << 64)
+PG_LOCK = 0x6D6B3072_62756467
 
 
 class SqlBudgetStore:
@@ -152,7 +152,7 @@ class SqlBudgetStore:
 
             self._pg = psycopg.connect(postgres_url, autocommit=True)
             with self._pg.transaction():
-                self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK,))
+                self._pg.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (PG_LOCK,))
                 for statement in SCHEMA:
                     self._pg.execute(statement.format(serial="BIGSERIAL"))
         else:
@@ -177,7 +177,7 @@ class SqlBudgetStore:
         with self._lock:
             if self.postgres:
                 with self._pg.transaction():
-                    self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK,))
+                    self._pg.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (PG_LOCK,))
 
                     def run_pg(sql: str, *args: Any) -> list[tuple[Any, ...]]:
                         cursor = self._pg.execute(sql.replace("?", "%s"), args)

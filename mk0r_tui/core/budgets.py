@@ -102,6 +102,9 @@ class Decision:
     ahead: int = 0
     holds: tuple[int, ...] = ()
     ticket: int | None = None
+    #: the start rows this grant wrote, and this process's clock (`SqlBudgetStore.local`) then
+    starts: tuple[int, ...] = ()
+    local_at: float = 0.0
 
 
 def _holder() -> tuple[str, int, str]:
@@ -122,12 +125,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS mk0r_budget_starts (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mk0r_budget_starts (id {pk}, key TEXT NOT NULL, "
+    "at DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS mk0r_budget_starts_key ON mk0r_budget_starts (key, at)",
-    "CREATE TABLE IF NOT EXISTS mk0r_budget_slots (id {serial} PRIMARY KEY, key TEXT NOT NULL, host TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS mk0r_budget_slots (id {pk}, key TEXT NOT NULL, host TEXT NOT NULL, "
     "pid INTEGER NOT NULL, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS mk0r_budget_slots_key ON mk0r_budget_slots (key)",
-    "CREATE TABLE IF NOT EXISTS mk0r_budget_tickets (id {serial} PRIMARY KEY, lane TEXT NOT NULL, host TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS mk0r_budget_tickets (id {pk}, lane TEXT NOT NULL, host TEXT NOT NULL, "
     "pid INTEGER NOT NULL, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS mk0r_budget_tickets_lane ON mk0r_budget_tickets (lane, id)",
 )
@@ -144,6 +148,8 @@ class SqlBudgetStore:
         self.host, self.pid, self.holder = _holder()
         self._lock = threading.Lock()
         self._now = now
+        #: this process's clock for "how long after its grant did a request leave"
+        self.local: Callable[[], float] = now or time.time
         self._last_purge = float("-inf")
         self.horizon_s = DEFAULT_HORIZON_S
         self.postgres = postgres_url is not None
@@ -154,7 +160,7 @@ class SqlBudgetStore:
             with self._pg.transaction():
                 self._pg.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (PG_LOCK,))
                 for statement in SCHEMA:
-                    self._pg.execute(statement.format(serial="BIGSERIAL"))
+                    self._pg.execute(statement.format(pk="BIGSERIAL PRIMARY KEY"))
         else:
             path = str(sqlite_path or ":memory:")
             if path != ":memory:":
@@ -169,7 +175,7 @@ class SqlBudgetStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             for statement in SCHEMA:
-                self._db.execute(statement.format(serial="INTEGER"))
+                self._db.execute(statement.format(pk="INTEGER PRIMARY KEY AUTOINCREMENT"))  # ids never reused
 
     # one transaction, whichever database
     @contextmanager
@@ -252,17 +258,18 @@ class SqlBudgetStore:
                                    lane, ticket, self.holder)[0][0]) if ahead else 0
             wait = max((self._rule_wait(run, rule, now) for rule in rules), default=0.0)
             if blocking == 0 and wait <= 0:
-                holds = []
+                holds, starts = [], []
                 for rule in rules:
                     if rule.slots is not None:
                         rows = run("INSERT INTO mk0r_budget_slots (key, host, pid, holder, expires) VALUES (?, ?, ?, ?, ?) "
                                    "RETURNING id", rule.key, self.host, self.pid, self.holder, now + rule.lease_s)
                         holds.append(int(rows[0][0]))
                     if rule.counts_starts:
-                        run("INSERT INTO mk0r_budget_starts (key, at) VALUES (?, ?)", rule.key, now)
+                        rows = run("INSERT INTO mk0r_budget_starts (key, at) VALUES (?, ?) RETURNING id", rule.key, now)
+                        starts.append(int(rows[0][0]))
                 if ticket is not None:
                     run("DELETE FROM mk0r_budget_tickets WHERE id = ?", ticket)
-                return Decision(True, holds=tuple(holds))
+                return Decision(True, holds=tuple(holds), starts=tuple(starts), local_at=self.local())
             if blocking > 0:
                 wait = max(wait, QUEUE_POLL_S)
             if queue and ticket is None:
@@ -282,12 +289,18 @@ class SqlBudgetStore:
                        "RETURNING id", lane, self.host, self.pid, self.holder, now + TICKET_LEASE_S)
             return int(rows[0][0]), ahead
 
-    def release(self, holds: Sequence[int]) -> None:
-        if not holds:
+    def release(self, holds: Sequence[int], starts: Sequence[int] = (), sent_after_s: float = 0.0) -> None:
+        """Give slots back. `starts`/`sent_after_s`: the request went out this long after its
+        grant (a busy event loop between the two): its starts are moved to when it really left,
+        so the next one's gap is counted from there (a mutation's slot is held until then)."""
+        if not holds and not (starts and sent_after_s > 0):
             return
         with self._tx() as run:
             for hold in holds:
                 run("DELETE FROM mk0r_budget_slots WHERE id = ?", hold)
+            if sent_after_s > 0:
+                for start in starts:
+                    run("UPDATE mk0r_budget_starts SET at = at + ? WHERE id = ?", sent_after_s, start)
 
     def leave(self, ticket: int) -> None:
         with self._tx() as run:
@@ -415,11 +428,21 @@ class _Lane:
     woken: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Grant:
     holds: tuple[int, ...]
     lane: str
     waited_s: float = 0.0
+    starts: tuple[int, ...] = ()
+    #: the store's local clock at the grant (taken in the store call, not when the waiting task
+    #: resumed: a busy loop resumes it late), and when the request really left
+    granted_at: float = 0.0
+    clock: Callable[[], float] = time.time
+    sent_at: float | None = None
+
+    def sent(self) -> None:
+        """Call when the request's bytes go out (the latest call counts)."""
+        self.sent_at = self.clock()
 
 
 class Budgets:
@@ -490,7 +513,7 @@ class Budgets:
         if local.waiting == 0 and not local.lock.locked():
             decision = await self._call(self.store.acquire, lane, rules, None, queue=False)
             if decision.granted:
-                return Grant(decision.holds, lane)
+                return Grant(decision.holds, lane, 0.0, decision.starts, decision.local_at, self.store.local)
         started = self._monotonic()
         with timeout_paused():
             ticket, ahead = await self._call(self.store.enqueue, lane)
@@ -509,7 +532,8 @@ class Budgets:
                         decision = await self._call(self.store.acquire, lane, rules, ticket)
                         if decision.granted:
                             ticket = None
-                            return Grant(decision.holds, lane, self._monotonic() - started)
+                            return Grant(decision.holds, lane, self._monotonic() - started, decision.starts,
+                                         decision.local_at, self.store.local)
                         if report is not None and decision.ahead != said:
                             report(f"waiting for {label} ({decision.ahead} ahead)")
                             said = decision.ahead
@@ -522,8 +546,9 @@ class Budgets:
 
     def release(self, grant: Grant) -> None:
         """Give the slots back (never awaited: safe in a `finally` of a cancelled task)."""
-        if grant.holds:
-            self._submit(self.store.release, grant.holds)
+        late = (grant.sent_at - grant.granted_at) if grant.sent_at is not None else 0.0
+        if grant.holds or (grant.starts and late > 0.001):
+            self._submit(self.store.release, grant.holds, grant.starts, late if late > 0.001 else 0.0)
         try:
             lane = self._lane(grant.lane)
         except RuntimeError:  # no running loop: nobody local to wake

@@ -480,8 +480,15 @@ class ApiClient:
         self, http: httpx.AsyncClient, grant: Grant, method: str, path: str, params: Mapping[str, Any] | None,
         json: Any, call: str,
     ) -> httpx.Response:
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            # httpcore's trace: the moment the request's first bytes are written (after any
+            # connection set-up), which is when the provider sees it start
+            if event.endswith("send_request_headers.started"):
+                grant.sent()
+
         try:
-            return await http.request(method, path, params=params, json=json)
+            grant.sent()
+            return await http.request(method, path, params=params, json=json, extensions={"trace": trace})
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(
                 f"cannot reach {self.base_url} ({_transport_reason(exc)})", call=call, connect=True,

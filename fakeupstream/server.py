@@ -4,8 +4,8 @@ latency and faults, authentication, the control plane."""
 from __future__ import annotations
 
 import asyncio
-import time
 import re
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from email.utils import formatdate
 
 import httpx

@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -26,23 +25,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(scope="module")
-def postgres_admin(shared_postgres_dir):
-    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
-
-    return EmbeddedPostgres(shared_postgres_dir).ensure_running()
-
-
-def fresh_postgres_url(admin) -> str:
-    """A new database on the embedded server, as MK0R_LEDGER_URL would name it."""
-    import psycopg
-
-    name = f"mk0r_budgets_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql://{admin.user}:{admin.password}@{admin.host}:{admin.port}/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def two_stores(request, tmp_path):
     """Two stores on one database (two processes' view of it), on one injected clock."""
@@ -51,7 +33,7 @@ def two_stores(request, tmp_path):
         def make():
             return SqlBudgetStore(sqlite_path=tmp_path / "budgets.sqlite3", now=clock)
     else:
-        url = fresh_postgres_url(request.getfixturevalue("postgres_admin"))
+        url = request.getfixturevalue("pg_ledger_url")  # a fresh database on the embedded Postgres
 
         def make():
             return SqlBudgetStore(postgres_url=url, now=clock)

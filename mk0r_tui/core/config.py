@@ -76,8 +76,7 @@ class Settings(BaseSettings):
     lease_stale_s: float = Field(15.0, validation_alias=_env("MK0R_LEASE_STALE_S"))
     #: how long a provision or teardown waits for a busy session before saying who holds it
     lease_wait_s: float = Field(60.0, validation_alias=_env("MK0R_LEASE_WAIT_S"))
-    # -- provider budgets shared across processes (core/budgets.py; issues 12 and 17) --
-    ledger_url: str | None = Field(None, validation_alias=_env("MK0R_LEDGER_URL"))
+    # -- provider budgets shared across processes (core/budgets.py, on the ledger's database) --
     #: GitHub's secondary limits on content creation, per token (docs: "Rate limits for the REST API")
     github_creates_per_minute: int = Field(80, ge=1, validation_alias=_env("MK0R_GITHUB_CREATES_PER_MIN"))
     github_creates_per_hour: int = Field(500, ge=1, validation_alias=_env("MK0R_GITHUB_CREATES_PER_HOUR"))

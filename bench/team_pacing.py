@@ -26,7 +26,7 @@ from fakeupstream.pacing import pacing_report
 from mk0r_tui.core.config import Settings
 
 sys.path.insert(0, str(c.ROOT / "tests"))
-from team_worker import run_team, team_env  # noqa: E402  (the test kit: the same run as tests/test_team_pacing.py)
+from team_worker import run_team, team_env  # the test kit: the same run as tests/test_team_pacing.py
 
 SCALED = {"MK0R_GITHUB_MUTATION_GAP_S": "0.05", "MK0R_GITHUB_CREATES_PER_MIN": "30", "MK0R_BUDGET_MINUTE_S": "1",
           "MK0R_RESEND_RPS": "25", "MK0R_NEON_RPM": "300", "MK0R_CONCURRENCY": "4"}

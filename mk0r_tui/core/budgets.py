@@ -81,6 +81,9 @@ class Rule:
     windows: tuple[tuple[float, int], ...] = ()
     #: a slot held longer than this is taken back (its holder hung or died elsewhere)
     lease_s: float = 120.0
+    #: the slot is given back when the request has left (its bytes written), not at its answer:
+    #: a rate's next request waits until the previous one really went, then its gap
+    until_sent: bool = False
 
     @property
     def counts_starts(self) -> bool:
@@ -102,6 +105,8 @@ class Decision:
     ahead: int = 0
     holds: tuple[int, ...] = ()
     ticket: int | None = None
+    #: slots given back when the request has left (`Rule.until_sent`)
+    send_holds: tuple[int, ...] = ()
     #: the start rows this grant wrote, and this process's clock (`SqlBudgetStore.local`) then
     starts: tuple[int, ...] = ()
     local_at: float = 0.0
@@ -258,18 +263,21 @@ class SqlBudgetStore:
                                    lane, ticket, self.holder)[0][0]) if ahead else 0
             wait = max((self._rule_wait(run, rule, now) for rule in rules), default=0.0)
             if blocking == 0 and wait <= 0:
-                holds, starts = [], []
+                holds: list[int] = []
+                send_holds: list[int] = []
+                starts: list[int] = []
                 for rule in rules:
                     if rule.slots is not None:
                         rows = run("INSERT INTO mk0r_budget_slots (key, host, pid, holder, expires) VALUES (?, ?, ?, ?, ?) "
                                    "RETURNING id", rule.key, self.host, self.pid, self.holder, now + rule.lease_s)
-                        holds.append(int(rows[0][0]))
+                        (send_holds if rule.until_sent else holds).append(int(rows[0][0]))
                     if rule.counts_starts:
                         rows = run("INSERT INTO mk0r_budget_starts (key, at) VALUES (?, ?) RETURNING id", rule.key, now)
                         starts.append(int(rows[0][0]))
                 if ticket is not None:
                     run("DELETE FROM mk0r_budget_tickets WHERE id = ?", ticket)
-                return Decision(True, holds=tuple(holds), starts=tuple(starts), local_at=self.local())
+                return Decision(True, holds=tuple(holds), send_holds=tuple(send_holds), starts=tuple(starts),
+                                local_at=self.local())
             if blocking > 0:
                 wait = max(wait, QUEUE_POLL_S)
             if queue and ticket is None:
@@ -434,6 +442,9 @@ class Grant:
     lane: str
     waited_s: float = 0.0
     starts: tuple[int, ...] = ()
+    send_holds: tuple[int, ...] = ()
+    #: the send slots were given back and the starts moved (once)
+    left: bool = False
     #: the store's local clock at the grant (taken in the store call, not when the waiting task
     #: resumed: a busy loop resumes it late), and when the request really left
     granted_at: float = 0.0
@@ -482,8 +493,8 @@ class Budgets:
             return
         result = future.result()
         if isinstance(result, Decision):
-            if result.holds:
-                self._submit(self.store.release, result.holds)
+            if result.holds or result.send_holds:
+                self._submit(self.store.release, result.holds + result.send_holds)
             if result.ticket is not None and not result.granted:
                 self._submit(self.store.leave, result.ticket)
         elif isinstance(result, tuple) and len(result) == 2:  # enqueue's (ticket, ahead)
@@ -513,7 +524,8 @@ class Budgets:
         if local.waiting == 0 and not local.lock.locked():
             decision = await self._call(self.store.acquire, lane, rules, None, queue=False)
             if decision.granted:
-                return Grant(decision.holds, lane, 0.0, decision.starts, decision.local_at, self.store.local)
+                return Grant(decision.holds, lane, 0.0, decision.starts, decision.send_holds, False, decision.local_at,
+                             self.store.local)
         started = self._monotonic()
         with timeout_paused():
             ticket, ahead = await self._call(self.store.enqueue, lane)
@@ -533,7 +545,7 @@ class Budgets:
                         if decision.granted:
                             ticket = None
                             return Grant(decision.holds, lane, self._monotonic() - started, decision.starts,
-                                         decision.local_at, self.store.local)
+                                         decision.send_holds, False, decision.local_at, self.store.local)
                         if report is not None and decision.ahead != said:
                             report(f"waiting for {label} ({decision.ahead} ahead)")
                             said = decision.ahead
@@ -544,17 +556,30 @@ class Budgets:
                 if ticket is not None:
                     self._submit(self.store.leave, ticket)
 
-    def release(self, grant: Grant) -> None:
-        """Give the slots back (never awaited: safe in a `finally` of a cancelled task)."""
-        late = (grant.sent_at - grant.granted_at) if grant.sent_at is not None else 0.0
-        if grant.holds or (grant.starts and late > 0.001):
-            self._submit(self.store.release, grant.holds, grant.starts, late if late > 0.001 else 0.0)
+    def left(self, grant: Grant) -> None:
+        """The request's bytes are out: give back its send slots and move its starts to now."""
+        grant.sent()
+        self._leave(grant, ())
+
+    def _leave(self, grant: Grant, holds: tuple[int, ...]) -> None:
+        late = 0.0
+        if not grant.left:
+            grant.left = True
+            holds = grant.send_holds + holds
+            late = (grant.sent_at - grant.granted_at) if grant.sent_at is not None else 0.0
+            late = late if late > 0.001 else 0.0
+        if holds or (grant.starts and late):
+            self._submit(self.store.release, holds, grant.starts if late else (), late)
         try:
             lane = self._lane(grant.lane)
         except RuntimeError:  # no running loop: nobody local to wake
             return
         lane.woken.set()
         lane.woken = asyncio.Event()
+
+    def release(self, grant: Grant) -> None:
+        """Give the slots back (never awaited: safe in a `finally` of a cancelled task)."""
+        self._leave(grant, grant.holds)
 
     def close(self) -> None:
         """Close the store after every call already queued (a release included)."""

@@ -484,7 +484,7 @@ class ApiClient:
             # httpcore's trace: the moment the request's first bytes are written (after any
             # connection set-up), which is when the provider sees it start
             if event.endswith("send_request_headers.started"):
-                grant.sent()
+                self.budgets.left(grant)
 
         try:
             grant.sent()
@@ -526,8 +526,9 @@ class ApiClient:
         minute = self.settings.budget_minute_s
         lease = self.settings.http_timeout_s * 2 + 30.0
         rules = [Rule(key("in-flight"), slots=self.settings.concurrency_for(self.provider), lease_s=lease)]
-        if self.requests_per_second:  # no burst: the team limit holds even at start
-            rules.append(Rule(key("rate"), gap_s=1.0 / self.requests_per_second))
+        if self.requests_per_second:  # no burst: the team limit holds even at start; the next request
+            # waits until this one has really left (a slow first connection must not bunch them)
+            rules.append(Rule(key("rate"), slots=1, until_sent=True, gap_s=1.0 / self.requests_per_second, lease_s=lease))
         if self.requests_per_minute:
             rules.append(Rule(key("per-minute"), windows=((minute, self.requests_per_minute),)))
         mutation = self.mutation_gap_s is not None and method.upper() not in SAFE_METHODS

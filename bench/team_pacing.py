@@ -16,8 +16,10 @@ ready then deleted, and the fake's counters within every limit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 import _common as c
 import httpx
@@ -33,11 +35,35 @@ SCALED = {"MK0R_GITHUB_MUTATION_GAP_S": "0.05", "MK0R_GITHUB_CREATES_PER_MIN": "
 SCALED_LATENCY = {"neon": 40, "resend": 20, "github": 30, "posthog": 5}
 
 
+@contextlib.contextmanager
+def embedded_ledger(args: argparse.Namespace, home) -> Iterator[str | None]:
+    """`--embedded-postgres`: a server of our own in the scratch folder, stopped after."""
+    if not args.embedded_postgres:
+        yield args.ledger_url
+        return
+    from urllib.parse import quote
+
+    import psycopg
+
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    server = EmbeddedPostgres(home / "pg-ledger")
+    admin = server.ensure_running()
+    try:
+        with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE team_ledger")
+        yield f"postgresql://{admin.user}:{quote(admin.password, safe='')}@{admin.host}:{admin.port}/team_ledger"
+    finally:
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=80)
     parser.add_argument("--ledger-url", default=None, help="a postgresql:// ledger (default: the SQLite file)")
+    parser.add_argument("--embedded-postgres", action="store_true",
+                        help="start an embedded Postgres (pgserver) in a scratch folder and use a fresh ledger database on it")
     parser.add_argument("--scaled", action="store_true", help="scaled limits and latencies (a quick run)")
     args = parser.parse_args()
     info = c.print_header(f"{args.processes} processes, {args.sessions} sessions provisioned and torn down together",
@@ -54,7 +80,7 @@ def main() -> int:
     print(f"limits: GitHub gap {settings.github_mutation_gap_s:g} s start to start, {settings.github_creates_per_minute} "
           f"creates per {settings.budget_minute_s:g} s; Resend {settings.resend_requests_per_second:g}/s; Neon "
           f"{settings.neon_requests_per_minute} per {settings.budget_minute_s:g} s; {settings.concurrency} in flight; ledger "
-          f"{'Postgres' if args.ledger_url else 'SQLite'}")
+          f"{'Postgres' if args.ledger_url or args.embedded_postgres else 'SQLite'}")
 
     n = args.sessions
     lat = {p: ms / 1000 for p, ms in latency.items()}
@@ -69,7 +95,8 @@ def main() -> int:
     print()
 
     with c.fake_upstream(latency_ms=latency, neon_poll_latency_ms=10 if args.scaled else None) as fake, \
-            c.scratch_dir("mk0r-bench-team-") as home:
+            c.scratch_dir("mk0r-bench-team-") as home, embedded_ledger(args, home) as ledger_url:
+        args.ledger_url = ledger_url
         with httpx.Client(trust_env=False, timeout=30) as warm:  # the fake's first request is slow to read
             for url in (fake.github_url + "/user", fake.resend_url + "/domains", fake.neon_url + "/users/me"):
                 warm.get(url, headers={"Authorization": "Bearer warm"})

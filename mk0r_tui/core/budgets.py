@@ -156,6 +156,7 @@ class SqlBudgetStore:
         #: this process's clock for "how long after its grant did a request leave"
         self.local: Callable[[], float] = now or time.time
         self._last_purge = float("-inf")
+        self._tx_now = 0.0
         self.horizon_s = DEFAULT_HORIZON_S
         self.postgres = postgres_url is not None
         if postgres_url is not None:
@@ -184,11 +185,16 @@ class SqlBudgetStore:
 
     # one transaction, whichever database
     @contextmanager
-    def _tx(self) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+    def _tx(self, *, lock: bool = True) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+        """One transaction. On Postgres, `lock` takes the budgets' advisory lock (every decision
+        does; a release by id need not) and reads the server's clock in the same round trip."""
         with self._lock:
             if self.postgres:
                 with self._pg.transaction():
-                    self._pg.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (PG_LOCK,))
+                    if lock:
+                        row = self._pg.execute("SELECT pg_advisory_xact_lock(%s::bigint), "
+                                               "extract(epoch from clock_timestamp())", (PG_LOCK,)).fetchone()
+                        self._tx_now = float(row[1]) if row is not None else time.time()
 
                     def run_pg(sql: str, *args: Any) -> list[tuple[Any, ...]]:
                         cursor = self._pg.execute(sql.replace("?", "%s"), args)
@@ -210,8 +216,8 @@ class SqlBudgetStore:
     def _clock(self, run: Callable[..., list[tuple[Any, ...]]]) -> float:
         if self._now is not None:
             return self._now()
-        if self.postgres:  # one clock for every machine: the server's
-            return float(run("SELECT extract(epoch from clock_timestamp())")[0][0])
+        if self.postgres:  # one clock for every machine: the server's, read with the lock
+            return self._tx_now
         return time.time()
 
     def _purge(self, run: Callable[..., list[tuple[Any, ...]]], now: float) -> None:
@@ -226,25 +232,47 @@ class SqlBudgetStore:
                 if not _pid_alive(int(pid)):
                     run(f"DELETE FROM {table} WHERE host = ? AND pid = ?", self.host, int(pid))
 
-    @staticmethod
-    def _rule_wait(run: Callable[..., list[tuple[Any, ...]]], rule: Rule, now: float) -> float:
-        """0 when `rule` lets a start through now, else seconds until asking again is worth it."""
+    def _read(self, run: Callable[..., list[tuple[Any, ...]]], lane: str, ticket: int | None, rules: Sequence[Rule],
+              now: float) -> tuple[int, int, float]:
+        """Everything a decision reads, in one statement (one round trip on Postgres): the
+        waiters ahead, those of other processes, and the wait every rule asks for."""
+        parts: list[str] = []
+        args: list[Any] = []
+        if ticket is None:
+            parts.append("(SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ?)")
+            args.append(lane)
+        else:
+            parts.append("(SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ?)")
+            parts.append("(SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ? AND holder <> ?)")
+            args += [lane, ticket, lane, ticket, self.holder]
+        checks: list[tuple[str, Rule, float]] = []
+        for rule in rules:
+            if rule.slots is not None:
+                parts.append("(SELECT count(*) FROM mk0r_budget_slots WHERE key = ?)")
+                args.append(rule.key)
+                checks.append(("slots", rule, 0.0))
+            if rule.gap_s > 0:
+                parts.append("(SELECT max(at) FROM mk0r_budget_starts WHERE key = ?)")
+                args.append(rule.key)
+                checks.append(("gap", rule, 0.0))
+            for span, limit in rule.windows:
+                # the limit-th most recent start inside the window: when it leaves, one more may start
+                parts.append("(SELECT at FROM mk0r_budget_starts WHERE key = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?)")
+                args += [rule.key, now - span, limit - 1]
+                checks.append(("window", rule, span))
+        row = run("SELECT " + ", ".join(parts), *args)[0]
+        ahead = int(row[0])
+        blocking = ahead if ticket is None else int(row[1])
+        values = row[1:] if ticket is None else row[2:]
         wait = 0.0
-        if rule.slots is not None:
-            held = int(run("SELECT count(*) FROM mk0r_budget_slots WHERE key = ?", rule.key)[0][0])
-            if held >= rule.slots:
-                wait = SLOT_POLL_S
-        if rule.gap_s > 0:
-            last = run("SELECT max(at) FROM mk0r_budget_starts WHERE key = ?", rule.key)[0][0]
-            if last is not None:
-                wait = max(wait, float(last) + rule.gap_s - now)
-        for span, limit in rule.windows:
-            # the limit-th most recent start inside the window: when it leaves it, one more may start
-            rows = run("SELECT at FROM mk0r_budget_starts WHERE key = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?",
-                       rule.key, now - span, limit - 1)
-            if rows:
-                wait = max(wait, float(rows[0][0]) + span - now)
-        return max(wait, 0.0)
+        for (kind, rule, span), value in zip(checks, values):
+            if kind == "slots" and rule.slots is not None and int(value) >= rule.slots:
+                wait = max(wait, SLOT_POLL_S)
+            elif kind == "gap" and value is not None:
+                wait = max(wait, float(value) + rule.gap_s - now)
+            elif kind == "window" and value is not None:
+                wait = max(wait, float(value) + span - now)
+        return ahead, blocking, max(wait, 0.0)
 
     def acquire(self, lane: str, rules: Sequence[Rule], ticket: int | None = None, *, queue: bool = True) -> Decision:
         """Grant every rule now, or say how long to wait. A waiter (`queue`) gets a ticket, which
@@ -254,14 +282,7 @@ class SqlBudgetStore:
             self._purge(run, now)
             # only other processes' tickets hold this one back: this process's own waiters are
             # ordered by its local lock (and the one asking holds it)
-            if ticket is None:
-                ahead = int(run("SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ?", lane)[0][0])
-                blocking = ahead
-            else:
-                ahead = int(run("SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ?", lane, ticket)[0][0])
-                blocking = int(run("SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ? AND holder <> ?",
-                                   lane, ticket, self.holder)[0][0]) if ahead else 0
-            wait = max((self._rule_wait(run, rule, now) for rule in rules), default=0.0)
+            ahead, blocking, wait = self._read(run, lane, ticket, rules, now)
             if blocking == 0 and wait <= 0:
                 holds: list[int] = []
                 send_holds: list[int] = []
@@ -303,7 +324,7 @@ class SqlBudgetStore:
         so the next one's gap is counted from there (a mutation's slot is held until then)."""
         if not holds and not (starts and sent_after_s > 0):
             return
-        with self._tx() as run:
+        with self._tx(lock=False) as run:
             for hold in holds:
                 run("DELETE FROM mk0r_budget_slots WHERE id = ?", hold)
             if sent_after_s > 0:
@@ -311,7 +332,7 @@ class SqlBudgetStore:
                     run("UPDATE mk0r_budget_starts SET at = at + ? WHERE id = ?", sent_after_s, start)
 
     def leave(self, ticket: int) -> None:
-        with self._tx() as run:
+        with self._tx(lock=False) as run:
             run("DELETE FROM mk0r_budget_tickets WHERE id = ?", ticket)
 
     def starts(self, key: str) -> list[float]:

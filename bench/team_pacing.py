@@ -67,7 +67,8 @@ def main() -> int:
     parser.add_argument("--scaled", action="store_true", help="scaled limits and latencies (a quick run)")
     args = parser.parse_args()
     info = c.print_header(f"{args.processes} processes, {args.sessions} sessions provisioned and torn down together",
-                          "team_pacing.py" + (" --scaled" if args.scaled else ""))
+                          "team_pacing.py" + (" --scaled" if args.scaled else "")
+                          + (" --embedded-postgres" if args.embedded_postgres else ""))
     limits = dict(SCALED) if args.scaled else {}
     latency = SCALED_LATENCY if args.scaled else c.LATENCY_MS
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MK0R_")}

@@ -27,6 +27,8 @@ LIMITS = {
     "MK0R_RESEND_RPS": "25",
     "MK0R_NEON_RPM": "300",
     "MK0R_CONCURRENCY": "4",
+    # the race key's second provision waits for the first's lease however loaded the machine is
+    "MK0R_LEASE_WAIT_S": "600",
 }
 LATENCY = {"neon": 40, "resend": 20, "github": 30, "posthog": 5}
 CREATES = {("neon", "POST /projects"), ("resend", "POST /segments"), ("resend", "POST /api-keys"),

@@ -68,6 +68,20 @@ def delete_bound(counts: dict[str, int], settings) -> dict[str, dict]:
     return bounds
 
 
+def client_gaps(runtime) -> dict[str, float | None]:
+    """The smallest start-to-start gap the budgets recorded (each start moved to when its
+    request's bytes left): the client's side of the fake's arrival times."""
+    out: dict[str, float | None] = {}
+    for provider, what in (("github", "mutations"), ("resend", "rate")):
+        api = runtime.provider(provider).api
+        _lane, rules = api.rules_for("DELETE", "/")
+        key = next(r.key for r in rules if r.key.endswith(":" + what))
+        starts = api.budgets.store.starts(key)
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        out[provider] = min(gaps) if gaps else None
+    return out
+
+
 async def bench(total: int, overrides: dict) -> dict:
     with c.fake_upstream(latency_ms={p: 0 for p in c.LATENCY_MS}) as fake, c.scratch_dir("mk0r-bench-orphans-") as home:
         counts = make_orphans(fake, total)
@@ -86,6 +100,7 @@ async def bench(total: int, overrides: dict) -> dict:
             delete_s = time.perf_counter() - started
             state = fake.state()
             pacing = pacing_report(state)
+            pacing["client"] = client_gaps(runtime)
         finally:
             await c.close_runtime(runtime)
     left = {"neon": len(state["neon"]), "resend": len(state["resend"]["segments"]) + len(state["resend"]["api_keys"]),
@@ -141,6 +156,8 @@ def main() -> int:
     print(f"the fake's counters: GitHub max mutations in flight {pacing['github_max_mutations_in_flight']}, min gap "
           f"{pacing['github_min_mutation_gap_s'] or 0:.3f} s; Resend max in any second {pacing['resend_max_per_second']}; "
           f"Neon max in any minute {pacing['neon_max_per_minute']}; load at end {os.getloadavg()[0]:.2f}")
+    print(f"the client's own start-to-start gaps (when each request's bytes left): GitHub min "
+          f"{pacing['client']['github'] or 0:.3f} s, Resend min {pacing['client']['resend'] or 0:.3f} s")
     goals = [c.Goal("orphans not found", args.orphans - result["found"], 0),
              c.Goal("orphans left upstream", sum(result["left"].values()), 0),
              c.Goal("delete_orphans / bound", result["delete_s"] / bound_s, 1.1),

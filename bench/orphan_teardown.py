@@ -3,9 +3,10 @@
 The resources are made in the fake directly (no latency while making them): Neon projects,
 Resend segments and API keys, GitHub repositories, all named `mk0r-*`. Then, with the
 injected latency on: `find_orphans` (paginated discovery of every provider) and
-`delete_orphans` with the configured concurrency. The bound for the deletes is what the
-configured limits allow (in flight per provider, Resend requests/s, GitHub one mutation at a
-time); the fake's max in flight per provider proves no limit was exceeded.
+`delete_orphans` at the product's default limits (issue 17: GitHub's mutations one at a time,
+1 s start to start; Resend 2 requests/s; Neon 700/min; 8 in flight per provider), kept by the
+product's own pacing (core/budgets.py). The bound for the deletes is what those limits allow;
+the fake's own counters (fakeupstream/pacing.py) prove no limit was exceeded.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import _common as c
 import httpx
 
+from fakeupstream.pacing import pacing_report
+from mk0r_tui.core.config import Settings
 from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
+
+sys.path.insert(0, str(c.ROOT / "tests"))  # _common.cloud_settings imports the test kit
 
 #: how the orphans are spread (Resend's share is half segments, half keys)
 SHARE = {"neon": 0.4, "resend": 0.4, "github": 0.2}
@@ -51,13 +57,29 @@ def delete_bound(counts: dict[str, int], settings) -> dict[str, dict]:
         latency_s = c.LATENCY_MS[provider] / 1000
         limit = settings.concurrency_for(provider)
         terms = {"in-flight limit": math.ceil(n / limit) * latency_s}
-        if provider == "resend":
-            terms["requests/s"] = n / settings.resend_requests_per_second
-        if provider == "github":
-            terms["one mutation at a time"] = n * latency_s + (n - 1) * settings.github_mutation_gap_s
+        if provider == "resend":  # one request every 1/rps s, start to start
+            terms["requests/s"] = (n - 1) / settings.resend_requests_per_second + latency_s
+        if provider == "github":  # one at a time, `gap` start to start (a longer delete holds the next)
+            terms["one mutation at a time"] = (n - 1) * max(latency_s, settings.github_mutation_gap_s) + latency_s
+        if provider == "neon":
+            terms["requests/min"] = max(0, n - settings.neon_requests_per_minute) / settings.neon_requests_per_minute * 60
         binding = max(terms, key=terms.get)
         bounds[provider] = {"limit": limit, "deletes": n, "terms": terms, "bound_s": terms[binding], "binding": binding}
     return bounds
+
+
+def client_gaps(runtime) -> dict[str, float | None]:
+    """The smallest start-to-start gap the budgets recorded (each start moved to when its
+    request's bytes left): the client's side of the fake's arrival times."""
+    out: dict[str, float | None] = {}
+    for provider, what in (("github", "mutations"), ("resend", "rate")):
+        api = runtime.provider(provider).api
+        _lane, rules = api.rules_for("DELETE", "/")
+        key = next(r.key for r in rules if r.key.endswith(":" + what))
+        starts = api.budgets.store.starts(key)
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        out[provider] = min(gaps) if gaps else None
+    return out
 
 
 async def bench(total: int, overrides: dict) -> dict:
@@ -77,6 +99,8 @@ async def bench(total: int, overrides: dict) -> dict:
             outcomes = await delete_orphans(runtime, scan.orphans, include_foreign=True)
             delete_s = time.perf_counter() - started
             state = fake.state()
+            pacing = pacing_report(state)
+            pacing["client"] = client_gaps(runtime)
         finally:
             await c.close_runtime(runtime)
     left = {"neon": len(state["neon"]), "resend": len(state["resend"]["segments"]) + len(state["resend"]["api_keys"]),
@@ -86,7 +110,7 @@ async def bench(total: int, overrides: dict) -> dict:
         by_outcome[outcome.outcome] = by_outcome.get(outcome.outcome, 0) + 1
     return {"settings": settings, "counts": counts, "found": len(scan.orphans), "warnings": scan.warnings,
             "find_s": find_s, "delete_s": delete_s, "scan_state": scan_state, "state": state,
-            "left": left, "by_outcome": by_outcome}
+            "left": left, "by_outcome": by_outcome, "pacing": pacing}
 
 
 def main() -> int:
@@ -94,7 +118,9 @@ def main() -> int:
     parser.add_argument("--orphans", type=int, default=500)
     args = parser.parse_args()
     info = c.print_header(f"orphan teardown of {args.orphans} resources", "orphan_teardown.py")
-    overrides = {} if "MK0R_RESEND_RPS" in os.environ else {"resend_requests_per_second": 10.0}
+    defaults = Settings()  # the product's defaults (the test kit's fake settings turn the gaps off)
+    overrides = {"resend_requests_per_second": defaults.resend_requests_per_second,
+                 "github_mutation_gap_s": defaults.github_mutation_gap_s}
     print("injected latency per request (ms):", c.LATENCY_MS)
     result = c.run(bench(args.orphans, overrides))
     settings, state = result["settings"], result["state"]
@@ -126,9 +152,19 @@ def main() -> int:
         ["delete / bound", result["delete_s"] / bound_s],
     ]))
     deleted = result["by_outcome"].get("deleted", 0)
+    pacing = result["pacing"]
+    print(f"the fake's counters: GitHub max mutations in flight {pacing['github_max_mutations_in_flight']}, min gap "
+          f"{pacing['github_min_mutation_gap_s'] or 0:.3f} s; Resend max in any second {pacing['resend_max_per_second']}; "
+          f"Neon max in any minute {pacing['neon_max_per_minute']}; load at end {os.getloadavg()[0]:.2f}")
+    print(f"the client's own start-to-start gaps (when each request's bytes left): GitHub min "
+          f"{pacing['client']['github'] or 0:.3f} s, Resend min {pacing['client']['resend'] or 0:.3f} s")
     goals = [c.Goal("orphans not found", args.orphans - result["found"], 0),
              c.Goal("orphans left upstream", sum(result["left"].values()), 0),
-             c.Goal("delete_orphans / bound", result["delete_s"] / bound_s, 1.3)]
+             c.Goal("delete_orphans / bound", result["delete_s"] / bound_s, 1.1),
+             c.Goal("GitHub mutations in flight", pacing["github_max_mutations_in_flight"], 1),
+             c.Goal("Resend requests in any second (50 ms slack)", pacing["resend_max_per_second"],
+                    settings.resend_requests_per_second),
+             c.Goal("Neon requests in any minute", pacing["neon_max_per_minute"], settings.neon_requests_per_minute)]
     goals += [c.Goal(f"{p} max in flight (configured limit)", max(in_flight[p], scan_in_flight[p]), bounds[p]["limit"])
               for p in bounds]
     return c.finish("orphan_teardown", info, goals, {

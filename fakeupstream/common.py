@@ -156,8 +156,12 @@ class FakeState:
 
     def _reset_counters(self) -> None:
         def one() -> dict:
+            # pacing (issues 12, 17): mutating requests in flight, and when every request
+            # arrived ([seconds on the fake's monotonic clock, method, route]) so a test can
+            # prove a rate or a window was kept (fakeupstream/pacing.py)
             return {"total": 0, "in_flight": 0, "max_in_flight": 0, "by_route": {}, "by_status": {},
-                    "faults_injected": 0, "dropped": 0, "unauthorized": 0}
+                    "faults_injected": 0, "dropped": 0, "unauthorized": 0,
+                    "mutations_in_flight": 0, "max_mutations_in_flight": 0, "arrivals": []}
         self.counters: dict[str, dict] = {p: one() for p in (*PROVIDERS, "all")}
 
     def _load(self) -> None:

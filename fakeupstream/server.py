@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
@@ -172,11 +173,17 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
         provider = req.provider
         handler, params, route = self._match(provider, req.method, req.rel)
         counters = (self.counters[provider], self.counters["all"])
+        mutation = req.method.upper() not in ("GET", "HEAD", "OPTIONS")
+        arrived = time.monotonic()
         for c in counters:
             c["total"] += 1
             c["in_flight"] += 1
             c["max_in_flight"] = max(c["max_in_flight"], c["in_flight"])
             c["by_route"][route] = c["by_route"].get(route, 0) + 1
+            c["arrivals"].append([arrived, req.method.upper(), route])
+            if mutation:
+                c["mutations_in_flight"] += 1
+                c["max_mutations_in_flight"] = max(c["max_mutations_in_flight"], c["mutations_in_flight"])
         status = 0
         try:
             resp = await self._serve(req, handler, params)
@@ -188,6 +195,8 @@ class FakeServer(FakeState, neon.NeonApi, resend.ResendApi, github.GitHubApi, po
         finally:
             for c in counters:
                 c["in_flight"] -= 1
+                if mutation:
+                    c["mutations_in_flight"] -= 1
                 key = str(status) if status else "dropped"
                 c["by_status"][key] = c["by_status"].get(key, 0) + 1
 

@@ -464,15 +464,20 @@ async def test_an_app_installation_token_without_github_owner_fails_clearly_befo
 
 
 async def test_repo_creates_of_all_sessions_stay_within_80_a_minute_and_500_an_hour():
-    from mk0r_tui.providers.github import CreateBudget
+    """GitHub's content-creation windows as the client asks for them: 600 creates at once."""
+    from mk0r_tui.core.budgets import memory_budgets
 
     clock = FakeClock()
-    budget = CreateBudget(clock.clock)
+    provider = GitHubProvider(settings=load_settings(github_mutation_gap_s=0), credentials=keyed(GITHUB_PROVISIONING_TOKEN=TOKEN),
+                              clock=clock.clock)
+    lane, rules = provider.api.rules_for("POST", "/user/repos")
+    budgets = memory_budgets(clock.now, clock.sleep)
     sent: list[float] = []
 
     async def one():
-        await budget.take()
+        grant = await budgets.acquire(lane, rules, label="GitHub's rate limit")
         sent.append(clock.now())
+        budgets.release(grant)
 
     import asyncio
 
@@ -482,6 +487,7 @@ async def test_repo_creates_of_all_sessions_stay_within_80_a_minute_and_500_an_h
     assert max(sum(1 for t in sent if s <= t < s + 60) for s in sent) <= 80
     assert max(sum(1 for t in sent if s <= t < s + 3600) for s in sent) <= 500
     assert len(sent) == 600 and sent[-1] - sent[0] >= 3600  # the 501st waited for the hour
+    assert provider.api.rules_for("GET", "/user")[1][-1].windows == ()  # reads spend no create budget
 
 
 async def test_a_403_names_the_permission_github_asked_for(respx_offspec, github, ctx):

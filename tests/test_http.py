@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from email.utils import formatdate
 
 import httpx
@@ -306,15 +305,15 @@ async def test_requests_in_flight_never_exceed_the_provider_limit(respx_spec, fa
 
 
 async def test_resend_requests_are_rate_limited_per_team(respx_spec, fake):
-    respx_spec.get(f"{RESEND}/domains").mock(return_value=httpx.Response(200, json=resend_list([])))
+    get = stamped(fake, [httpx.Response(200, json=resend_list([])) for _ in range(5)])
+    respx_spec.get(f"{RESEND}/domains").mock(side_effect=get)
     api = ApiClient(provider="resend", base_url=RESEND, settings=load_settings(), key_name="RESEND_PROVISIONING_KEY",
                     token=TOKEN, clock=fake.clock, requests_per_second=40)
 
-    started = time.monotonic()
     await asyncio.gather(*(api.request("GET", "/domains") for _ in range(5)))
-    elapsed = time.monotonic() - started
 
-    assert elapsed >= 4 / 40 * 0.9  # five requests at 40/s need four gaps of 25 ms
+    # five requests at 40/s: each at least 25 ms after the one before (no burst)
+    assert all(b - a >= 1 / 40 - 1e-9 for a, b in zip(get.times, get.times[1:])) and len(get.times) == 5
     await api.aclose()
 
 
@@ -476,3 +475,4 @@ def test_one_client_serves_several_event_loops(local_server, fake):
     asyncio.run(api.aclose())
 
     assert answers == [200, 200]
+

@@ -80,6 +80,15 @@ class Settings(EnvModel):
     lease_stale_s: float = Field(15.0, validation_alias=_env("MK0R_LEASE_STALE_S"))
     #: how long a provision or teardown waits for a busy session before saying who holds it
     lease_wait_s: float = Field(60.0, validation_alias=_env("MK0R_LEASE_WAIT_S"))
+    # -- provider budgets shared across processes (core/budgets.py, on the ledger's database) --
+    #: GitHub's secondary limits on content creation, per token (docs: "Rate limits for the REST API")
+    github_creates_per_minute: int = Field(80, ge=1, validation_alias=_env("MK0R_GITHUB_CREATES_PER_MIN"))
+    github_creates_per_hour: int = Field(500, ge=1, validation_alias=_env("MK0R_GITHUB_CREATES_PER_HOUR"))
+    #: Neon's API limit per key (700 requests/min)
+    neon_requests_per_minute: int = Field(700, ge=1, validation_alias=_env("MK0R_NEON_RPM"))
+    #: the length of the budgets' "minute" (an hour is 60 of them): tests shrink it to run the
+    #: per-minute limits scaled; never change it against the real providers
+    budget_minute_s: float = Field(60.0, gt=0, validation_alias=_env("MK0R_BUDGET_MINUTE_S"))
 
     @field_validator("home", "postgres_dir_override", mode="before")
     @classmethod

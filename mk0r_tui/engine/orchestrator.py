@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mk0r_tui.core.budgets import budget_timeout, late_answers, settle_late_answers
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.envfile import EnvWriteError, read_env_file, write_env_file
 from mk0r_tui.core.errors import Mk0rError, ProviderError
@@ -126,15 +127,20 @@ async def _run_provider(
         previous_env=previous_env, results=tuple(results), env=dict(env or {}),
     )
     timeout = provider.timeout_s or runtime.settings.provider_timeout_s
+    # the provider's timeout counts its own work, not time spent waiting for a rate limit shared
+    # with every other session and process (core/budgets.py: budget_timeout)
+    clock = budget_timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with clock:
             outcome = await provider.provision(ctx)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # all-settled: every failure becomes a result
         latency = (time.monotonic() - started) * 1000
         if isinstance(exc, TimeoutError):
-            message = f"timed out after {timeout:g}s"
+            waited = clock.pausable.paused_s
+            message = f"timed out after {timeout:g}s of work" + (
+                f" (plus {waited:.0f}s waiting for rate limits, not counted)" if waited >= 0.5 else "")
         else:
             message = describe_error(exc, runtime.secrets())
         if not isinstance(exc, (Mk0rError, TimeoutError)):
@@ -209,11 +215,15 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
 
         # Tasks start in order: the analytics tag, which never waits, settles first. The target
         # prepares what needs no provider's answer (the local folder's git init) meanwhile,
-        # started last so that no provider's first request waits behind it.
-        async with asyncio.TaskGroup() as group:
-            for index, (step, provider) in enumerate(chosen):
-                group.create_task(settle(index, step, provider))
-            group.create_task(_prepare(runtime, resources, target, sink, previous_env))
+        # started last so that no provider's first request waits behind it. A create whose
+        # provider gave up (timeout) after sending it runs on; its answer is recorded before the
+        # run ends (core/budgets.py: late answers), so nothing it made is orphaned.
+        with late_answers() as late:
+            async with asyncio.TaskGroup() as group:
+                for index, (step, provider) in enumerate(chosen):
+                    group.create_task(settle(index, step, provider))
+                group.create_task(_prepare(runtime, resources, target, sink, previous_env))
+            await settle_late_answers(late, runtime.settings.http_timeout_s)
         settled = tuple(r for r in results if r is not None)
         env = flatten_env(settled)
 
@@ -313,7 +323,7 @@ async def _delete_checked(runtime: Runtime, row: ResourceRow, sink: EventSink, s
     started = time.monotonic()
     try:
         provider = runtime.provider(row.provider)
-        async with asyncio.timeout(runtime.settings.provider_timeout_s):
+        async with budget_timeout(runtime.settings.provider_timeout_s):
             # shielded: an interrupt lets an in-flight delete finish and be recorded
             deleted = await asyncio.shield(provider.teardown(row))
     except asyncio.CancelledError:

@@ -5,8 +5,10 @@ works (`MK0R_GITHUB_API_URL=https://ghe.example.com/api/v3`).
 GitHub's rules for integrators shape the client: mutating requests one at a time per token with
 a gap, `retry-after` honoured, else `x-ratelimit-reset` when the budget is spent, else at least a
 minute before retrying a secondary limit. GitHub's secondary rate limits also cap content
-creation (about 80 requests a minute and 500 an hour): repo creates of every session of the
-process share one `CreateBudget` per token (80/min, 500/hour).
+creation (about 80 requests a minute and 500 an hour): repo creates of every session of every
+process sharing the data dir or ledger spend one budget per token (core/budgets.py:
+`MK0R_GITHUB_CREATES_PER_MIN`, `MK0R_GITHUB_CREATES_PER_HOUR`), and so do the mutations' one at a
+time and their gap, counted start to start.
 
 A renamed or transferred repository answers `301` (GET) or `307` (DELETE) pointing at
 `/repositories/{id}`. Redirects are never followed (httpx does not by default, and gh stopped
@@ -22,9 +24,8 @@ a 403 names the permissions GitHub wanted (`X-Accepted-GitHub-Permissions`).
 from __future__ import annotations
 
 import asyncio
-import collections
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 from pydantic import BaseModel
@@ -35,9 +36,7 @@ from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, HandoffAnswer, 
 from mk0r_tui.core.provider import AuthCheck, ProvisionContext, parse_owner_mark
 from mk0r_tui.providers.http import (
     ApiClient,
-    Clock,
     CloudProvider,
-    RetryReporter,
     create_or_adopt,
     created_but_unreadable,
     dropped_if_refused,
@@ -94,40 +93,11 @@ class _User(BaseModel):
     login: str
 
 
-#: GitHub's secondary limits on content creation (docs: "Rate limits for the REST API")
+#: GitHub's secondary limits on content creation (docs: "Rate limits for the REST API": "no more
+#: than 80 content-generating requests per minute and no more than 500 content-generating requests
+#: per hour"); the defaults of MK0R_GITHUB_CREATES_PER_MIN / _PER_HOUR
 CREATES_PER_MINUTE = 80
 CREATES_PER_HOUR = 500
-
-
-class CreateBudget:
-    """Sliding windows over the repo creates sent with one token: at most `per_minute` in any
-    60 s and `per_hour` in any hour, for every session of the process."""
-
-    def __init__(self, clock: Clock, per_minute: int = CREATES_PER_MINUTE, per_hour: int = CREATES_PER_HOUR) -> None:
-        self.clock = clock
-        self.windows = ((60.0, per_minute), (3600.0, per_hour))
-        self.sent: collections.deque[float] = collections.deque()
-
-    def _wait(self, now: float) -> float:
-        while self.sent and now - self.sent[0] >= 3600.0:
-            self.sent.popleft()
-        wait = 0.0
-        for span, limit in self.windows:
-            inside = [t for t in self.sent if now - t < span]
-            if len(inside) >= limit:
-                wait = max(wait, inside[len(inside) - limit] + span - now)
-        return wait
-
-    async def take(self, ctx: RetryReporter | None = None) -> None:
-        while True:
-            now = self.clock.monotonic()
-            wait = self._wait(now)
-            if wait <= 0:
-                self.sent.append(now)
-                return
-            if ctx is not None:
-                ctx.progress(f"GitHub create budget (80/min, 500/h per token) reached: waiting {wait:.0f}s")
-            await self.clock.sleep(max(wait, 0.001))
 
 
 def _redirect_id(location: str | None) -> int | None:
@@ -174,10 +144,6 @@ class GitHubProvider(CloudProvider):
     _login: str | None = None
     _login_lookup: asyncio.Task[str] | None = None
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.create_budget = CreateBudget(self.clock)
-
     @property
     def installation_token(self) -> bool:
         """A GitHub App installation token: no `GET /user`, no `/user/repos`."""
@@ -190,7 +156,12 @@ class GitHubProvider(CloudProvider):
             hinter=_hint,
             unhinted_rate_limit_wait_s=60.0,
             mutation_gap_s=self.settings.github_mutation_gap_s,
+            counts_as_create=self._is_create,
+            create_windows=((1.0, self.settings.github_creates_per_minute), (60.0, self.settings.github_creates_per_hour)),
         )
+
+    def _is_create(self, method: str, path: str) -> bool:
+        return method.upper() == "POST" and path == self._create_path()
 
     async def owner(self, ctx: ProvisionContext | None = None) -> str:
         """GITHUB_OWNER, else the token's own login, asked once per process. Sessions that start
@@ -267,10 +238,22 @@ class GitHubProvider(CloudProvider):
 
     async def _create(self, ctx: ProvisionContext, owner: str, name: str) -> _Repo:
         path = self._create_path()
-        await self.create_budget.take(ctx)
         ctx.progress(f"creating private repository {owner}/{name}")
+        row = ctx.existing(self.kind, name)
+
+        async def late(answer: httpx.Response) -> None:
+            """The repository was made after the session gave up: record it, so teardown and
+            orphans know it (never an orphan)."""
+            try:
+                repo = parse_model(answer, _Repo, f"POST {path}")
+            except ProviderError:
+                return
+            if row is not None:
+                await ctx.created(row, repo.full_name, url=repo.html_url, meta={"owner": repo.owner.login, "repo_id": repo.id})
+
         response = await self.api.request(
-            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False, "description": ctx.owner_mark}, main=True,
+            "POST", path, ctx=ctx, json={"name": name, "private": True, "auto_init": False, "description": ctx.owner_mark},
+            main=True, late=late,
         )
         try:
             return parse_model(response, _Repo, f"POST {path}")

@@ -17,8 +17,13 @@ instance per process, so every session shares its pool and its limits). It:
   no idempotency), so only the statuses a provider names in `blind_retry_statuses` (and 429, a
   request refused before it ran) are resent as they are;
 - counts every try of a provider's main call (`main=True`) with `ctx.attempt()`, retries included;
-- limits requests in flight per provider, optionally rate-limits them (Resend), and optionally
-  serialises mutating requests with a gap (GitHub's secondary-limit rule);
+- keeps the provider's budgets (core/budgets.py), shared by every process on the data dir or
+  the Postgres ledger: requests in flight per provider, requests per second (Resend) or per
+  minute (Neon), mutating requests one at a time with a gap counted start to start, and
+  windows on creates (GitHub); a wait is reported as "waiting for GitHub's rate limit
+  (n ahead)" and does not spend the provider's timeout;
+- lets a create that was sent finish after its caller gave up (`late`), so its answer is
+  recorded, never orphaned;
 - turns every failure into a `ProviderError` naming the call, the status, the provider's own
   message and a hint, and parses answers into small pydantic models so a missing field or a
   truncated body is a clear error.
@@ -42,6 +47,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
+from mk0r_tui.core.budgets import Budgets, Grant, Rule, budget_key, memory_budgets, outlive, release_shared, shared_budgets
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
@@ -226,15 +232,19 @@ class ApiClient:
     #: a rate limit without any header says how long: wait at least this (GitHub: 60 s)
     unhinted_rate_limit_wait_s: float = 0.0
     requests_per_second: float | None = None
+    #: requests per minute per key (Neon: 700); the minute is `settings.budget_minute_s`
+    requests_per_minute: int | None = None
     mutation_gap_s: float | None = None
+    #: (method, path) -> is it a create that GitHub's content-creation windows count
+    counts_as_create: Callable[[str, str], bool] | None = None
+    #: (span in minutes, creates) windows for those creates, e.g. ((1, 80), (60, 500))
+    create_windows: tuple[tuple[float, int], ...] = ()
     clock: Clock = SYSTEM_CLOCK
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
-    _in_flight: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
-    _limiter: Any = field(default=None, init=False, repr=False)
-    _mutations: asyncio.Lock | None = field(default=None, init=False, repr=False)
-    _last_mutation: float | None = field(default=None, init=False, repr=False)
+    _budgets: Budgets | None = field(default=None, init=False, repr=False)
+    _shared: bool = field(default=False, init=False, repr=False)
     _not_before: float = field(default=0.0, init=False, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
 
@@ -264,20 +274,15 @@ class ApiClient:
                 base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.settings.http_timeout_s,
                 verify=shared_ssl_context(),
             )
-            self._in_flight = asyncio.Semaphore(self.settings.concurrency_for(self.provider))
-            if self.requests_per_second:
-                from aiolimiter import AsyncLimiter
-
-                # one request per 1/rps seconds, no burst: the team limit holds even at start
-                self._limiter = AsyncLimiter(1, 1.0 / self.requests_per_second)
-            if self.mutation_gap_s is not None:
-                self._mutations = asyncio.Lock()
         return self._client
 
     async def aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aclose()
         self._client = None
+        if self._budgets is not None and self._shared:
+            release_shared(self._budgets)
+        self._budgets = None
 
     # -- one request, with retries --------------------------------------------------------
 
@@ -292,12 +297,15 @@ class ApiClient:
         accept: tuple[int, ...] = (),
         label: str | None = None,
         main: bool = False,
+        late: Callable[[httpx.Response], Awaitable[None]] | None = None,
     ) -> httpx.Response:
         """Send `method path`; return the response if it is 2xx or in `accept`, else raise.
 
         `label` names the call in errors when the path holds an id the operator need not see.
         `main` marks the provider's main call: every try of it (retries too) is counted with
         `ctx.attempt()`, so the panel's "attempts" is the number of requests really sent.
+        `late`: when the caller gives up (timeout, cancel) after the request went out, the
+        request runs on and `late` gets its 2xx answer (a create records what it made).
         """
         if not self.token and self.key_name:
             raise AuthenticationError(
@@ -319,7 +327,7 @@ class ApiClient:
                 with attempt:
                     if main and ctx is not None:
                         ctx.attempt()
-                    return await self._send_once(http, method, path, params, json, accept, call, ctx)
+                    return await self._send_once(http, method, path, params, json, accept, call, ctx, late)
         except RetryableError as exc:
             attempts = retrying.statistics.get("attempt_number", self.max_attempts)
             raise ProviderError(
@@ -364,24 +372,15 @@ class ApiClient:
     async def _send_once(
         self, http: httpx.AsyncClient, method: str, path: str, params: Mapping[str, Any] | None, json: Any,
         accept: tuple[int, ...], call: str, ctx: RetryReporter | None,
+        late: Callable[[httpx.Response], Awaitable[None]] | None = None,
     ) -> httpx.Response:
         await self._respect_budget(ctx)
-        async with self._mutation_slot(method), self._slot():
-            started = self.clock.monotonic()
-            try:
-                response = await http.request(method, path, params=params, json=json)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise RetryableError(
-                    f"cannot reach {self.base_url} ({_transport_reason(exc)})", call=call, connect=True,
-                    hint="check the network and the provider's base URL setting",
-                ) from None
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                if method.upper() in IDEMPOTENT_METHODS:
-                    raise RetryableError(f"no answer ({_transport_reason(exc)})", call=call) from None
-                raise ProviderError(
-                    f"no answer after the request was sent ({_transport_reason(exc)}); it may have been applied",
-                    call=call, outcome_unknown=True,
-                ) from None
+        grant = await self._take_budget(method, path, ctx)
+        started = self.clock.monotonic()
+        if late is None or method.upper() in IDEMPOTENT_METHODS:
+            response = await self._send_held(http, grant, method, path, params, json, call)
+        else:
+            response = await self._send_outliving(http, grant, method, path, params, json, call, late)
         log.debug("%s %s -> %d in %.0f ms", self.provider, call, response.status_code,
                   (self.clock.monotonic() - started) * 1000)
         self._note_budget(response)
@@ -389,6 +388,32 @@ class ApiClient:
         if 200 <= status < 300 or status in accept:
             return response
         raise self._error_for(response, call, method)
+
+    async def _send_outliving(
+        self, http: httpx.AsyncClient, grant: Grant, method: str, path: str, params: Mapping[str, Any] | None,
+        json: Any, call: str, late: Callable[[httpx.Response], Awaitable[None]],
+    ) -> httpx.Response:
+        """A create sent as its own task, holding its budget until the answer: when the caller
+        gives up after it went out, it runs on (`outlive`), `late` records its answer, and its
+        mutation slot stays taken until then."""
+        send = asyncio.ensure_future(self._send_held(http, grant, method, path, params, json, call))
+        try:
+            return await asyncio.shield(send)
+        except asyncio.CancelledError:
+            if not send.done():
+                async def record_answer() -> None:
+                    try:
+                        answer = await send
+                    except Exception:  # no answer: nothing to record (orphans finds it by name)
+                        return
+                    if 200 <= answer.status_code < 300:
+                        log.info("%s %s answered %d after its session gave up: recording it", self.provider, call,
+                                 answer.status_code)
+                        await late(answer)
+
+                # the recording is what outlives the caller: the run waits for it (settle_late_answers)
+                outlive(asyncio.ensure_future(record_answer()))
+            raise
 
     def _error_for(self, response: httpx.Response, call: str, method: str = "GET") -> ProviderError:
         status = response.status_code
@@ -454,7 +479,72 @@ class ApiClient:
             return f"{self.key_name} is not allowed to do this"
         return None
 
+    async def _send_held(
+        self, http: httpx.AsyncClient, grant: Grant, method: str, path: str, params: Mapping[str, Any] | None,
+        json: Any, call: str,
+    ) -> httpx.Response:
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            # httpcore's trace: the moment the request's first bytes are written (after any
+            # connection set-up), which is when the provider sees it start
+            if event.endswith("send_request_headers.started"):
+                self.budgets.left(grant)
+
+        try:
+            grant.sent()
+            return await http.request(method, path, params=params, json=json, extensions={"trace": trace})
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RetryableError(
+                f"cannot reach {self.base_url} ({_transport_reason(exc)})", call=call, connect=True,
+                hint="check the network and the provider's base URL setting",
+            ) from None
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            if method.upper() in IDEMPOTENT_METHODS:
+                raise RetryableError(f"no answer ({_transport_reason(exc)})", call=call) from None
+            raise ProviderError(
+                f"no answer after the request was sent ({_transport_reason(exc)}); it may have been applied",
+                call=call, outcome_unknown=True,
+            ) from None
+        finally:
+            self.budgets.release(grant)
+
     # -- limits ---------------------------------------------------------------------------
+
+    @property
+    def budgets(self) -> Budgets:
+        """The budget store: shared by every process on the data dir (or the Postgres ledger);
+        with an injected clock (tests), this client's own, on that clock."""
+        if self._budgets is None:
+            if self.clock is SYSTEM_CLOCK:
+                self._budgets = shared_budgets(self.settings.data_dir, self.settings.ledger_url)
+                self._shared = True
+            else:
+                self._budgets = memory_budgets(self.clock.monotonic, self.clock.sleep)
+        return self._budgets
+
+    def rules_for(self, method: str, path: str) -> tuple[str, tuple[Rule, ...]]:
+        """The lane a request waits in and every budget it spends."""
+        def key(what: str) -> str:
+            return budget_key(self.provider, self.token, what)
+
+        minute = self.settings.budget_minute_s
+        lease = self.settings.http_timeout_s * 2 + 30.0
+        rules = [Rule(key("in-flight"), slots=self.settings.concurrency_for(self.provider), lease_s=lease)]
+        if self.requests_per_second:  # no burst: the team limit holds even at start; the next request
+            # waits until this one has really left (a slow first connection must not bunch them)
+            rules.append(Rule(key("rate"), slots=1, until_sent=True, gap_s=1.0 / self.requests_per_second, lease_s=lease))
+        if self.requests_per_minute:
+            rules.append(Rule(key("per-minute"), windows=((minute, self.requests_per_minute),)))
+        mutation = self.mutation_gap_s is not None and method.upper() not in SAFE_METHODS
+        if mutation:
+            rules.append(Rule(key("mutations"), slots=1, gap_s=self.mutation_gap_s or 0.0, lease_s=lease))
+        if self.create_windows and self.counts_as_create is not None and self.counts_as_create(method, path):
+            rules.append(Rule(key("creates"), windows=tuple((span * minute, n) for span, n in self.create_windows)))
+        return key("mutation-lane" if mutation else "lane"), tuple(rules)
+
+    async def _take_budget(self, method: str, path: str, ctx: RetryReporter | None) -> Grant:
+        lane, rules = self.rules_for(method, path)
+        report = ctx.progress if ctx is not None else None
+        return await self.budgets.acquire(lane, rules, label=f"{_display(self.provider)}'s rate limit", report=report)
 
     def _note_budget(self, response: httpx.Response) -> None:
         now = self.clock.now()
@@ -470,31 +560,12 @@ class ApiClient:
                 ctx.progress(f"{self.provider} rate limit reached: waiting {wait:.0f}s")
             await self.clock.sleep(wait)
 
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        assert self._in_flight is not None
-        async with self._in_flight:
-            if self._limiter is not None:
-                async with self._limiter:
-                    yield
-            else:
-                yield
 
-    @asynccontextmanager
-    async def _mutation_slot(self, method: str) -> AsyncIterator[None]:
-        """Mutating requests one at a time with `mutation_gap_s` between them."""
-        if self._mutations is None or method.upper() in SAFE_METHODS:
-            yield
-            return
-        async with self._mutations:
-            if self._last_mutation is not None:
-                wait = self._last_mutation + (self.mutation_gap_s or 0.0) - self.clock.monotonic()
-                if wait > 0:
-                    await self.clock.sleep(wait)
-            try:
-                yield
-            finally:
-                self._last_mutation = self.clock.monotonic()
+_DISPLAY = {"github": "GitHub", "neon": "Neon", "resend": "Resend", "posthog": "PostHog", "e2b": "E2B"}
+
+
+def _display(provider: str) -> str:
+    return _DISPLAY.get(provider, provider)
 
 
 def _transport_reason(exc: BaseException) -> str:

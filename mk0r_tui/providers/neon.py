@@ -28,6 +28,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import httpx
 from pydantic import BaseModel, Field
 
 from mk0r_tui.core.envfile import remember_secrets
@@ -269,7 +270,8 @@ class NeonProvider(CloudProvider):
         # Neon's error description: "for non-GET methods, only 503 and 423 are safe to retry";
         # a 500/502/504 to POST /projects is "outcome unknown" and is looked up by name first
         return self.client_for(self.settings.neon_api_url, hinter=_hint, retry_statuses=RETRYABLE_STATUSES | {423},
-                               blind_retry_statuses=frozenset({429, 423, 503}))
+                               blind_retry_statuses=frozenset({429, 423, 503}),
+                               requests_per_minute=self.settings.neon_requests_per_minute)
 
     # -- provision ------------------------------------------------------------------------
 
@@ -331,7 +333,18 @@ class NeonProvider(CloudProvider):
         if self.settings.neon_org_id:
             project["org_id"] = self.settings.neon_org_id
         ctx.progress(f"creating project {name} in {self.settings.neon_region}")
-        response = await self.api.request("POST", "/projects", json={"project": project}, ctx=ctx, main=True)
+        row = ctx.existing(self.kind, name)
+
+        async def late(answer: httpx.Response) -> None:
+            """The project was made after the session gave up: record its id (never an orphan)."""
+            try:
+                made = parse_model(answer, _Created, "POST /projects")
+            except ProviderError:
+                return
+            if row is not None:
+                await ctx.created(row, made.project.id, url=self._console_url(made.project.id), meta=self._meta())
+
+        response = await self.api.request("POST", "/projects", json={"project": project}, ctx=ctx, main=True, late=late)
         try:
             created = parse_model(response, _Created, "POST /projects")
         except ProviderError as exc:

@@ -195,6 +195,30 @@ class Settings(BaseSettings):
             ) from None
         return path
 
+    # -- the warm pool (issue 14, engine/pool.py) -------------------------------------------
+    #: ready items kept per pooled provider (0: no pool); MK0R_POOL_SIZE_<PROVIDER> overrides it
+    pool_size: int = Field(0, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE"))
+    neon_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_NEON"))
+    resend_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_RESEND"))
+    github_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_GITHUB"))
+    local_postgres_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_LOCAL_POSTGRES"))
+    local_git_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_LOCAL_GIT"))
+    #: a ready item older than this is recycled (deleted and made again) instead of claimed
+    pool_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, validation_alias=_env("MK0R_POOL_MAX_AGE"))
+    #: creates the refill runs at once per provider (kept low: a session's own creates go first)
+    pool_fill_concurrency: int = Field(1, ge=1, le=16, validation_alias=_env("MK0R_POOL_FILL_CONCURRENCY"))
+    #: the Fernet key of pooled items' secrets (else the keyring, else <data dir>/pool.key)
+    pool_key: str | None = Field(None, validation_alias=_env("MK0R_POOL_KEY"))
+
+    def pool_target(self, provider: str) -> int:
+        """Ready items this provider's pool keeps (0: none)."""
+        override = getattr(self, f"{provider.replace('-', '_')}_pool_size", None)
+        return self.pool_size if override is None else int(override)
+
+    @property
+    def pool_key_path(self) -> Path:
+        return self.data_dir / "pool.key"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value is a ConfigError, not a traceback."""

@@ -15,6 +15,9 @@ MIN_KEY_LENGTH = 8
 SLUG_LENGTH = 12
 _SLUG_RE = re.compile(r"^[a-z0-9-]+$")
 RESOURCE_PREFIX = "mk0r-"
+#: the key prefix of a warm-pool item's holding session (engine/pool.py): its resources are named
+#: `mk0r-pool-<id>`, neutral until a session claims them; such sessions are never listed as sessions
+POOL_KEY_PREFIX = "pool-"
 
 
 class Slot(str, enum.Enum):
@@ -119,6 +122,7 @@ class ProvisionOutcome:
     env: Mapping[str, str] = field(default_factory=dict)
     resources: tuple[ResourceRef, ...] = ()
     note: str | None = None
+    from_pool: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,8 @@ class ProviderResult:
     resources: tuple[ResourceRef, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     note: str | None = None
+    #: its resources were claimed from the warm pool (engine/pool.py), not created for this session
+    from_pool: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,6 +148,7 @@ class ProviderResult:
             "attempts": self.attempts,
             "error": self.error,
             "note": self.note,
+            "from_pool": self.from_pool,
             "resources": [r.to_json() for r in self.resources],
         }
 

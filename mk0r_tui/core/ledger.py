@@ -25,7 +25,7 @@ from typing import Any
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.errors import ConfigError, UsageError
 from mk0r_tui.core.events import Event, event_from_fields
-from mk0r_tui.core.models import RESOURCE_PREFIX, ProviderResult, ResourceRef, ResourceState, Session
+from mk0r_tui.core.models import POOL_KEY_PREFIX, RESOURCE_PREFIX, ProviderResult, ResourceRef, ResourceState, Session
 from mk0r_tui.core.states import HANDOFF_LEFT, SessionPhase, changed_hands, owner_gone_state
 
 SCHEMA = """
@@ -546,8 +546,10 @@ class Ledger:
             raise UsageError(f"no session {key_or_slug!r} in the ledger (see `mk0r-tui sessions`)")
         return row
 
-    def list_sessions(self, limit: int | None = None) -> list[SessionRow]:
-        sql = "SELECT * FROM sessions ORDER BY created_at DESC, rowid DESC"
+    def list_sessions(self, limit: int | None = None, *, include_pool: bool = False) -> list[SessionRow]:
+        """Newest first; the warm pool's holding sessions (`pool-*`, engine/pool.py) only with `include_pool`."""
+        where = "" if include_pool else f" WHERE key NOT LIKE '{POOL_KEY_PREFIX}%'"
+        sql = f"SELECT * FROM sessions{where} ORDER BY created_at DESC, rowid DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_session_row(r) for r in self._read(sql)]

@@ -89,6 +89,8 @@ def validate_session_key(key: str) -> str:
             f"session key {key!r} holds control or escape characters "
             f"({' '.join(repr(c) for c in control)}); use printable characters only"
         )
+    if key.lower().startswith(POOL_KEY_PREFIX):
+        raise UsageError(f"session key {key!r} starts with {POOL_KEY_PREFIX!r}, which the warm pool reserves for its items")
     if len(key) < MIN_KEY_LENGTH:
         raise UsageError(f"session key {key!r} is too short: it needs at least {MIN_KEY_LENGTH} characters")
     slug = key[:SLUG_LENGTH].lower()

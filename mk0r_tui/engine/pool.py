@@ -348,15 +348,21 @@ async def _finish_session(runtime: Runtime, key: str, session_items: Sequence[st
                     renamed.append(new_name)
             except Exception as exc:
                 error = describe_error(exc, runtime.secrets())
-            store.finish_result(ledger, item.id, error=error)
-            if error is None:
-                message = f"pool: renamed to {session.resource_name}" if renamed else "pool: nothing to rename"
-            else:
-                message = f"pool: rename to {session.resource_name} failed ({error}); retried by the pool keeper"
-            journal(ProviderProgressed(session=key, provider=item.provider, message=message))
             outcomes.append(FinishOutcome(item.id, item.provider, key, tuple(renamed), error))
         if env_changes:
-            _rewrite_env(runtime, session, env_changes)
+            try:
+                _rewrite_env(runtime, session, env_changes)
+            except Exception as exc:  # the renamed names still redirect: the .env stays usable, retried
+                why = f"the .env could not be rewritten: {describe_error(exc, runtime.secrets())}"
+                outcomes = [FinishOutcome(o.item, o.provider, o.session, o.renamed, o.error or why) for o in outcomes]
+        # done only once the .env says the new names: a reader never sees "done" with an old .env
+        for outcome in outcomes:
+            store.finish_result(ledger, outcome.item, error=outcome.error)
+            if outcome.error is None:
+                message = f"pool: renamed to {session.resource_name}" if outcome.renamed else "pool: nothing to rename"
+            else:
+                message = f"pool: rename to {session.resource_name} failed ({outcome.error}); retried by the pool keeper"
+            journal(ProviderProgressed(session=key, provider=outcome.provider, message=message))
     return outcomes
 
 

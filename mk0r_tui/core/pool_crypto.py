@@ -21,8 +21,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import KEYRING_SERVICE
@@ -30,10 +29,15 @@ from mk0r_tui.core.envfile import is_secret, remember_secrets
 from mk0r_tui.core.errors import ConfigError
 from mk0r_tui.core.paths import refuse_link
 
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
 KEY_NAME = "MK0R_POOL_KEY"
 
 
 def _checked(key: str, where: str) -> Fernet:
+    from cryptography.fernet import Fernet  # only when a pool is used: a provision without one never loads it
+
     try:
         return Fernet(key.strip().encode())
     except (ValueError, TypeError):
@@ -62,6 +66,8 @@ def _from_file(path: Path) -> str:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from cryptography.fernet import Fernet
+
     key = Fernet.generate_key()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -97,6 +103,8 @@ class PoolCipher:
         return self._fernet.encrypt(json.dumps(dict(env), separators=(",", ":")).encode()).decode()
 
     def open(self, token: str) -> dict[str, str]:
+        from cryptography.fernet import InvalidToken
+
         try:
             data = json.loads(self._fernet.decrypt(token.encode()))
         except (InvalidToken, ValueError):

@@ -262,11 +262,9 @@ async def claim_into(runtime: Runtime, resources: SessionResources, provider: Pr
         return None  # its rows are the session's now: its teardown deletes them
     elapsed = (time.perf_counter() - started) * 1000
     state.claim_ms.append(elapsed)
-    with contextlib.suppress(Exception):
-        ledger._write("UPDATE pool_items SET claim_ms = ? WHERE id = ?", (elapsed, item.id))
     return ProvisionOutcome(
         env=dict(env), resources=tuple(r.ref for r in resources.rows(provider.name)),
-        note=f"from the warm pool ({RESOURCE_PREFIX}{item.id})", from_pool=True,
+        note=f"{store.FROM_POOL_NOTE} ({RESOURCE_PREFIX}{item.id})", from_pool=True,
     )
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mk0r_tui.core import pool_store as store
-from mk0r_tui.core.config import load_settings
+from mk0r_tui.core.config import Settings, load_settings
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.errors import ConfigError
 from mk0r_tui.core.events import EventSink, ProviderProgressed, null_sink
@@ -118,6 +118,16 @@ async def sessions_idle(runtime: Runtime) -> None:
 
 def sessions_running(runtime: Runtime) -> int:
     return _state(runtime).running_sessions
+
+
+def pool_configured(settings: Settings) -> bool:
+    """A pool size above 0, for all providers or one (no ledger read, no key look-up)."""
+    sizes = [settings.pool_size] + [getattr(settings, f"{n}_pool_size") or 0 for n in POOL_SIZE_OVERRIDES]
+    return any(size > 0 for size in sizes)
+
+
+#: the providers with a `MK0R_POOL_SIZE_<PROVIDER>` setting (core/config.py)
+POOL_SIZE_OVERRIDES = ("neon", "resend", "github", "local_postgres", "local_git")
 
 
 def poolable(runtime: Runtime) -> list[str]:

@@ -210,6 +210,19 @@ class Settings(BaseSettings):
     #: the Fernet key of pooled items' secrets (else the keyring, else <data dir>/pool.key)
     pool_key: str | None = Field(None, validation_alias=_env("MK0R_POOL_KEY"))
 
+    @field_validator("pool_max_age_s", mode="before")
+    @classmethod
+    def _pool_age(cls, value: object) -> object:
+        """Seconds, or a duration: 90s, 30m, 12h, 7d."""
+        if isinstance(value, str):
+            import re
+
+            found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+            if not found:
+                raise ValueError(f"{value!r} is not a duration: use seconds or e.g. 30m, 12h, 7d")
+            return float(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
+        return value
+
     def pool_target(self, provider: str) -> int:
         """Ready items this provider's pool keeps (0: none)."""
         override = getattr(self, f"{provider.replace('-', '_')}_pool_size", None)

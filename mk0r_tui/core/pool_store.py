@@ -132,8 +132,9 @@ def claim(ledger: Ledger, provider: str, session_key: str, *, fresher_than: floa
         item = _item(row)
         claim_ms = (time.perf_counter() - started) * 1000
         db.execute(
-            "UPDATE pool_items SET state = ?, claimed_by = ?, claimed_at = ?, claim_ms = ?, finish = ?, updated_at = ?"
-            " WHERE id = ?",
+            # the sealed env goes to the claimer only: the ledger keeps no copy once it is claimed
+            "UPDATE pool_items SET state = ?, claimed_by = ?, claimed_at = ?, claim_ms = ?, finish = ?, updated_at = ?,"
+            " secret = NULL WHERE id = ?",
             (CLAIMED, session_key, now, claim_ms, FINISH_PENDING, now, item.id),
         )
         db.execute(
@@ -206,11 +207,6 @@ def finish_result(ledger: Ledger, item_id: str, *, error: str | None) -> None:
             " WHERE id = ?",
             (FINISH_FAILED, scrub(error), time.time(), item_id),
         )
-
-
-def forget_secret(ledger: Ledger, item_id: str) -> None:
-    """A claimed item's secrets went to its session's `.env`: the sealed copy is not kept."""
-    ledger._write("UPDATE pool_items SET secret = NULL, updated_at = ? WHERE id = ?", (time.time(), item_id))
 
 
 def rename_resource(ledger: Ledger, resource_id: int, name: str, remote_id: str | None, url: str | None) -> None:

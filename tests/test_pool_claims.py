@@ -1,6 +1,7 @@
 """Claims are atomic across processes (issue 14): 8 processes claim from one pool at once, on
-the real ledger; no item is claimed twice and none is lost, and every claimed item's rows moved
-to exactly the session that claimed it."""
+the real ledger (the SQLite file: `BEGIN IMMEDIATE`; Postgres on the embedded server: `FOR UPDATE
+SKIP LOCKED`); no item is claimed twice and none is lost, and every claimed item's rows moved to
+exactly the session that claimed it."""
 
 from __future__ import annotations
 
@@ -66,12 +67,19 @@ def make_items(ledger: Ledger, count: int) -> list[str]:
     return ids
 
 
-def test_eight_processes_never_claim_one_item_twice_nor_lose_one(tmp_path: Path):
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite3")
+    return request.getfixturevalue("pg_ledger_url")
+
+
+def test_eight_processes_never_claim_one_item_twice_nor_lose_one(tmp_path: Path, location: str):
+    ledger = Ledger(location)
     ids = make_items(ledger, ITEMS)
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", CLAIMER, str(ledger.path), str(go), str(w)],
+        subprocess.Popen([sys.executable, "-c", CLAIMER, location, str(go), str(w)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for w in range(PROCESSES)
     ]
@@ -105,4 +113,5 @@ def test_eight_processes_never_claim_one_item_twice_nor_lose_one(tmp_path: Path)
         (row,) = ledger.resources(session_key, live_only=True)
         assert row.name == f"mk0r-{item_id}"
         assert ledger.resources(item_id, live_only=True) == []
-    print(f"{ITEMS} claims by {PROCESSES} processes in {elapsed:.2f}s; per process {per_process}")
+    print(f"{ledger.backend}: {ITEMS} claims by {PROCESSES} processes in {elapsed:.2f}s; per process {per_process}")
+    ledger.close()

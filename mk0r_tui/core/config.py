@@ -195,6 +195,22 @@ class Settings(BaseSettings):
             ) from None
         return path
 
+    # -- team mode (issue 12): the ledger on a shared Postgres --------------------------------
+    #: `postgresql://user:password@host:port/db`: the ledger (sessions, resources, runs, leases,
+    #: journal) lives there for every process and machine that names it; unset = the SQLite file
+    #: under the data dir. Its password is never printed (core/ledger/backends.mask_url).
+    ledger_url: str | None = Field(None, validation_alias=_env("MK0R_LEDGER_URL"))
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _ledger_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql://user:password@host:port/database URL (or unset for the local SQLite ledger)")
+        return value.strip()
+
     # -- the warm pool (issue 14, engine/pool.py) -------------------------------------------
     #: ready items kept per pooled provider (0: no pool); MK0R_POOL_SIZE_<PROVIDER> overrides it
     pool_size: int = Field(0, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE"))

@@ -12,8 +12,10 @@ States: `filling` (its creates run, under the holding session's lease) → `read
 (→ finish `pending` → `done` | `failed`: the renames after the `.env`), or `ready`/`filling`
 (owner gone)/`failed` → `draining` → `drained`. The env is stored only sealed (core/pool_crypto).
 
-The table is created on first use (`CREATE TABLE IF NOT EXISTS`), not by a schema migration, so
-a ledger that never pools is unchanged.
+The table is created on first use (`CREATE TABLE IF NOT EXISTS`, the same SQL on both backends),
+not by a schema migration, so a ledger that never pools is unchanged and no schema version is
+taken from the ledger's owner. On SQLite a claim is one `BEGIN IMMEDIATE`; on Postgres one
+transaction that takes the oldest ready row with `FOR UPDATE SKIP LOCKED`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from __future__ import annotations
 import sqlite3
 import time
 import weakref
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from mk0r_tui.core.envfile import scrub
 from mk0r_tui.core.ledger import LIVE_STATES, LeaseRow, Ledger
+from mk0r_tui.core.ledger.backends import WRITE_LOCK
 from mk0r_tui.core.models import POOL_KEY_PREFIX, RESOURCE_PREFIX, ResourceState
 
 FILLING, READY, CLAIMED, DRAINING, DRAINED, FAILED = "filling", "ready", "claimed", "draining", "drained", "failed"
@@ -45,6 +49,11 @@ SCHEMA = (
 )
 
 _ready_ledgers: weakref.WeakSet[Ledger] = weakref.WeakSet()
+
+#: Postgres advisory lock keys (class "mk0", see core/ledger/backends.py) a claim may take: one per
+#: claiming session, far from the ledger's own (1-3)
+CLAIM_LOCK_BASE = 1 << 20
+CLAIM_LOCK_SPAN = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +131,16 @@ def claim(ledger: Ledger, provider: str, session_key: str, *, fresher_than: floa
     ensure_schema(ledger)
     started = time.perf_counter()
     now = time.time()
-    with ledger._transaction() as db:
+    postgres = ledger.backend == "postgres"
+    # SQLite: `BEGIN IMMEDIATE` (one writer at a time). Postgres: the oldest ready row nobody else
+    # holds (`FOR UPDATE SKIP LOCKED`), so claimers never queue behind each other; the advisory
+    # lock every ledger transaction takes is keyed by this claim alone (uncontended), never the
+    # ledger's shared write lock.
+    lock = CLAIM_LOCK_BASE + zlib.crc32(session_key.encode()) % CLAIM_LOCK_SPAN if postgres else WRITE_LOCK
+    with ledger._transaction(lock) as db:
         row = db.execute(
-            "SELECT * FROM pool_items WHERE provider = ? AND state = ? AND ready_at >= ? ORDER BY ready_at, id LIMIT 1",
+            "SELECT * FROM pool_items WHERE provider = ? AND state = ? AND ready_at >= ? ORDER BY ready_at, id LIMIT 1"
+            + (" FOR UPDATE SKIP LOCKED" if postgres else ""),
             (provider, READY, fresher_than),
         ).fetchone()
         if row is None:
@@ -153,9 +169,10 @@ def take_for_drain(ledger: Ledger, item_ids: list[str]) -> list[PoolItem]:
         return []
     now = time.time()
     taken: list[PoolItem] = []
+    lock_rows = " FOR UPDATE" if ledger.backend == "postgres" else ""  # waits for a claim of it in flight
     with ledger._transaction() as db:
         for item_id in item_ids:
-            row = db.execute("SELECT * FROM pool_items WHERE id = ?", (item_id,)).fetchone()
+            row = db.execute("SELECT * FROM pool_items WHERE id = ?" + lock_rows, (item_id,)).fetchone()
             if row is None or row["state"] in (CLAIMED, DRAINED):
                 continue
             db.execute("UPDATE pool_items SET state = ?, updated_at = ? WHERE id = ?", (DRAINING, now, item_id))

@@ -52,7 +52,7 @@ async def test_a_claim_gives_every_pooled_provider_and_the_renames_follow_the_en
     assert set(items) == set(POOLED)
     # ready items are neither sessions nor orphans
     assert runtime.ledger.list_sessions() == []
-    assert (await find_orphans(runtime, older_than_s=0)).orphans == []
+    assert (await find_orphans(runtime, older_than_s=0, providers=list(POOLED))).orphans == []
 
     session = Session.parse(session_key)
     requests_before = fake.state()["requests"]["all"]["total"]
@@ -86,7 +86,7 @@ async def test_a_claim_gives_every_pooled_provider_and_the_renames_follow_the_en
     assert pool.status(runtime)["unfinished_claims"] == []
     assert pool.status(runtime)["providers"]["neon"] == {
         "target": 1, "ready": 0, "filling": 0, "claimed_total": 1, "oldest_age_s": None, "abandoned": 0, "failed": 0}
-    assert (await find_orphans(runtime, older_than_s=0)).orphans == []
+    assert (await find_orphans(runtime, older_than_s=0, providers=list(POOLED))).orphans == []
 
     report = await teardown_session(runtime, session.key)
     assert report.ok
@@ -136,7 +136,7 @@ async def test_drain_and_teardown_leave_the_fake_upstream_empty(runtime, fake, s
     await pool.finish_claims(runtime)
     assert (await teardown_session(runtime, session.key)).ok
     assert upstream_resources(fake.state()) == []
-    assert (await find_orphans(runtime, older_than_s=0)).orphans == []
+    assert (await find_orphans(runtime, older_than_s=0, providers=list(POOLED))).orphans == []
 
 
 async def test_stale_items_are_recycled_not_claimed(runtime, fake, session_key):

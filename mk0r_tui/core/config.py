@@ -211,6 +211,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql://user:password@host:port/database URL (or unset for the local SQLite ledger)")
         return value.strip()
 
+    # -- the provisioning service (issue 13: `mk0r-tui serve` and `mk0r-tui worker`) --------
+    #: the job queue's Postgres; unset: the team ledger's Postgres, else the embedded server's `service_queue_of_mk0r`
+    queue_url: str | None = Field(None, validation_alias=_env("MK0R_QUEUE_URL"))
+    #: jobs one process runs at once (serve's in-process workers, or `mk0r-tui worker`)
+    worker_concurrency: int = Field(16, ge=1, le=1000, validation_alias=_env("MK0R_WORKER_CONCURRENCY"))
+    #: a worker's heartbeat; a job whose worker is silent for `worker_stalled_s` is queued again
+    worker_heartbeat_s: float = Field(5.0, gt=0, le=3600, validation_alias=_env("MK0R_WORKER_HEARTBEAT_S"))
+    worker_stalled_s: float = Field(30.0, gt=0, le=86400, validation_alias=_env("MK0R_WORKER_STALLED_S"))
+    #: how long a POST or DELETE waits for its job before answering 202 with a Location
+    service_wait_s: float = Field(600.0, gt=0, validation_alias=_env("MK0R_SERVICE_WAIT_S"))
+
     # -- the warm pool (issue 14, engine/pool.py) -------------------------------------------
     #: ready items kept per pooled provider (0: no pool); MK0R_POOL_SIZE_<PROVIDER> overrides it
     pool_size: int = Field(0, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE"))

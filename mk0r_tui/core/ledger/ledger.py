@@ -493,6 +493,23 @@ class Ledger:
         )
         return int(cur.rowcount)
 
+    def prune_deleted_sessions(self, deleted_before: float) -> list[str]:
+        """Forget sessions torn down (state `deleted`) before `deleted_before` (epoch seconds):
+        their session, resource, run, lease and journal rows. One whose every resource is not
+        `deleted` (a row a later run added) or whose lease is held stays. Returns their keys."""
+        with self._transaction() as db:
+            keys = [r[0] for r in db.execute(
+                "SELECT key FROM sessions s WHERE state = 'deleted' AND updated_at < ?"
+                " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.session_key = s.key AND r.state != 'deleted')"
+                " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.session_key = s.key)",
+                (deleted_before,),
+            ).fetchall()]
+            for key in keys:
+                for sql in ("DELETE FROM resources WHERE session_key = ?", "DELETE FROM runs WHERE session_key = ?",
+                            "DELETE FROM journal WHERE session = ?", "DELETE FROM sessions WHERE key = ?"):
+                    db.execute(sql, (key,))
+        return keys
+
     def iter_all_text(self) -> Iterator[str]:
         """Every text value stored, for the secrets-hygiene check."""
         for table in ("sessions", "resources", "runs", "journal"):

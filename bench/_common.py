@@ -149,6 +149,10 @@ def finish(bench: str, info: dict[str, Any], goals: Sequence[Goal], figures: dic
         print()
         for goal in goals:
             print(goal.line())
+    load_end = os.getloadavg()[0]
+    if max(info.get("loadavg_1m_at_start", 0.0), load_end) > (os.cpu_count() or 1):
+        print(f"WARNING: the load average ({info.get('loadavg_1m_at_start', 0.0):.1f} at start, {load_end:.1f} at the end) "
+              f"was above the {os.cpu_count()} CPUs: wall-time figures and ratios are inflated; re-run on a quiet machine")
     print()
     print(json.dumps({
         "bench": bench,
@@ -258,3 +262,65 @@ def fill_ledger(ledger: Ledger, sessions: int) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+# -- A against B, in the same run ---------------------------------------------------------------
+
+
+def load_now() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
+def alternate(a, b, runs: int, *, warmup: int = 1) -> tuple[list[float], list[float]]:
+    """`a(i)` and `b(i)` (each returns seconds or ms) alternated A B A B, `warmup` pairs first
+    that are not counted (page cache, the fake's first connections), so neither side always
+    runs on a machine the other just warmed or loaded."""
+    for i in range(warmup):
+        a(-1 - i)
+        b(-1 - i)
+    got_a, got_b = [], []
+    for i in range(runs):
+        got_a.append(a(i))
+        got_b.append(b(i))
+    return got_a, got_b
+
+
+def versus(name: str, a: Sequence[float], b: Sequence[float], unit: str = "ms") -> list[list[Any]]:
+    """Table rows for A beside its baseline B: median, min, max of each, and the ratio of medians."""
+    sa, sb = summary(a), summary(b)
+    return [[name, "product", sa["median"], sa["min"], sa["max"], sa["median"] / sb["median"]],
+            ["", "baseline", sb["median"], sb["min"], sb["max"], ""]]
+
+
+VERSUS_HEADERS = ["figure", "who", "median ms", "min ms", "max ms", "median / baseline median"]
+
+
+LAST_CPU_MS = [0.0]
+
+
+def timed_process(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  timeout: float = 120) -> tuple[float, str, str]:
+    """Wall ms of a whole process (fork to exit), its stdout and stderr; a failure stops the bench."""
+    import resource
+    import subprocess
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    wall_ms = (time.perf_counter() - started) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    #: CPU the process (and its children) used, ms: the part of its wall time the load multiplies
+    LAST_CPU_MS[0] = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(Path(a).name for a in argv[:2])}... failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+    return wall_ms, done.stdout, done.stderr
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any mk0r or provider variable of the caller's shell, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MK0R_", "NEON_", "RESEND_", "GITHUB_", "POSTHOG_", "E2B_"))}
+    env.update(extra)
+    return env

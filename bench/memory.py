@@ -15,7 +15,8 @@ import resource
 import subprocess
 import sys
 
-import _common as c
+if "--child" not in sys.argv:  # the bare App's process imports nothing of mk0r (nor its test kit)
+    import _common as c
 
 SIZE = (160, 48)
 KINDS = ("bare", "mk0r-empty", "mk0r-full")
@@ -30,6 +31,8 @@ def child(kind: str, home: str) -> dict:
     if kind == "bare":
         app = App()
     else:
+        import _common as c
+
         from mk0r_tui.core.config import Settings
         from mk0r_tui.tui.app import Mk0rApp
 
@@ -45,6 +48,9 @@ def child(kind: str, home: str) -> dict:
     loaded = asyncio.run(run())
     if kind != "bare":
         app.runtime.close()
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("mk0r_tui", "fakeupstream", "_common"))
+    if kind == "bare" and leaked:
+        raise SystemExit(f"the bare App imported {leaked[:5]}")
     return {"kind": kind, "sessions_loaded": loaded, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "rss_after_imports_kib": before_kib}
 
@@ -81,11 +87,12 @@ def main() -> int:
                     raise SystemExit(f"{kind} failed: {done.stderr[-800:]}")
                 samples[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
 
+    print(f"{c.load_now()} at the end (RSS does not move with the load; times are not measured here)")
     print(f"ledger: {counts[0]} sessions, {counts[1]} resources, {ledger_kib:.0f} KiB on disk")
     peaks = {k: c.summary([s["peak_rss_kib"] / 1024 for s in v]) for k, v in samples.items()}
     loaded = {k: v[0]["sessions_loaded"] for k, v in samples.items()}
     print(c.table(["app", "sessions loaded", "peak RSS MiB (median)", "min", "max"], [
-        ["bare textual App", "-", peaks["bare"]["median"], peaks["bare"]["min"], peaks["bare"]["max"]],
+        ["bare textual App (imports nothing of mk0r)", "-", peaks["bare"]["median"], peaks["bare"]["min"], peaks["bare"]["max"]],
         ["Mk0rApp, empty ledger", loaded["mk0r-empty"], peaks["mk0r-empty"]["median"], peaks["mk0r-empty"]["min"], peaks["mk0r-empty"]["max"]],
         [f"Mk0rApp, {args.sessions} sessions", loaded["mk0r-full"], peaks["mk0r-full"]["median"], peaks["mk0r-full"]["min"], peaks["mk0r-full"]["max"]],
     ]))

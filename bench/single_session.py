@@ -1,101 +1,75 @@
-"""One session through `provision_services` against the fake upstream: does running the
-providers concurrently cost nothing beyond the slowest one, and does Neon's operation polling
-waste no more than a tenth of the critical path?
+"""One session, the way a user runs it: the whole `mk0r-tui provision --json` process against the
+fake cloud, beside a minimal httpx script (bench/baseline_provision.py: the same requests with
+asyncio.gather, ~40 lines, nothing of mk0r) run as a whole process against the same fake, in the
+same run, alternated A B A B.
 
-Goal 1: wall time / slowest provider's latency <= 1.05.
-Goal 2 (issue 15 item 4): the fan-out span (the slowest provider's latency) / the critical path
-<= 1.10 with Neon operations of 300 ms, 1 s and 2.5 s. The fake commits a Neon create at the end
-of its 800 ms latency (latency_mode "after"), its operations finish `op` ms later and a status
-poll takes 25 ms, so the critical path is 800 ms + op: no client can see the project ready
-sooner. GitHub (GET /user + POST, 400 ms each) and Resend (2 x 150 ms at the product's 2 rps)
-finish earlier. Each duration gets a fresh fake and one warm-up run that is not counted (it
-opens the connections and asks GitHub for the login once, as any later session finds them). Beside it, the same session shape run
-with the providers one after another (the same orchestrator and providers; a shared lock
-lets only one provider's `provision` run at a time), so the gain from concurrency is visible.
-The wall time includes writing the .env and delivering to the local folder (git init etc.).
+The fake (its own process) answers with the issue's latencies: Neon's create 800 ms (committed at
+its end), its operations finish `op` ms later (300 ms, 1 s, 2.5 s) and each status poll takes
+25 ms; GitHub 400 ms per request (GET /user, POST /user/repos); Resend 150 ms per request, two
+requests at the product's default 2 req/s; PostHog 50 ms (flags, capture). Product defaults
+everywhere (the GitHub mutation gap of 1 s does not bite: one create per run). Every process
+starts cold (interpreter, imports, TLS context, ledger) as it does for a user; the product also
+writes its ledger, the `.env` and the local app folder (git), which the baseline does not.
+
+Goal (issue 17): the product's median <= 1.15 x the baseline's median, at every operation length.
+`--fan-out` adds the in-process figure of issue 15 (the fan-out span / the critical path).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import time
+import json
+import sys
+import uuid
 
 import _common as c
 
-from mk0r_tui.core.models import ProvisionOutcome, Session, Slot
-from mk0r_tui.core.provider import Provider
+from mk0r_tui.core.models import Session, Slot
 from mk0r_tui.engine.orchestrator import provision_services
-from mk0r_tui.engine.runtime import Runtime
-from mk0r_tui.providers import ProviderSpec, Registry
+
+GOAL = 1.15
+BASELINE = str(c.ROOT / "bench" / "baseline_provision.py")
 
 
-class OneAtATime(Provider):
-    """Wraps a provider so that only one wrapped provider provisions at a time."""
-
-    def __init__(self, inner, lock: asyncio.Lock, spent_ms: dict[str, float]) -> None:
-        self.inner = inner
-        self.lock = lock
-        self.spent_ms = spent_ms
-        self.name: str = inner.name
-        self.slot: Slot = inner.slot
-        self.env_keys = inner.env_keys
-
-    async def provision(self, ctx) -> ProvisionOutcome:
-        async with self.lock:
-            started = time.perf_counter()
-            try:
-                return await self.inner.provision(ctx)
-            finally:
-                self.spent_ms[self.name] = (time.perf_counter() - started) * 1000
-
-    async def teardown(self, resource):
-        return await self.inner.teardown(resource)
-
-    async def discover(self):
-        return await self.inner.discover()
+def product_env(fake, home) -> dict[str, str]:
+    return c.clean_env(
+        MK0R_HOME=str(home), MK0R_PROFILE="cloud", MK0R_TARGET="local", MK0R_NO_KEYRING="1",
+        MK0R_NEON_API_URL=fake.neon_url, MK0R_RESEND_API_URL=fake.resend_url, MK0R_GITHUB_API_URL=fake.github_url,
+        POSTHOG_HOST=fake.posthog_url, **c.BENCH_KEYS,
+    )
 
 
-async def one_run(runtime, *, sequential: bool) -> dict:
-    session = Session.new()
-    plan = runtime.plan("local")
-    inside_ms: dict[str, float] = {}
-    if sequential:
-        lock = asyncio.Lock()
-        wrapped = [OneAtATime(runtime.provider(step.name), lock, inside_ms) for step in plan.providers if step.runs]
-        specs = tuple(ProviderSpec(w.name, w.slot, lambda _s, _c, w=w: w) for w in wrapped)
-        runtime = Runtime(runtime.settings, runtime.credentials, runtime.ledger,
-                          registry=Registry(specs, runtime.registry.targets))
-    started = time.perf_counter()
-    report = await provision_services(runtime, session, plan)
-    wall_ms = (time.perf_counter() - started) * 1000
-    if not report.ok:
-        failed = {r.name: r.error for r in report.results if r.error}
-        raise SystemExit(f"provisioning failed, no figure to give: {failed}")
-    latencies = {r.name: r.latency_ms for r in report.results if r.slot is not Slot.TARGET}
-    if sequential:
-        latencies = inside_ms
-    target_ms = next(r.latency_ms for r in report.results if r.slot is Slot.TARGET)
-    slowest = max(latencies, key=latencies.get)
-    return {"wall_ms": wall_ms, "latency_ms": latencies, "slowest": slowest, "slowest_ms": latencies[slowest],
-            "sum_ms": sum(latencies.values()), "target_ms": target_ms,
-            "ratio": wall_ms / latencies[slowest]}
+def series(op_ms: int, runs: int) -> dict:
+    with c.fake_upstream(latency_mode="after", neon_operation_ms=op_ms, neon_poll_latency_ms=POLL_LATENCY_MS) as fake, \
+            c.scratch_dir("mk0r-bench-single-") as home:
+        env = product_env(fake, home)
+        mk0r = [str(c.ROOT / ".venv" / "bin" / "mk0r-tui")] if (c.ROOT / ".venv" / "bin" / "mk0r-tui").exists() \
+            else [sys.executable, "-m", "mk0r_tui"]
 
+        cpu: dict[str, list[float]] = {"product": [], "baseline": []}
 
-async def bench(repeats: int) -> tuple[list[dict], list[dict], dict]:
-    with c.fake_upstream() as fake, c.scratch_dir("mk0r-bench-single-") as home:
-        runtime = c.make_runtime(c.cloud_settings(fake, home))
-        try:
-            for name in (*c.CLOUD_PROVIDERS, "local-folder"):
-                runtime.provider(name)  # imports and client set-up are not what is measured
-            concurrent, sequential = [], []
-            for _ in range(repeats):
-                concurrent.append(await one_run(runtime, sequential=False))
-                sequential.append(await one_run(runtime, sequential=True))
-            state = fake.state()
-        finally:
-            await c.close_runtime(runtime)
-    return concurrent, sequential, state
+        def product(i: int) -> float:
+            wall, out, _err = c.timed_process([*mk0r, "provision", "--json"], env=env, cwd=c.ROOT)
+            if i >= 0:
+                cpu["product"].append(c.LAST_CPU_MS[0])
+            report = json.loads(out)
+            if not report["ok"]:
+                raise SystemExit(f"provision failed: {[(p['name'], p['error']) for p in report['providers'] if p['error']]}")
+            return wall
+
+        def baseline(i: int) -> float:
+            wall, out, _err = c.timed_process([sys.executable, BASELINE, fake.base_url, uuid.uuid4().hex[:12]],
+                                              env=c.clean_env(), cwd=c.ROOT)
+            if i >= 0:
+                cpu["baseline"].append(c.LAST_CPU_MS[0])
+            assert len(json.loads(out)) == 4
+            return wall
+
+        load_before = c.load_now()
+        a, b = c.alternate(product, baseline, runs)
+        routes = {p: c.requests_by_route(fake.state(), p) for p in c.CLOUD_PROVIDERS}
+    return {"op_ms": op_ms, "product_ms": a, "baseline_ms": b, "cpu_ms": cpu, "ratio": c.summary(a)["median"] / c.summary(b)["median"],
+            "load_before": load_before, "load_after": c.load_now(), "requests_all_runs": routes}
 
 
 OPERATION_MS = (300, 1000, 2500)
@@ -151,50 +125,35 @@ def main_fan_out(repeats: int) -> list:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--fan-out-only", action="store_true", help="only the span / critical path figure")
+    parser.add_argument("--runs", type=int, default=5, help="counted runs of each side per operation length")
+    parser.add_argument("--ops", default=",".join(str(o) for o in OPERATION_MS), help="Neon operation lengths, ms")
+    parser.add_argument("--fan-out", action="store_true", help="also the in-process fan-out span / critical path")
+    parser.add_argument("--repeats", type=int, default=5, help="(--fan-out) runs per operation length")
     args = parser.parse_args()
-    if args.fan_out_only:
-        info = c.print_header("single session: fan-out span / critical path", "single_session.py")
-        goals, figures = main_fan_out(args.repeats)
-        return c.finish("single_session", info, goals, {"fan_out": figures})
-    info = c.print_header("single session: concurrent providers vs one after another", "single_session.py")
-    print("injected latency per request (ms):", c.LATENCY_MS, " MK0R_GITHUB_MUTATION_GAP_S=0, target local folder")
-    concurrent, sequential, state = c.run(bench(args.repeats))
-
-    rows = []
-    for i, (con, seq) in enumerate(zip(concurrent, sequential), 1):
-        rows.append([i, con["wall_ms"], con["slowest"], con["slowest_ms"], con["ratio"], con["target_ms"],
-                     seq["wall_ms"], seq["sum_ms"]])
+    info = c.print_header("single session: the whole `mk0r-tui provision` process vs a minimal httpx script",
+                          "single_session.py")
+    print(f"latency per request (ms): {c.LATENCY_MS}, Neon polls {POLL_LATENCY_MS} ms, creates committed at the end "
+          "of their latency; product defaults (Resend 2 req/s); one warm-up pair per series, not counted")
+    rows, goals, figures = [], [], {}
+    for op_ms in (int(o) for o in args.ops.split(",")):
+        got = series(op_ms, args.runs)
+        print(f"  operations {op_ms} ms: {got['load_before']} before, {got['load_after']} after; CPU per process "
+              f"(median): product {c.summary(got['cpu_ms']['product'])['median']:.0f} ms, "
+              f"baseline {c.summary(got['cpu_ms']['baseline'])['median']:.0f} ms")
+        rows += c.versus(f"operations {op_ms} ms", got["product_ms"], got["baseline_ms"])
+        goals.append(c.Goal(f"provision process / minimal httpx script, medians, operations {op_ms} ms", got["ratio"], GOAL))
+        figures[str(op_ms)] = got
     print()
-    print(c.table(["run", "concurrent wall ms", "slowest", "slowest ms", "wall/slowest", "target ms",
-                   "sequential wall ms", "sequential sum of providers ms"], rows))
+    print(c.table(c.VERSUS_HEADERS, rows))
     print()
-    per_provider = {p: c.summary([r["latency_ms"][p] for r in concurrent]) for p in concurrent[0]["latency_ms"]}
-    print(c.table(["provider (concurrent run)", "median ms", "min ms", "max ms"],
-                  [[p, s["median"], s["min"], s["max"]] for p, s in per_provider.items()]))
-    routes = {p: c.requests_by_route(state, p) for p in c.CLOUD_PROVIDERS}
+    print("requests the fake served in the last series (both sides, warm-up included):", figures[str(op_ms)]["requests_all_runs"])
+    if args.fan_out:
+        fan_goals, fan_figures = main_fan_out(args.repeats)
+        goals += fan_goals
+        figures["fan_out"] = fan_figures
     print()
-    print("requests the fake served over all runs:", routes)
-
-    ratio = c.summary([r["ratio"] for r in concurrent])
-    con_wall = c.summary([r["wall_ms"] for r in concurrent])
-    seq_wall = c.summary([r["wall_ms"] for r in sequential])
-    print()
-    print(c.table(["figure", "median", "min", "max"], [
-        ["concurrent wall ms", con_wall["median"], con_wall["min"], con_wall["max"]],
-        ["sequential wall ms", seq_wall["median"], seq_wall["min"], seq_wall["max"]],
-        ["concurrent wall / slowest provider", ratio["median"], ratio["min"], ratio["max"]],
-        ["sequential wall / concurrent wall", seq_wall["median"] / con_wall["median"], "", ""],
-    ]))
-    goals = [c.Goal("wall / slowest provider (median of runs)", ratio["median"], 1.05),
-             c.Goal("wall / slowest provider (worst run)", ratio["max"], 1.05)]
-    fan_goals, fan_figures = main_fan_out(args.repeats)
-    goals += fan_goals
-    return c.finish("single_session", info, goals, {"fan_out": fan_figures,
-        "concurrent": concurrent, "sequential": sequential, "ratio": ratio,
-        "concurrent_wall_ms": con_wall, "sequential_wall_ms": seq_wall, "requests_by_route": routes,
-    })
+    print("the machine is shared (2 CPUs, 8 engineers at work): figures move with the load printed above")
+    return c.finish("single_session", info, goals, figures)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ only when `mk0r-tui` runs with no command).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import inspect
 import json
@@ -20,9 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from mk0r_tui import __version__
 from mk0r_tui.core.errors import ConfigError, Mk0rError, UsageError
 
 if TYPE_CHECKING:
+    import asyncio  # imported where a command runs a loop: `--version`, `sessions` need none
+
     from mk0r_tui.core.config import Settings
     from mk0r_tui.core.credentials import Credentials
     from mk0r_tui.core.events import Event, EventSink
@@ -260,6 +262,8 @@ def run_interruptible(
     """Run a coroutine; the first Ctrl+C sets the stop event (in-flight work finishes and is
     recorded), the second exits at once with `on_second()` said on stderr. Returns the result and
     whether it was interrupted: the caller prints what was done, then exits 130."""
+    import asyncio
+
     hits = {"n": 0}
 
     async def main() -> T:
@@ -294,7 +298,7 @@ def _exit_code(ok: bool, interrupted: bool) -> int:
 @click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown, no reveal or copy of a secret.")
 @click.option("--verbose", "-v", is_flag=True, help="Log DEBUG lines too (HTTP calls, progress) and show the log's lines on stderr.")
-@click.version_option(None, "-V", "--version", package_name="mk0r-tui")
+@click.version_option(__version__, "-V", "--version", package_name="mk0r-tui")  # no metadata look-up (15-20 ms) per --version
 @click.pass_context
 def cli(ctx: click.Context, read_only: bool, verbose: bool) -> None:
     """Provision a real backend for every app session, and watch it happen.
@@ -392,6 +396,9 @@ def _progress_sink(enabled: bool) -> EventSink:
 @click.option("--reveal", is_flag=True, help="Show secret values unmasked in the output.")
 def provision(session_key: str | None, target: str | None, sandbox_id: str | None, as_json: bool, reveal: bool) -> None:
     """Provision every service for a session, in parallel, and write its .env."""
+    from mk0r_tui.core.tls import prefetch_ssl_context
+
+    prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
     from mk0r_tui.core.envfile import masked_env
     from mk0r_tui.core.models import Session
     from mk0r_tui.engine.library import plan_run, provision_report_json
@@ -575,6 +582,8 @@ def teardown(sessions: tuple[str, ...], yes: bool, as_json: bool) -> None:
             sys.exit(1)
     show_progress = sys.stderr.isatty() or not as_json
 
+    import asyncio
+
     async def run(stop: asyncio.Event) -> list[TeardownReport | BaseException]:
         try:
             # all settled: one session failing to start (busy, say) never cuts another's deletes short
@@ -738,6 +747,8 @@ def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete
             # the scan's loop ends here: its HTTP clients (and their sockets) must not outlive it
             # into the delete's loop, nor be left open for the interpreter's shutdown to reap
             await runtime.aclose()
+
+    import asyncio
 
     result = asyncio.run(scan())
     for warning in result.warnings:
@@ -948,6 +959,8 @@ def doctor(as_json: bool) -> None:
     from mk0r_tui.providers import DEFAULT_REGISTRY
 
     settings, credentials = _settings_and_credentials()
+    import asyncio
+
     report = asyncio.run(run_doctor(settings, credentials, DEFAULT_REGISTRY, local=True))
     if as_json:
         _emit(report.to_json())
@@ -1044,6 +1057,8 @@ def handoff(session: str, github_user: str | None, github_org: str | None, invit
 
     SESSION is a session key or slug. Without a terminal it needs --yes.
     """
+    import asyncio
+
     from mk0r_tui.engine.handoff import HandoffReport, HandoffRequest, follow_handoff, plan_handoff, run_handoff
 
     runtime = _runtime()
@@ -1305,6 +1320,8 @@ def serve(host: str, port: int, no_workers: bool, log_format: str) -> None:
     MK0R_SERVICE_TOKEN); on loopback without one, a token is made up and printed. Several
     instances on one queue share the work (README: The provisioning service).
     """
+    import asyncio
+
     from mk0r_tui.service.server import serve as run_serve
 
     asyncio.run(run_serve(host, port, workers=not no_workers, log_format=log_format,
@@ -1317,6 +1334,8 @@ def serve(host: str, port: int, no_workers: bool, log_format: str) -> None:
               help="Logs on stderr: text lines, or one JSON object per line.")
 def worker(concurrency: int | None, log_format: str) -> None:
     """Run the service's provision and teardown jobs (no API), until Ctrl+C or SIGTERM."""
+    import asyncio
+
     from mk0r_tui.service.server import work
 
     asyncio.run(work(log_format=log_format, concurrency=concurrency, say=lambda line: click.echo(line, err=True)))

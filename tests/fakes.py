@@ -89,7 +89,7 @@ class FakeProvider(Provider):
         self.calls.append(ctx.session.key)
         ctx.attempt()
         name = ctx.session.resource_name
-        row = ctx.intend(self.kind, name)
+        row = await ctx.intend(self.kind, name)
         if self.hang:
             await asyncio.Event().wait()
         if self.delay:
@@ -97,7 +97,7 @@ class FakeProvider(Provider):
         if self.error is not None:
             raise self.error
         remote_id = self.store.setdefault(name, f"{self.name}-{len(self.store) + 1}")
-        ctx.created(row, remote_id)
+        await ctx.created(row, remote_id)
         return ProvisionOutcome(env=dict(self.env), resources=(ResourceRef(self.name, self.kind, name, remote_id),))
 
     async def teardown(self, resource: ResourceRow) -> bool:

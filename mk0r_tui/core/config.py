@@ -1,6 +1,15 @@
-"""Settings from the environment (pydantic-settings) and the data directory (platformdirs).
+"""Settings from the environment and the data directory (platformdirs).
 
 Provisioning keys are not settings: they come from `credentials` (env var, else OS keyring).
+
+`Settings` is declared as a pydantic model was (a field per line: `Field(default,
+validation_alias=_env("MK0R_..."))`, `@field_validator`), but built by `core/envmodel.py`: neither
+pydantic-settings nor pydantic is imported for it (issue 17: ~50 ms of imports for
+pydantic-settings, ~110 ms of CPU for pydantic and the schema, on every process). What mattered
+is kept: each field is read from the env var(s) of its alias (names matched case-insensitively),
+a value passed to `Settings(...)` wins over the environment, env strings are coerced as pydantic's
+lax mode did ("1"/"true" → True, "17" → 17, a path → Path), `ge`/`le` bounds and validators run,
+and a bad value is one `ConfigError` naming the variable (`load_settings`).
 """
 
 from __future__ import annotations
@@ -12,10 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import platformdirs
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from mk0r_tui.core.envmodel import AliasChoices, EnvModel, Field, field_validator
 from mk0r_tui.core.errors import ConfigError
 
 APP_NAME = "mk0r-tui"
@@ -25,10 +31,8 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
-    """Every knob, each read from the environment variable named in its alias."""
-
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+class Settings(EnvModel):
+    """Every knob, each read from the environment variable named in its alias (core/envmodel.py)."""
 
     home: Path | None = Field(None, validation_alias=_env("MK0R_HOME"))
     profile: Literal["auto", "local", "cloud"] = Field("auto", validation_alias=_env("MK0R_PROFILE"))
@@ -129,6 +133,8 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         if self.home is not None:
             return self.home.expanduser()
+        import platformdirs  # only when MK0R_HOME does not say where
+
         return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
     @property
@@ -262,10 +268,10 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value is a ConfigError, not a traceback."""
-    from pydantic import ValidationError
+    from mk0r_tui.core.envmodel import SettingsValidationError as ValidationError
 
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()

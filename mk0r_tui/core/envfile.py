@@ -174,11 +174,12 @@ def render_env(env: Mapping[str, str], *, header: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: str, *, mode: int = 0o600, durable: bool = True) -> None:
     """Write `data` to `path` through a temp file in the same folder, then rename.
 
     Readers see the old file or the new one, never half of either; on any failure the temp
-    file is removed and the old file is untouched.
+    file is removed and the old file is untouched. `durable` (the default) fsyncs the file and
+    its folder; a file that is written again from the ledger anyway may skip both.
     """
     path = Path(path)
     folder = path.parent
@@ -197,7 +198,8 @@ def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
             os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException as exc:
         try:
@@ -207,6 +209,8 @@ def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
         if isinstance(exc, OSError):
             raise EnvWriteError(_describe_os_error(path, exc)) from None
         raise
+    if not durable:
+        return
     try:
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
@@ -225,11 +229,11 @@ def write_env_file(path: Path, env: Mapping[str, str], *, header: str | None = N
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Read a `.env` back (python-dotenv), or {} if there is none."""
-    from dotenv import dotenv_values
-
     path = Path(path)
     if not path.exists():
-        return {}
+        return {}  # a new session: no parser to load
+    from dotenv import dotenv_values
+
     values = {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
     remember_env_secrets(values)
     return values

@@ -2,8 +2,9 @@
 
 A provider makes one kind of service for a session (a database, an email sender, a repo, an
 analytics tag) or delivers the result somewhere (a target: a local folder, a sandbox). It:
-- `provision(ctx)`: records its intent through `ctx.intend` *before* each create call, the
-  remote id through `ctx.created` after it (or `ctx.dropped` when nothing was made), and returns
+- `provision(ctx)`: records its intent through `await ctx.intend` *before* each create call, the
+  remote id through `await ctx.created` after it (or `ctx.dropped` when nothing was made; all
+  three are written off the event loop, each durable when its await returns), and returns
   env vars; it must be idempotent (a second call for the same session adopts what the ledger
   says it made, which `ctx.existing` tells from one read of the ledger);
 - `teardown(resource)`: deletes one resource; returns False when it was already gone;
@@ -18,16 +19,19 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.events import EventSink, ProviderProgressed, ProviderRetrying
 from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.models import FoundResource, ProviderResult, ProvisionOutcome, ResourceState, Session, Slot
+from mk0r_tui.core.offload import LedgerWriter
 from mk0r_tui.core.pool_store import rename_resource
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,11 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def discover(self) -> list[FoundResource]: ...
+
+    async def prepare(self, ctx: ProvisionContext) -> None:  # noqa: B027  (nothing to prepare is the right default)
+        """A target's work that needs no provider's result (the local folder's `git init`): the
+        orchestrator runs it while the providers run, then `provision` finishes the job. It
+        must be safe to skip (an error here is left for `provision` to meet and report)."""
 
     async def check_auth(self) -> AuthCheck | None:
         """One cheap read-only call that proves the key works; None: no check for this provider."""
@@ -121,16 +130,31 @@ class SessionResources:
     channel through which providers record intents, creations and drops.
 
     A provider asks `existing` and `owned_by_other_session` of this snapshot (no query per
-    question); every write goes to the ledger at once (the intent is durable before the create)
-    and updates the snapshot."""
+    question). Every write is done by the process's `LedgerWriter` thread, never on the event
+    loop: `intend` returns once the intent is committed (durable before the create call is
+    sent), `created` and `dropped` once their row is written. Build it with `load` (the reads
+    off the loop too); without a writer (a plain call, a test) each write runs in a worker thread."""
 
-    def __init__(self, ledger: Ledger, session: Session) -> None:
+    def __init__(self, ledger: Ledger, session: Session, writer: LedgerWriter | None = None) -> None:
         self._ledger = ledger
         self.session = session
+        self._writer = writer
         self._rows: dict[tuple[str, str, str], ResourceRow] = {
             (r.provider, r.kind, r.name): r for r in ledger.resources(session.key, live_only=True)
         }
         self._claims = ledger.claims_by_other_sessions(session.key, (session.resource_name, session.pg_identifier))
+
+    @classmethod
+    async def load(cls, ledger: Ledger, session: Session, writer: LedgerWriter) -> SessionResources:
+        """Read the session's rows on the writer thread (after every write handed over before)."""
+        return await writer.run(cls, ledger, session, writer)
+
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._writer is not None:
+            return await self._writer.run(fn, *args, **kwargs)
+        import asyncio
+
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def existing(self, provider: str, kind: str, name: str) -> ResourceRow | None:
         return self._rows.get((provider, kind, name))
@@ -146,25 +170,25 @@ class SessionResources:
     def rows(self, provider: str) -> tuple[ResourceRow, ...]:
         return tuple(r for (p, _k, _n), r in self._rows.items() if p == provider)
 
-    def intend(self, provider: str, kind: str, name: str, meta: dict[str, Any] | None = None) -> ResourceRow:
+    async def intend(self, provider: str, kind: str, name: str, meta: dict[str, Any] | None = None) -> ResourceRow:
         known = self._rows.get((provider, kind, name))
         if known is not None:
             return known
-        row = self._ledger.intend(self.session.key, provider, kind, name, meta)
+        row = await self._write(self._ledger.intend, self.session.key, provider, kind, name, meta)
         self._rows[(provider, kind, name)] = row
         return row
 
-    def created(self, row: ResourceRow, remote_id: str | None, *, url: str | None, meta: dict[str, Any] | None) -> ResourceRow:
+    async def created(self, row: ResourceRow, remote_id: str | None, *, url: str | None, meta: dict[str, Any] | None) -> ResourceRow:
         assert row.id is not None
-        updated = self._ledger.mark_created(row.id, remote_id, url=url, meta=meta)
+        updated = await self._write(self._ledger.mark_created, row.id, remote_id, url=url, meta=meta)
         self._rows[(row.provider, row.kind, row.name)] = updated
         return updated
 
-    def dropped(self, row: ResourceRow, reason: str) -> None:
+    async def dropped(self, row: ResourceRow, reason: str) -> None:
         """The row's resource does not exist (never created, or deleted and replaced)."""
         assert row.id is not None
-        self._ledger.mark_state(row.id, ResourceState.DELETED, error=reason)
         self._rows.pop((row.provider, row.kind, row.name), None)
+        await self._write(self._ledger.mark_state, row.id, ResourceState.DELETED, error=reason)
 
     def claimed(self, rows: Sequence[ResourceRow]) -> None:
         """Rows a warm-pool claim just moved to this session (engine/pool.py)."""
@@ -217,19 +241,20 @@ class ProvisionContext:
             )
         )
 
-    def intend(self, kind: str, name: str, meta: dict[str, Any] | None = None) -> ResourceRow:
-        """Commit the intent to create `name` before the create call (crash safety). Returns the
-        live row if this session already has one for (kind, name): never a duplicate."""
-        return self.resources.intend(self.provider, kind, name, meta)
+    async def intend(self, kind: str, name: str, meta: dict[str, Any] | None = None) -> ResourceRow:
+        """Commit the intent to create `name` before the create call (crash safety): returns once
+        it is durable, written off the event loop. Returns the live row if this session already
+        has one for (kind, name): never a duplicate."""
+        return await self.resources.intend(self.provider, kind, name, meta)
 
-    def created(
+    async def created(
         self, row: ResourceRow, remote_id: str | None, *, url: str | None = None, meta: dict[str, Any] | None = None
     ) -> ResourceRow:
-        return self.resources.created(row, remote_id, url=url, meta=meta)
+        return await self.resources.created(row, remote_id, url=url, meta=meta)
 
-    def dropped(self, row: ResourceRow, reason: str) -> None:
+    async def dropped(self, row: ResourceRow, reason: str) -> None:
         """Close an intent whose resource does not exist (refused, gone, or replaced)."""
-        self.resources.dropped(row, reason)
+        await self.resources.dropped(row, reason)
 
     def existing(self, kind: str, name: str) -> ResourceRow | None:
         """This session's live ledger row for (kind, name), if a previous run recorded one."""

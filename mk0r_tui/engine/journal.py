@@ -16,7 +16,6 @@ with `LISTEN/NOTIFY` and `since` with the same query. `follow` turns a source in
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -29,6 +28,7 @@ from typing import Protocol
 
 from mk0r_tui.core.events import Event, EventSink, ProviderProgressed, event_fields
 from mk0r_tui.core.ledger import JournalRow, Ledger, journal_query, journal_row
+from mk0r_tui.core.offload import LedgerWriter
 
 log = logging.getLogger("mk0r_tui.journal")
 
@@ -40,8 +40,11 @@ class JournalWriter:
     """Buffers the events of this process's runs and writes them in bursts. `origin` marks every
     row this writer wrote, so this process's dashboard does not apply its own events twice."""
 
-    def __init__(self, ledger: Ledger, *, origin: str | None = None) -> None:
+    def __init__(self, ledger: Ledger, *, origin: str | None = None, writer: LedgerWriter | None = None) -> None:
         self.ledger = ledger
+        #: who writes the bursts: the runtime's writer thread (off the event loop, in order);
+        #: None writes them on the caller's thread (a plain call, a test)
+        self.writer = writer
         self.origin = origin or uuid.uuid4().hex[:16]
         self.enabled = True
         self._buffer: list[tuple[str, Event] | None] = []
@@ -75,17 +78,33 @@ class JournalWriter:
             schedule = not self._scheduled
             self._scheduled = True
         if not isinstance(event, ProviderProgressed):
-            # written now, with whatever progress is buffered before it: a loop blocked right
-            # after (a client's TLS set-up, a git call) must not hold a run's news back
+            # handed to the writer now, with whatever progress is buffered before it: a loop
+            # blocked right after (a client's TLS set-up, a git call) must not hold the news back
             self.flush()
             return
         if schedule:
+            import asyncio
+
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop (a plain call): write now
                 self.flush()
 
     def flush(self) -> None:
+        """Hand what is buffered to the writer thread (or write it here without one): one
+        transaction, off the event loop. `drain` (or the runtime's writer) waits for it."""
+        if self.writer is None:
+            self._write_buffered()
+        else:
+            self.writer.submit(self._write_buffered)
+
+    def drain(self) -> None:
+        """Write what is buffered and wait until every burst handed over is in the ledger."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.drain_sync()
+
+    def _write_buffered(self) -> None:
         """Write what is buffered, in one transaction. A journal write that fails is logged and
         dropped: the journal is a view of the run, never a reason for the run to fail."""
         with self._lock:

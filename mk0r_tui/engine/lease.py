@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 
 from mk0r_tui.core.errors import Mk0rError, UsageError
 from mk0r_tui.core.ledger import LeaseRow, Ledger
+from mk0r_tui.core.offload import LedgerWriter
 
 log = logging.getLogger("mk0r_tui.lease")
 
@@ -36,11 +37,11 @@ class SessionBusy(UsageError):
         self.holder = holder
 
 
-async def _heartbeat(ledger: Ledger, name: str, token: str, every_s: float) -> None:
+async def _heartbeat(ledger: Ledger, name: str, token: str, every_s: float, writer: LedgerWriter) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            if not ledger.beat_lease(name, token):
+            if not await writer.run(ledger.beat_lease, name, token):
                 log.warning("the lease on %s was taken by another run (no heartbeat for too long?)", name)
                 return
         except Mk0rError as exc:  # a ledger that cannot be written: the run's own writes will say so
@@ -49,20 +50,23 @@ async def _heartbeat(ledger: Ledger, name: str, token: str, every_s: float) -> N
 
 @contextlib.asynccontextmanager
 async def session_lease(
-    ledger: Ledger, name: str, session_key: str, kind: str, *, stale_s: float, wait_s: float
+    ledger: Ledger, name: str, session_key: str, kind: str, *, stale_s: float, wait_s: float,
+    writer: LedgerWriter | None = None,
 ) -> AsyncIterator[LeaseRow | None]:
     """Hold the lease on session `name` for the block: wait up to `wait_s` for a live holder,
-    then raise `SessionBusy`. The heartbeat beats every `stale_s / 3`; released in `finally`."""
+    then raise `SessionBusy`. The heartbeat beats every `stale_s / 3`; released in `finally`.
+    Every lease write is done by `writer`'s thread (core/offload.py), never on the event loop."""
+    writer = writer or LedgerWriter()
     token = secrets.token_hex(8)
     deadline = time.monotonic() + wait_s
     while True:
-        holder = ledger.acquire_lease(name, session_key, kind, token, stale_s=stale_s)
+        holder = await writer.run(ledger.acquire_lease, name, session_key, kind, token, stale_s=stale_s)
         if holder is None:
             break
         if time.monotonic() >= deadline:
             raise SessionBusy(name, holder)
         await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-    beat = asyncio.create_task(_heartbeat(ledger, name, token, max(0.2, stale_s / 3)))
+    beat = asyncio.create_task(_heartbeat(ledger, name, token, max(0.2, stale_s / 3), writer))
     try:
         yield None
     finally:
@@ -70,7 +74,7 @@ async def session_lease(
         with contextlib.suppress(BaseException):
             await beat
         try:
-            ledger.release_lease(name, token)
+            await writer.run_to_end(ledger.release_lease, name, token)
         except Mk0rError as exc:  # left behind: it goes stale by itself
             log.warning("releasing the lease on %s failed: %s", name, exc)
 

@@ -13,7 +13,6 @@ here too (`provision_report_json`, `teardown_report_json`): one place for both c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -144,6 +143,9 @@ async def provision_async(
     """Provision every service of `session_key` (again: what exists is reused, only failures are
     retried) and return the `provision --json` dict; secret values masked unless `reveal`.
     Raises `Mk0rError` (a `UsageError` or `ConfigError`) when nothing could start."""
+    from mk0r_tui.core.tls import prefetch_ssl_context
+
+    prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
     from mk0r_tui.engine.orchestrator import provision_services
 
     session = Session.parse(session_key)
@@ -186,6 +188,8 @@ async def teardown_async(session_key: str, *, sink: EventSink = null_sink) -> di
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
+        import asyncio
+
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)

@@ -37,7 +37,7 @@ from mk0r_tui.core.events import (
     null_sink,
 )
 from mk0r_tui.core.instructions import ENV_HEADER
-from mk0r_tui.core.ledger import ResourceRow
+from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.logs import logged
 from mk0r_tui.core.models import (
     RESOURCE_PREFIX,
@@ -189,21 +189,20 @@ async def provision_services(
 
 async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *, sink: EventSink) -> ProvisionReport:
     sink = logged(session.slug, runtime.journal.wrap(session.slug, sink))  # every run writes the journal and the log
-    ledger = runtime.ledger
+    ledger, writer = runtime.ledger, runtime.writer  # every ledger write goes through the writer thread
     target = runtime.provider(plan.target.name)
-    ledger.ensure_session(session, target=target.name)
-    ledger.set_session_state(session.key, SessionPhase.PROVISIONING)
+    await writer.run(_open_session, ledger, session, target.name)
     sink(RunStarted(session=session.key, provider="*", kind="provision", state=SessionPhase.PROVISIONING.value, target=target.name))
 
     def record(event: Event) -> None:
         if isinstance(event, (ProviderSucceeded, ProviderFailed, ProviderSkipped)):
-            ledger.record_run(session.key, event.result)
+            writer.submit(ledger.record_run, session.key, event.result)  # a failure surfaces at `drain`
         sink(event)
 
     try:
-        resources = SessionResources(ledger, session)
+        resources = await SessionResources.load(ledger, session, writer)
         env_path = runtime.settings.env_file_for(session.slug)
-        previous_env = read_env_file(env_path)
+        previous_env = await asyncio.to_thread(read_env_file, env_path)
         results: list[ProviderResult | None] = [None] * len(plan.providers)
         # every provider of the plan is built before anything is created: a broken one stops the run here
         chosen = [(step, runtime.provider(step.name) if step.runs else None) for step in plan.providers]
@@ -216,16 +215,19 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
                 return
             results[index] = await _run_provider(runtime, resources, provider, record, previous_env)
 
-        # Tasks start in order: the analytics tag, which never waits, settles first.
+        # Tasks start in order: the analytics tag, which never waits, settles first. The target
+        # prepares what needs no provider's answer (the local folder's git init) meanwhile,
+        # started last so that no provider's first request waits behind it.
         async with asyncio.TaskGroup() as group:
             for index, (step, provider) in enumerate(chosen):
                 group.create_task(settle(index, step, provider))
+            group.create_task(_prepare(runtime, resources, target, sink, previous_env))
         settled = tuple(r for r in results if r is not None)
         env = flatten_env(settled)
 
         env_file: str | None = None
         try:
-            env_file = str(write_operator_env(runtime.settings, session, env))
+            env_file = str(await asyncio.to_thread(write_operator_env, runtime.settings, session, env))
         except (EnvWriteError, ValueError) as exc:
             failed = ProviderResult(target.name, Slot.TARGET, Status.FAILED, 0.0, 1, error=describe_error(exc, runtime.secrets()))
             record(ProviderFailed(session=session.key, provider=target.name, result=failed))
@@ -235,14 +237,36 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
         all_results = (*settled, delivered)
         report = ProvisionReport(session, all_results, env, env_file=env_file, target=target.name)
         state = provisioned_state(all_results)
-        ledger.set_session_state(session.key, state, env_file=env_file)
+        await writer.run(ledger.set_session_state, session.key, state, env_file=env_file)
+        await writer.drain()  # every run recorded (a write that failed fails the run here)
         sink(SessionProvisioned(session=session.key, provider="*", ok=report.ok, state=state.value, env_file=env_file))
+        await writer.drain()  # and the journal has it all when the run returns
         return report
     except BaseException:
         # interrupted or broken before every provider settled: never leave it "provisioning"
-        ledger.set_session_state(session.key, SessionPhase.INTERRUPTED)
+        await writer.run_to_end(ledger.set_session_state, session.key, SessionPhase.INTERRUPTED)
         sink(SessionProvisioned(session=session.key, provider="*", ok=False, state=SessionPhase.INTERRUPTED.value))
         raise
+
+
+def _open_session(ledger: Ledger, session: Session, target: str) -> None:
+    ledger.ensure_session(session, target=target)
+    ledger.set_session_state(session.key, SessionPhase.PROVISIONING)
+
+
+async def _prepare(
+    runtime: Runtime, resources: SessionResources, target: Provider, sink: EventSink, previous_env: Mapping[str, str],
+) -> None:
+    """The target's `prepare`, while the providers run. Never fails the run: whatever it could
+    not do, `provision` does (or reports) after the providers."""
+    ctx = ProvisionContext(
+        session=resources.session, provider=target.name, settings=runtime.settings, resources=resources, sink=sink,
+        previous_env=previous_env,
+    )
+    try:
+        await target.prepare(ctx)
+    except Exception as exc:
+        log.info("%s: preparing %s left to its provision: %s", target.name, resources.session.slug, exc)
 
 
 # -- teardown ----------------------------------------------------------------------------
@@ -292,8 +316,8 @@ async def _delete_checked(runtime: Runtime, row: ResourceRow, sink: EventSink, s
     ref = row.ref
     sink(TeardownStarted(session=session_key, provider=row.provider, resource=ref))
     previous = ResourceState(row.state) if row.state != ResourceState.DELETING.value else ResourceState.CREATED
-    if row.id is not None:
-        runtime.ledger.mark_state(row.id, ResourceState.DELETING)
+    if row.id is not None:  # committed before the delete is sent, off the event loop
+        await runtime.writer.run(runtime.ledger.mark_state, row.id, ResourceState.DELETING)
     started = time.monotonic()
     try:
         provider = runtime.provider(row.provider)
@@ -305,12 +329,12 @@ async def _delete_checked(runtime: Runtime, row: ResourceRow, sink: EventSink, s
     except BaseException as exc:
         message = describe_error(exc, runtime.secrets())
         if row.id is not None:
-            runtime.ledger.mark_state(row.id, previous, error=message)
+            await runtime.writer.run_to_end(runtime.ledger.mark_state, row.id, previous, error=message)
         sink(TeardownFailed(session=session_key, provider=row.provider, resource=ref, error=message))
         return TeardownOutcome(ref, "failed", message, (time.monotonic() - started) * 1000)
     latency = (time.monotonic() - started) * 1000
     if row.id is not None:
-        runtime.ledger.mark_state(row.id, ResourceState.DELETED)
+        await runtime.writer.run_to_end(runtime.ledger.mark_state, row.id, ResourceState.DELETED)
     sink(ResourceDeleted(session=session_key, provider=row.provider, resource=ref, already_gone=not deleted, latency_ms=latency))
     return TeardownOutcome(ref, "deleted" if deleted else "already_gone", None, latency)
 
@@ -360,13 +384,13 @@ async def _teardown_session(runtime: Runtime, key: str, *, sink: EventSink, stop
     read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     # a resource that changed hands (or is offered to its new owner) is never deleted
     rows = [r for r in runtime.ledger.resources(session_row.key, live_only=True) if not r.handed_off]
-    runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARING_DOWN)
+    await runtime.writer.run(runtime.ledger.set_session_state, session_row.key, SessionPhase.TEARING_DOWN)
     sink(RunStarted(session=session_row.key, provider="*", kind="teardown", state=SessionPhase.TEARING_DOWN.value))
     try:
         outcomes = await _delete_rows(runtime, rows, sink, session_row.key, stop)
     except BaseException:
         # broken or interrupted before every delete settled: never leave it "tearing_down"
-        runtime.ledger.set_session_state(session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
+        await runtime.writer.run_to_end(runtime.ledger.set_session_state, session_row.key, SessionPhase.TEARDOWN_INCOMPLETE)
         sink(SessionTornDown(session=session_row.key, provider="*", ok=False, state=SessionPhase.TEARDOWN_INCOMPLETE.value))
         raise
     remaining = runtime.ledger.resources(session_row.key, live_only=True)
@@ -377,9 +401,10 @@ async def _teardown_session(runtime: Runtime, key: str, *, sink: EventSink, stop
             env_copy.unlink()  # the link itself, never what it points to
         elif env_copy.exists():
             shutil.rmtree(env_copy, ignore_errors=True)
-    runtime.ledger.set_session_state(session_row.key, state)
+    await runtime.writer.run(runtime.ledger.set_session_state, session_row.key, state)
     report = TeardownReport(session_row.key, tuple(outcomes))
     sink(SessionTornDown(session=session_row.key, provider="*", ok=report.ok, state=state.value))
+    await runtime.writer.drain()  # the journal has the whole teardown when it returns
     return report
 
 

@@ -13,11 +13,11 @@ import logging
 from mk0r_tui.core.config import Settings, load_settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.ledger import Ledger, open_ledger
+from mk0r_tui.core.offload import LedgerWriter
 from mk0r_tui.core.plan import Plan
 from mk0r_tui.core.provider import Provider
 from mk0r_tui.engine import plan as planning
 from mk0r_tui.engine.journal import JournalWriter
-from mk0r_tui.engine.lease import session_lease
 from mk0r_tui.providers import Registry
 
 log = logging.getLogger("mk0r_tui")
@@ -41,15 +41,20 @@ class Runtime:
         self.ledger = ledger
         self.registry = registry
         self._providers: dict[str, Provider] = {}
+        #: the one thread that does this process's ledger writes during runs (core/offload.py):
+        #: intents, creations, runs, the journal, leases, never on the event loop
+        self.writer = LedgerWriter()
         #: every run of this process appends its events here (engine/journal.py)
-        self.journal = JournalWriter(self.ledger)
+        self.journal = JournalWriter(self.ledger, writer=self.writer)
 
     def lease(self, name: str, session_key: str, kind: str) -> contextlib.AbstractAsyncContextManager[object]:
         """Hold the lease on session `name` (engine/lease.py) for a provision or a teardown: what
         every process reads as "in flight"; waits `MK0R_LEASE_WAIT_S` for a live holder."""
+        from mk0r_tui.engine.lease import session_lease  # asyncio: only a run needs it
+
         return session_lease(
             self.ledger, name, session_key, kind,
-            stale_s=self.settings.lease_stale_s, wait_s=self.settings.lease_wait_s,
+            stale_s=self.settings.lease_stale_s, wait_s=self.settings.lease_wait_s, writer=self.writer,
         )
 
     def plan(self, target: str | None = None) -> Plan:
@@ -76,6 +81,10 @@ class Runtime:
 
     async def aclose(self) -> None:
         self.journal.flush()
+        try:
+            await self.writer.drain()
+        except Exception:  # a run's own drain reported it; closing must not hide the outcome
+            log.exception("a ledger write failed")
         for provider in self._providers.values():
             try:
                 await provider.aclose()
@@ -85,4 +94,5 @@ class Runtime:
 
     def close(self) -> None:
         self.journal.flush()
+        self.writer.close()
         self.ledger.close()

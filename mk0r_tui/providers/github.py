@@ -234,7 +234,7 @@ class GitHubProvider(CloudProvider):
             raise ProviderError(f"the repository {name} belongs to session {other!r}", call="POST /user/repos")
         owner = await self.owner(ctx)
         prior = ctx.existing(self.kind, name)
-        row = ctx.intend(self.kind, name)
+        row = await ctx.intend(self.kind, name)
         recorded_id = (prior.meta or {}).get("repo_id") if prior is not None else None
         repo = await self._get(ctx, f"{owner}/{name}", recorded_id=recorded_id) if prior is not None else None
         if repo is not None:
@@ -252,12 +252,12 @@ class GitHubProvider(CloudProvider):
                         raise
                     return await self._adopt_existing(ctx, owner, name, ours=prior is not None or lost_answer, error=exc)
 
-            with dropped_if_refused(ctx, row):
+            async with dropped_if_refused(ctx, row):
                 repo = await create_or_adopt(
                     ctx, f"repository {owner}/{name}", create, lambda: self._get(ctx, f"{owner}/{name}"),
                     attempts=self.settings.max_attempts, clock=self.clock,
                 )
-        ctx.created(row, repo.full_name, url=repo.html_url, meta={"owner": repo.owner.login, "repo_id": repo.id})
+        await ctx.created(row, repo.full_name, url=repo.html_url, meta={"owner": repo.owner.login, "repo_id": repo.id})
         return ProvisionOutcome(
             env={"GITHUB_REPO": repo.full_name, "GITHUB_REPO_URL": repo.html_url, "GIT_REMOTE_URL": repo.clone_url},
             resources=(ResourceRef(self.name, self.kind, name, repo.full_name, repo.html_url),),

@@ -33,8 +33,8 @@ import datetime as dt
 import email.utils
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -48,6 +48,7 @@ from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import ResourceState
 from mk0r_tui.core.provider import Provider, ProvisionContext
+from mk0r_tui.core.tls import prefetch_ssl_context, shared_ssl_context
 
 log = logging.getLogger("mk0r_tui.http")
 
@@ -260,7 +261,8 @@ class ApiClient:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             self._client = httpx.AsyncClient(
-                base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.settings.http_timeout_s
+                base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.settings.http_timeout_s,
+                verify=shared_ssl_context(),
             )
             self._in_flight = asyncio.Semaphore(self.settings.concurrency_for(self.provider))
             if self.requests_per_second:
@@ -575,8 +577,8 @@ def lookup_failed(exc: ProviderError) -> ProviderError:
     )
 
 
-@contextmanager
-def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> Iterator[None]:
+@asynccontextmanager
+async def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> AsyncIterator[None]:
     """A create the provider refused outright (400/401/403/404/409/422) made nothing: the
     pending intent is closed as deleted, so orphan scans do not chase it. Only the create's own
     answer counts: a failed look-up (`lookup_failed`) is an unknown outcome, left pending."""
@@ -585,7 +587,7 @@ def dropped_if_refused(ctx: ProvisionContext, row: ResourceRow) -> Iterator[None
     except ProviderError as exc:
         refused = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429 and not exc.outcome_unknown
         if refused and row.id is not None and row.state == ResourceState.PENDING.value:
-            ctx.dropped(row, f"never created: {exc}")
+            await ctx.dropped(row, f"never created: {exc}")
         raise
 
 
@@ -620,6 +622,7 @@ class CloudProvider(Provider):
             self.clock = clock
         self.key = credentials.get(self.key_name)
         self.api = self.build_client()
+        prefetch_ssl_context()  # ready by the first request (one context for every provider)
 
     def build_client(self) -> ApiClient:  # pragma: no cover - every provider overrides it
         raise NotImplementedError

@@ -81,7 +81,7 @@ class LocalGitProvider(Provider):
         if other:
             raise ProviderError(f"{path} belongs to session {other!r}", call="git init")
         refuse_link(path, "local repository")
-        row = ctx.intend(self.kind, name)
+        row = await ctx.intend(self.kind, name)
         ctx.attempt()
         if path.exists() and row.state == "pending" and not (path / "HEAD").exists():
             shutil.rmtree(path)
@@ -91,7 +91,7 @@ class LocalGitProvider(Provider):
             private_dir(self.root, self.settings.data_dir)
             await run_git("init", "--bare", "--quiet", "--initial-branch=main", str(path), cwd=self.root)
         url = path.resolve().as_uri()
-        ctx.created(row, str(path), url=url)
+        await ctx.created(row, str(path), url=url)
         return ProvisionOutcome(
             env={"GIT_REMOTE_URL": url, "LOCAL_GIT_REPO": str(path)},
             resources=(ResourceRef(self.name, self.kind, name, str(path), url),),

@@ -44,10 +44,10 @@ class LocalMailProvider(Provider):
         ctx.progress("starting the local mail catcher")
         endpoints = await asyncio.to_thread(self.catcher.ensure_running)
         ctx.attempt()
-        row = ctx.intend(KIND, name)
+        row = await ctx.intend(KIND, name)
         creds = await asyncio.to_thread(self.catcher.store.create_account, name)
         box = str(self.catcher.store.box_dir(name))
-        ctx.created(row, box)
+        await ctx.created(row, box)
         env = {
             "RESEND_API_KEY": creds.api_key,
             "RESEND_BASE_URL": endpoints.base_url,

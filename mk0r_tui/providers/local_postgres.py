@@ -77,7 +77,7 @@ class LocalPostgresProvider(Provider):
         conn = await self._connect(admin)
         try:
             prior = ctx.existing(ROLE, ident)
-            role_row = ctx.intend(ROLE, ident)
+            role_row = await ctx.intend(ROLE, ident)
             role_exists = await self._exists(conn, "pg_roles", "rolname", ident)
             if role_exists and prior is not None:
                 # ours (the ledger says so): we cannot read the old password back, so set a new one
@@ -89,14 +89,14 @@ class LocalPostgresProvider(Provider):
                 verb = "CREATE ROLE {} WITH LOGIN PASSWORD {}"
             hashed = conn.pgconn.encrypt_password(password.encode(), ident.encode(), b"scram-sha-256").decode()
             await conn.execute(sql.SQL(verb).format(sql.Identifier(ident), sql.Literal(hashed)))
-            ctx.created(role_row, ident)
+            await ctx.created(role_row, ident)
 
-            db_row = ctx.intend(DATABASE, ident)
+            db_row = await ctx.intend(DATABASE, ident)
             if not await self._exists(conn, "pg_database", "datname", ident):
                 ctx.progress(f"creating database {ident}")
                 await conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(ident), sql.Identifier(ident)))
             await conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(ident)))
-            ctx.created(db_row, ident)
+            await ctx.created(db_row, ident)
         except psycopg.Error as exc:
             raise ProviderError(_pg_message(exc), call="postgres") from None
         finally:

@@ -280,15 +280,15 @@ class NeonProvider(CloudProvider):
         if other:
             raise ProviderError(f"the Neon project {name} belongs to session {other!r}", call="POST /projects")
         prior = ctx.existing(self.kind, name)
-        row = ctx.intend(self.kind, name)
+        row = await ctx.intend(self.kind, name)
         project_id = await self._prior_project(ctx, prior, name) if prior is not None else None
         pooled_host = None
         if project_id is not None:
             ctx.progress(f"adopting project {name} ({project_id}) made by an earlier run")
-            ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
+            await ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
             uri = await self._adopt(ctx, project_id)
         else:
-            with dropped_if_refused(ctx, row):
+            async with dropped_if_refused(ctx, row):
                 created_id, uri, operations, pooled_host = await create_or_adopt(
                     ctx, f"project {name}",
                     lambda: self._create(ctx, name),
@@ -296,7 +296,7 @@ class NeonProvider(CloudProvider):
                     attempts=self.settings.max_attempts, clock=self.clock,
                 )
             project_id = created_id
-            ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
+            await ctx.created(row, project_id, url=self._console_url(project_id), meta=self._meta())
             await self._wait_for(ctx, project_id, operations)
         return ProvisionOutcome(
             env=env_from_uri(project_id, uri, pooled_host),

@@ -12,13 +12,17 @@ no (billed) person profile. Nothing is created, so there is nothing to tear down
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, Slot
 from mk0r_tui.core.provider import AuthCheck, Provider, ProvisionContext
-from mk0r_tui.providers.http import SYSTEM_CLOCK, ApiClient, Clock
+
+if TYPE_CHECKING:  # the HTTP stack (httpx, tenacity) loads only when a key asks for a request
+    from mk0r_tui.providers.http import ApiClient, Clock
 
 CAPTURE_PATH = "/i/v0/e/"
 FLAGS_PATH = "/flags"
@@ -44,9 +48,20 @@ class PostHogProvider(Provider):
     def __init__(self, *, settings: Settings, credentials: Credentials, clock: Clock | None = None) -> None:
         self.settings = settings
         self.project_key = credentials.value("POSTHOG_PROJECT_KEY")
-        # the project key travels in the body (PostHog's capture contract), never in a header
-        self.api = ApiClient(provider=self.name, base_url=settings.posthog_host, settings=settings, key_name=None,
-                             token=None, hinter=_hint, clock=clock or SYSTEM_CLOCK)
+        self._clock = clock
+        self._api: ApiClient | None = None
+
+    @property
+    def api(self) -> ApiClient:
+        """The HTTP client, built on first use: without a key (the tag only, e.g. the local
+        profile) no request is ever made, and the process never imports the HTTP stack."""
+        if self._api is None:
+            from mk0r_tui.providers.http import SYSTEM_CLOCK, ApiClient
+
+            # the project key travels in the body (PostHog's capture contract), never in a header
+            self._api = ApiClient(provider=self.name, base_url=self.settings.posthog_host, settings=self.settings,
+                                  key_name=None, token=None, hinter=_hint, clock=self._clock or SYSTEM_CLOCK)
+        return self._api
 
     def tag_env(self, ctx: ProvisionContext) -> dict[str, str]:
         env = {"VITE_POSTHOG_APP_ID": ctx.session.analytics_app_id}
@@ -88,4 +103,5 @@ class PostHogProvider(Provider):
         return []
 
     async def aclose(self) -> None:
-        await self.api.aclose()
+        if self._api is not None:
+            await self._api.aclose()

@@ -126,7 +126,7 @@ class ResendProvider(CloudProvider):
 
     async def _segment(self, ctx: ProvisionContext, name: str) -> str:
         prior = ctx.existing(SEGMENT, name)
-        row = ctx.intend(SEGMENT, name)
+        row = await ctx.intend(SEGMENT, name)
         segment_id = await self._find_id(ctx, SEGMENT, name) if prior is not None else None
         if segment_id is not None:
             ctx.progress(f"adopting segment {name!r} made by an earlier run")
@@ -139,12 +139,12 @@ class ResendProvider(CloudProvider):
                 except ProviderError as exc:
                     raise created_but_unreadable(exc) from None
 
-            with dropped_if_refused(ctx, row):
+            async with dropped_if_refused(ctx, row):
                 segment_id = await create_or_adopt(
                     ctx, f"segment {name!r}", create, lambda: self._find_id(ctx, SEGMENT, name),
                     attempts=self.settings.max_attempts, clock=self.clock,
                 )
-        ctx.created(row, segment_id)
+        await ctx.created(row, segment_id)
         return segment_id
 
     async def _api_key(self, ctx: ProvisionContext, name: str) -> tuple[str, str]:
@@ -157,7 +157,7 @@ class ResendProvider(CloudProvider):
             return prior.remote_id, token
         look_first = prior is not None
         for _ in range(self.settings.max_attempts):
-            row = ctx.intend(API_KEY, name)
+            row = await ctx.intend(API_KEY, name)
             if look_first:
                 look_first = False
                 stale = await self._find_id(ctx, API_KEY, name)
@@ -165,7 +165,7 @@ class ResendProvider(CloudProvider):
                     await self._replace(ctx, row, stale, "its token was not kept")
                     continue
             try:
-                with dropped_if_refused(ctx, row):
+                async with dropped_if_refused(ctx, row):
                     created = await self._create_key(ctx, name)
             except ProviderError as exc:
                 if not exc.outcome_unknown:
@@ -176,7 +176,7 @@ class ResendProvider(CloudProvider):
                 if found is not None:
                     await self._replace(ctx, row, found.id, "its token was lost with the answer")
                 continue
-            ctx.created(row, created.id, meta={"permission": "sending_access", **self._domain()})
+            await ctx.created(row, created.id, meta={"permission": "sending_access", **self._domain()})
             return created.id, created.token
         raise ProviderError(f"could not create API key {name!r}", call="POST /api-keys",
                             hint=f"gave up after {self.settings.max_attempts} attempts; try again")
@@ -195,9 +195,9 @@ class ResendProvider(CloudProvider):
     async def _replace(self, ctx: ProvisionContext, row: ResourceRow, key_id: str, why: str) -> None:
         """Record that the key exists, delete it, and record the delete: a fresh one follows."""
         ctx.progress(f"API key {row.name!r} exists but {why}: deleting it and creating a new one")
-        ctx.created(row, key_id, meta={"replaced": why})
+        await ctx.created(row, key_id, meta={"replaced": why})
         await self._delete(API_KEY, key_id)
-        ctx.dropped(row, f"replaced: {why}")
+        await ctx.dropped(row, f"replaced: {why}")
 
     def _domain(self) -> dict[str, str]:
         return {"domain_id": self.settings.resend_domain_id} if self.settings.resend_domain_id else {}

@@ -162,23 +162,23 @@ class E2BTarget(Provider):
                     killed = False
                 why = "connect answered 404; killed it" if killed else "gone: connect and kill both answered 404"
                 ctx.progress(f"sandbox {row.remote_id}: {why}; a new one takes its place")
-                ctx.dropped(row, why)
+                await ctx.dropped(row, why)
         if requested:
-            row = ctx.intend(KIND, name, meta={"adopted": True})
+            row = await ctx.intend(KIND, name, meta={"adopted": True})
             ctx.attempt()
             sandbox_id = await self._timed(
                 ctx, f"connected to sandbox {requested}",
                 self.backend.connect(requested, timeout_s=self.settings.e2b_timeout_s),
             )
-            ctx.created(row, sandbox_id, meta={"adopted": True})
+            await ctx.created(row, sandbox_id, meta={"adopted": True})
             return sandbox_id
         interrupted = row is not None and row.state == ResourceState.PENDING.value
-        row = ctx.intend(KIND, name, meta={"template": self.settings.e2b_template})
+        row = await ctx.intend(KIND, name, meta={"template": self.settings.e2b_template})
         if interrupted:
             found = await self._find(name)
             if found:
                 ctx.progress(f"found sandbox {found} from an interrupted run: using it")
-                ctx.created(row, found)
+                await ctx.created(row, found)
                 return found
         ctx.attempt()
         try:
@@ -193,9 +193,9 @@ class E2BTarget(Provider):
             )
         except ProviderError as exc:
             if exc.nothing_sent or (not exc.outcome_unknown and exc.status is not None and exc.status < 500):
-                ctx.dropped(row, str(exc))  # refused, or never sent: nothing exists
+                await ctx.dropped(row, str(exc))  # refused, or never sent: nothing exists
             raise
-        ctx.created(row, sandbox_id, meta={"template": self.settings.e2b_template})
+        await ctx.created(row, sandbox_id, meta={"template": self.settings.e2b_template})
         return sandbox_id
 
     async def _deliver(self, ctx: ProvisionContext, sandbox_id: str, name: str) -> None:

@@ -24,7 +24,14 @@ def ensure_gitignore(folder: Path) -> None:
     path = refuse_link(folder / ".gitignore", "app's .gitignore")
     merged = merge_gitignore(path.read_text() if path.exists() else None)
     if merged is not None:
-        atomic_write(path, merged, mode=0o644)
+        atomic_write(path, merged, mode=0o644, durable=False)
+
+
+def _write_docs(folder: Path, docs: list[tuple[str, str, int]]) -> None:
+    """The agent's files: atomic (never half a file) but not fsynced one by one; they are
+    rendered again from the ledger's results by the next provision (the `.env` is durable)."""
+    for relative, text, mode in docs:
+        atomic_write(folder / relative, text, mode=mode, durable=False)
 
 
 class LocalFolderTarget(Provider):
@@ -36,32 +43,52 @@ class LocalFolderTarget(Provider):
 
     def __init__(self, *, settings: Settings, credentials: Credentials | None = None) -> None:
         self.settings = settings
+        #: folders `prepare` set up in this process, and whether their repo was made just then
+        self._fresh: dict[Path, bool] = {}
 
     def folder_for(self, name: str) -> Path:
         if not name.startswith(RESOURCE_PREFIX) or "/" in name or ".." in name:
             raise ProviderError(f"refusing to touch {name!r}: not an mk0r app name")
         return self.settings.apps_dir / name[len(RESOURCE_PREFIX):]
 
+    async def prepare(self, ctx: ProvisionContext) -> None:
+        """While the providers run: the intent, the folder, `git init` and the .gitignore (none
+        of it needs a provider's answer). `provision` then adds the remote and the agent files."""
+        folder = self.folder_for(ctx.session.resource_name)
+        await ctx.intend(self.kind, ctx.session.resource_name)
+        self._fresh[folder] = await self._init(folder)
+
+    async def _init(self, folder: Path) -> bool:
+        """The folder (0700, never through a link), a git repo in it, the .gitignore; True when
+        the repo was made just now (it has no remote yet)."""
+        await asyncio.to_thread(private_dir, folder, self.settings.data_dir)  # a symlinked folder is refused
+        refuse_link(folder / ".git", "app's .git")
+        fresh = not (folder / ".git").exists()
+        if fresh:
+            await run_git("init", "--quiet", "--initial-branch=main", cwd=folder)
+        await asyncio.to_thread(ensure_gitignore, folder)
+        return fresh
+
     async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome:
         name = ctx.session.resource_name
         folder = self.folder_for(name)
-        row = ctx.intend(self.kind, name)
+        row = await ctx.intend(self.kind, name)
         ctx.attempt()
-        private_dir(folder, self.settings.data_dir)  # 0700; a symlinked folder is refused
+        fresh = self._fresh.pop(folder, None)
+        if fresh is None or not (folder / ".git").exists():  # not prepared (or undone since): do it now
+            fresh = await self._init(folder)
         refuse_link(folder / ".git", "app's .git")
-        if not (folder / ".git").exists():
-            await run_git("init", "--quiet", "--initial-branch=main", cwd=folder)
-        ensure_gitignore(folder)
         remote = ctx.env.get("GIT_REMOTE_URL")
         if remote:
             check_remote_url(remote)
-            remotes = (await run_git("remote", cwd=folder)).split()
+            # a repo made by this run has no remote: one `git remote add`, no listing first
+            remotes = [] if fresh else (await run_git("remote", cwd=folder)).split()
             verb = "set-url" if "origin" in remotes else "add"
             await run_git("remote", verb, "--", "origin", remote, cwd=folder)
         env_path = folder / ".env"  # written by the orchestrator, the one writer of this file
-        for relative, text, mode in render_app_files(ctx.results, ctx.env, name=name).docs():
-            atomic_write(folder / relative, text, mode=mode)
-        ctx.created(row, str(folder), url=folder.as_uri())
+        docs = list(render_app_files(ctx.results, ctx.env, name=name).docs())
+        await asyncio.to_thread(_write_docs, folder, docs)
+        await ctx.created(row, str(folder), url=folder.as_uri())
         return ProvisionOutcome(
             env={}, resources=(ResourceRef(self.name, self.kind, name, str(folder), folder.as_uri()),), note=str(env_path)
         )

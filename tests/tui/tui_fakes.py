@@ -59,7 +59,7 @@ class FakeProvider(Provider):
     async def provision(self, ctx) -> ProvisionOutcome:
         self.calls += 1
         name = ctx.session.resource_name
-        row = ctx.intend(self.kind, name)
+        row = await ctx.intend(self.kind, name)
         for attempt in range(2, self.retries + 2):
             ctx.attempt()
             ctx.retrying(attempt, 5, 0.0, "HTTP 429: slow down")
@@ -72,7 +72,7 @@ class FakeProvider(Provider):
             self.fail_times -= 1
             raise ProviderError(self.error, call=f"POST /{self.kind}s", status=500, hint="try again later")
         remote_id = f"{self.kind}-{ctx.session.slug}"
-        ctx.created(row, remote_id, url=f"https://fake.example/{remote_id}")
+        await ctx.created(row, remote_id, url=f"https://fake.example/{remote_id}")
         env = dict(self.env) or {self.env_keys[0]: remote_id}
         return ProvisionOutcome(env=env, resources=(ResourceRef(self.name, self.kind, name, remote_id, f"https://fake.example/{remote_id}"),))
 

@@ -1174,6 +1174,7 @@ def pool_status(as_json: bool) -> None:
 @click.option("--wait", is_flag=True, help="Fill in the foreground until every pool is at its level.")
 def pool_fill(size: int | None, only: tuple[str, ...], wait: bool) -> None:
     """Top the pools up; without --wait in a detached process (see `pool status`)."""
+
     import subprocess
 
     from mk0r_tui.engine import pool
@@ -1211,6 +1212,7 @@ def pool_fill(size: int | None, only: tuple[str, ...], wait: bool) -> None:
 def pool_keep(interval: str) -> None:
     """Keep every pool at its level until Ctrl+C: refill behind claims, recycle stale items,
     finish (and repair) the renames of claims."""
+    import asyncio
     import contextlib
 
     from mk0r_tui.engine import pool
@@ -1243,6 +1245,8 @@ def pool_keep(interval: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
 def pool_drain(yes: bool, only: tuple[str, ...], as_json: bool) -> None:
     """Delete every unclaimed item (ready, failed, or left by a fill that died)."""
+    import asyncio
+
     from mk0r_tui.engine import pool
 
     runtime = _runtime()
@@ -1280,6 +1284,8 @@ def pool_drain(yes: bool, only: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each item's outcome as JSON.")
 def pool_finish(session_key: str | None, as_json: bool) -> None:
     """The renames of claimed items (what `provision` starts after a claim; a keeper repeats it)."""
+    import asyncio
+
     from mk0r_tui.engine import pool
 
     runtime = _runtime()

@@ -149,6 +149,7 @@ ROUTES = [
     ("GET", "/orgs/{org}/repos", "gh_list_org_repos"),
     ("POST", "/orgs/{org}/repos", "gh_create_org_repo"),
     ("GET", "/repos/{owner}/{repo}", "gh_get_repo"),
+    ("PATCH", "/repos/{owner}/{repo}", "gh_update_repo"),
     ("DELETE", "/repos/{owner}/{repo}", "gh_delete_repo"),
     ("GET", "/rate_limit", "gh_rate_limit"),
 ]
@@ -251,9 +252,50 @@ class GitHubApi:
                  if r["repo"]["owner"]["login"].lower() == org.lower()]
         return self._gh_page(req, repos, "created")
 
+    def _gh_moved(self, key: str, status: int) -> Response | None:
+        """A renamed repository's old name: GitHub answers 301 to a GET and 307 to other methods,
+        with the new location by id (docs: "Repository redirects")."""
+        rid = self.db["github"].get("redirects", {}).get(key)
+        if rid is None or not any(r["repo"]["id"] == rid for r in self.db["github"]["repos"].values()):
+            return None
+        url = f"https://api.github.com/repositories/{rid}"
+        return json_response(status, {"message": "Moved Permanently", "url": url,
+                                      "documentation_url": GH_DOCS + "/overview/troubleshooting"}, [("Location", url)])
+
+    def gh_update_repo(self, req: Request, owner: str, repo: str) -> Response:
+        """PATCH /repos/{owner}/{repo}: here only a rename (`name`) and the description."""
+        key = f"{owner}/{repo}".lower()
+        rec = self.db["github"]["repos"].get(key)
+        if rec is None:
+            return self._gh_moved(key, 307) or not_found(req)
+        body = self._body(req)
+        new = body.get("name")
+        data = rec["repo"]
+        if isinstance(body.get("description"), str):
+            data["description"] = body["description"]
+        if isinstance(new, str) and new and new != data["name"]:
+            new_key = f"{data['owner']['login']}/{new}".lower()
+            if new_key in self.db["github"]["repos"]:
+                return json_response(422, {"message": "Repository creation failed.", "status": "422",
+                                           "documentation_url": GH_DOCS + "/repos/repos#update-a-repository",
+                                           "errors": [{"resource": "Repository", "code": "custom", "field": "name",
+                                                       "message": "name already exists on this account"}]})
+            renamed = repo_obj(data["owner"], new, data["id"], {**data, "visibility": data["visibility"]},
+                               datetime.fromisoformat(data["created_at"].replace("Z", "+00:00")), "organization" in data)
+            renamed["description"] = data.get("description")
+            del self.db["github"]["repos"][key]
+            self.db["github"]["repos"][new_key] = {**rec, "repo": renamed}
+            self.db["github"].setdefault("redirects", {})[key] = data["id"]
+            data = renamed
+        self.persist()
+        return json_response(200, data)
+
     def gh_get_repo(self, req: Request, owner: str, repo: str) -> Response:
         rec = self.db["github"]["repos"].get(f"{owner}/{repo}".lower())
         if rec is None:
+            moved = self._gh_moved(f"{owner}/{repo}".lower(), 301)
+            if moved is not None:
+                return moved
             return json_response(404, {"message": "Not Found",
                                "documentation_url": GH_DOCS + "/repos/repos#get-a-repository", "status": "404"})
         return json_response(200, rec["repo"])
@@ -262,7 +304,7 @@ class GitHubApi:
         key = f"{owner}/{repo}".lower()
         doc = GH_DOCS + "/repos/repos#delete-a-repository"
         if key not in self.db["github"]["repos"]:
-            return json_response(404, {"message": "Not Found", "documentation_url": doc, "status": "404"})
+            return self._gh_moved(key, 307) or json_response(404, {"message": "Not Found", "documentation_url": doc, "status": "404"})
         scopes = {s.strip() for s in str(self.config["github_scopes"]).split(",")}
         if "delete_repo" not in scopes:
             return json_response(403, {"message": "Must have admin rights to Repository.", "documentation_url": doc,

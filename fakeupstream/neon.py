@@ -179,6 +179,7 @@ ROUTES = [
     ("GET", "/projects", "neon_list_projects"),
     ("POST", "/projects", "neon_create_project"),
     ("GET", "/projects/{project_id}", "neon_get_project"),
+    ("PATCH", "/projects/{project_id}", "neon_update_project"),
     ("DELETE", "/projects/{project_id}", "neon_delete_project"),
     ("GET", "/projects/{project_id}/operations", "neon_list_operations"),
     ("GET", "/projects/{project_id}/operations/{operation_id}", "neon_get_operation"),
@@ -277,6 +278,20 @@ class NeonApi:
 
     def neon_get_project(self, req: Request, project_id: str) -> Response:
         return json_response(200, {"project": self._neon_project(project_id)["project"]})
+
+    def neon_update_project(self, req: Request, project_id: str) -> Response:
+        """PATCH /projects/{id}: here only the name (updateProject); no operation is started."""
+        rec = self._neon_project(project_id)
+        spec = self._body(req).get("project")
+        if not isinstance(spec, dict):
+            raise BadRequest(self._error("neon", 400, "request body must contain a 'project' object"))
+        name = spec.get("name")
+        if name is not None:
+            if not isinstance(name, str) or not 1 <= len(name) <= 256:
+                raise BadRequest(self._error("neon", 400, "project name must be 1 to 256 characters"))
+            rec["project"]["name"] = name
+        self.persist()
+        return json_response(200, {"project": rec["project"], "operations": []})
 
     def neon_delete_project(self, req: Request, project_id: str) -> Response:
         rec = self._neon_project(project_id)

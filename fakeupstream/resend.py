@@ -38,9 +38,11 @@ ROUTES = [
     ("POST", "/segments", "resend_create_segment"),
     ("GET", "/segments", "resend_list_segments"),
     ("GET", "/segments/{id}", "resend_get_segment"),
+    ("PATCH", "/segments/{id}", "resend_update_segment"),
     ("DELETE", "/segments/{id}", "resend_delete_segment"),
     ("POST", "/api-keys", "resend_create_api_key"),
     ("GET", "/api-keys", "resend_list_api_keys"),
+    ("PATCH", "/api-keys/{api_key_id}", "resend_update_api_key"),
     ("DELETE", "/api-keys/{api_key_id}", "resend_delete_api_key"),
     ("GET", "/domains", "resend_list_domains"),
 ]
@@ -122,6 +124,25 @@ class ResendApi:
         if rec is None:
             raise BadRequest(self._error("resend", 404, "Segment not found"))
         return json_response(200, {"object": "segment", **{k: v for k, v in rec.items() if k != "seq"}})
+
+    def _resend_rename(self, req: Request, coll: str, item_id: str, what: str, obj: str) -> Response:
+        rec = self.db["resend"][coll].get(item_id)
+        if rec is None:
+            raise BadRequest(self._error("resend", 404, f"{what} not found"))
+        name = self._body(req).get("name")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(self._error("resend", 422, "Missing `name` field.", "missing_required_field"))
+        rec["name"] = name
+        self.persist()
+        return json_response(200, {"object": obj, "id": item_id})
+
+    def resend_update_segment(self, req: Request, id: str) -> Response:
+        """PATCH /segments/{id}: rename (Resend's Update Segment, 2026-09)."""
+        return self._resend_rename(req, "segments", id, "Segment", "segment")
+
+    def resend_update_api_key(self, req: Request, api_key_id: str) -> Response:
+        """PATCH /api-keys/{id}: rename (the token does not change)."""
+        return self._resend_rename(req, "api_keys", api_key_id, "API key", "api_key")
 
     def resend_delete_segment(self, req: Request, id: str) -> Response:
         rec = self.db["resend"]["segments"].pop(id, None)

@@ -1109,6 +1109,200 @@ def handoff(session: str, github_user: str | None, github_org: str | None, invit
     sys.exit(0 if report.ok else 1)
 
 
+# -- the warm pool (issue 14; engine/pool.py) ------------------------------------------------
+
+
+@cli.group("pool")
+def pool_group() -> None:
+    """The warm pool: resources made ahead of time, claimed by a provision in milliseconds."""
+
+
+def _pool_sink(enabled: bool) -> EventSink:
+    from mk0r_tui.core.events import ProviderProgressed
+
+    def sink(event: Any) -> None:
+        if enabled and isinstance(event, ProviderProgressed):
+            click.echo(f"{event.provider}: {event.message}", err=True)
+
+    return sink
+
+
+def _pool_sizes(runtime: Runtime, size: int | None, only: tuple[str, ...]) -> dict[str, int]:
+    from mk0r_tui.engine import pool
+
+    names = pool.poolable(runtime)
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise UsageError(f"cannot pool {', '.join(unknown)}: poolable now are {', '.join(names) or 'none'}")
+    chosen = list(only) or names
+    sizes = {n: size if size is not None else runtime.settings.pool_target(n) for n in chosen}
+    sizes = {n: s for n, s in sizes.items() if s > 0}
+    if not sizes:
+        raise UsageError("the pool is off: set MK0R_POOL_SIZE (or MK0R_POOL_SIZE_<PROVIDER>) or give --size N")
+    return sizes
+
+
+@pool_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def pool_status(as_json: bool) -> None:
+    """Level of each provider's pool against its target, and claims still being finished."""
+    from mk0r_tui.engine import pool
+
+    runtime = _runtime()
+    data = pool.status(runtime)
+    if as_json:
+        _emit(data)
+        return
+    if not data["providers"]:
+        click.echo("no pool: MK0R_POOL_SIZE is 0 and no item is left", err=True)
+    for name, p in data["providers"].items():
+        age = "-" if p["oldest_age_s"] is None else f"{p['oldest_age_s']:.0f}s"
+        extra = "".join(f"  {k} {p[k]}" for k in ("abandoned", "failed") if p[k])
+        click.echo(f"  {name:15} ready {p['ready']}/{p['target']}  filling {p['filling']}  claimed {p['claimed_total']}"
+                   f"  oldest {age}{extra}")
+    for c in data["unfinished_claims"]:
+        click.echo(f"  renames of {c['item']} ({c['provider']}) for session {c['session']}: {c['finish']}"
+                   + (f" after {c['attempts']} attempt(s): {c['error']}" if c["error"] else ""))
+    if data["claim_ms"]["n"]:
+        click.echo(f"  claim latency p50 {data['claim_ms']['p50']:.1f} ms, p95 {data['claim_ms']['p95']:.1f} ms "
+                   f"({data['claim_ms']['n']} claims)")
+
+
+@pool_group.command("fill")
+@click.option("--size", type=click.IntRange(0, 1000), default=None, help="Ready items per provider (default: MK0R_POOL_SIZE).")
+@click.option("--provider", "only", multiple=True, metavar="NAME", help="Only this provider (repeatable).")
+@click.option("--wait", is_flag=True, help="Fill in the foreground until every pool is at its level.")
+def pool_fill(size: int | None, only: tuple[str, ...], wait: bool) -> None:
+    """Top the pools up; without --wait in a detached process (see `pool status`)."""
+
+    import subprocess
+
+    from mk0r_tui.engine import pool
+
+    runtime = _runtime()
+    sizes = _pool_sizes(runtime, size, only)
+    if not wait:
+        args = [sys.executable, "-m", "mk0r_tui", "pool", "fill", "--wait"]
+        args += ["--size", str(size)] if size is not None else []
+        for name in only:
+            args += ["--provider", name]
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, env=dict(os.environ))
+        click.echo(f"filling {', '.join(f'{n} to {s}' for n, s in sizes.items())} in process {proc.pid}; "
+                   "see `mk0r-tui pool status`", err=True)
+        return
+
+    async def run(stop: asyncio.Event) -> dict[str, int]:
+        try:
+            return await pool.fill(runtime, sizes, sink=_pool_sink(True))
+        finally:
+            await runtime.aclose()
+
+    made, interrupted = run_interruptible(
+        run, on_first="interrupt: letting in-flight creates finish (Ctrl+C again to exit now)",
+        on_second=lambda: "exiting: an unfinished item is left; `mk0r-tui pool drain` deletes it",
+    )
+    click.echo("made " + ", ".join(f"{n} {c}" for n, c in made.items()), err=True)
+    if interrupted:
+        sys.exit(130)
+
+
+@pool_group.command("keep")
+@click.option("--interval", default="5s", show_default=True, help="How often to look when nothing wakes it.")
+def pool_keep(interval: str) -> None:
+    """Keep every pool at its level until Ctrl+C: refill behind claims, recycle stale items,
+    finish (and repair) the renames of claims."""
+    import asyncio
+    import contextlib
+
+    from mk0r_tui.engine import pool
+
+    runtime = _runtime()
+    if not any(runtime.settings.pool_target(n) > 0 for n in pool.poolable(runtime)):
+        raise UsageError("the pool is off: set MK0R_POOL_SIZE (or MK0R_POOL_SIZE_<PROVIDER>)")
+    keeper = pool.PoolKeeper(runtime, sink=_pool_sink(True), interval_s=parse_duration(interval))
+
+    async def run(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(keeper.run())
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            await runtime.aclose()
+
+    click.echo("keeping the pool (Ctrl+C to stop)", err=True)
+    run_interruptible(run, on_first="stopping the keeper", on_second=lambda: "exiting now")  # Ctrl+C is how it ends: exit 0
+
+
+@pool_group.command("drain")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--provider", "only", multiple=True, metavar="NAME", help="Only this provider's pool (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+def pool_drain(yes: bool, only: tuple[str, ...], as_json: bool) -> None:
+    """Delete every unclaimed item (ready, failed, or left by a fill that died)."""
+    import asyncio
+
+    from mk0r_tui.engine import pool
+
+    runtime = _runtime()
+    found = pool.drainable(runtime, providers=list(only) or None)
+    if not found:
+        if as_json:
+            _emit({"drained": [], "left": []})
+        else:
+            click.echo("nothing to drain", err=True)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to drain the pool without --yes: there is no terminal to confirm on")
+        if not click.confirm(f"Delete {len(found)} pooled item(s) and their resources?", default=False, err=True):
+            click.echo("not confirmed: nothing deleted", err=True)
+            sys.exit(1)
+
+    async def run() -> list[str]:
+        try:
+            return await pool.drain(runtime, providers=list(only) or None)
+        finally:
+            await runtime.aclose()
+
+    drained = asyncio.run(run())
+    left = [i.id for i in found if i.id not in drained]
+    if as_json:
+        _emit({"drained": drained, "left": left})
+    else:
+        click.echo(f"drained {len(drained)} item(s)" + (f"; {len(left)} left (see `mk0r-tui pool status`)" if left else ""), err=True)
+    sys.exit(0 if not left else 1)
+
+
+@pool_group.command("finish", hidden=True)
+@click.option("--session", "session_key", metavar="KEY", default=None, help="Only this session's claims.")
+@click.option("--json", "as_json", is_flag=True, help="Print each item's outcome as JSON.")
+def pool_finish(session_key: str | None, as_json: bool) -> None:
+    """The renames of claimed items (what `provision` starts after a claim; a keeper repeats it)."""
+    import asyncio
+
+    from mk0r_tui.engine import pool
+
+    runtime = _runtime()
+    key = runtime.ledger.require_session(session_key).key if session_key else None
+
+    async def run() -> list[pool.FinishOutcome]:
+        try:
+            return await pool.finish_claims(runtime, key)
+        finally:
+            await runtime.aclose()
+
+    outcomes = asyncio.run(run())
+    if as_json:
+        _emit([o.to_json() for o in outcomes])
+    sys.exit(0 if all(o.error is None for o in outcomes) else 1)
+
+
 def main() -> None:
     cli(prog_name="mk0r-tui")
 

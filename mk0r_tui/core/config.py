@@ -237,6 +237,43 @@ class Settings(EnvModel):
     #: how long a POST or DELETE waits for its job before answering 202 with a Location
     service_wait_s: float = Field(600.0, gt=0, validation_alias=_env("MK0R_SERVICE_WAIT_S"))
 
+    # -- the warm pool (issue 14, engine/pool.py) -------------------------------------------
+    #: ready items kept per pooled provider (0: no pool); MK0R_POOL_SIZE_<PROVIDER> overrides it
+    pool_size: int = Field(0, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE"))
+    neon_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_NEON"))
+    resend_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_RESEND"))
+    github_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_GITHUB"))
+    local_postgres_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_LOCAL_POSTGRES"))
+    local_git_pool_size: int | None = Field(None, ge=0, le=1000, validation_alias=_env("MK0R_POOL_SIZE_LOCAL_GIT"))
+    #: a ready item older than this is recycled (deleted and made again) instead of claimed
+    pool_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, validation_alias=_env("MK0R_POOL_MAX_AGE"))
+    #: creates the refill runs at once per provider (kept low: a session's own creates go first)
+    pool_fill_concurrency: int = Field(1, ge=1, le=16, validation_alias=_env("MK0R_POOL_FILL_CONCURRENCY"))
+    #: the Fernet key of pooled items' secrets (else the keyring, else <data dir>/pool.key)
+    pool_key: str | None = Field(None, validation_alias=_env("MK0R_POOL_KEY"))
+
+    @field_validator("pool_max_age_s", mode="before")
+    @classmethod
+    def _pool_age(cls, value: object) -> object:
+        """Seconds, or a duration: 90s, 30m, 12h, 7d."""
+        if isinstance(value, str):
+            import re
+
+            found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+            if not found:
+                raise ValueError(f"{value!r} is not a duration: use seconds or e.g. 30m, 12h, 7d")
+            return float(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
+        return value
+
+    def pool_target(self, provider: str) -> int:
+        """Ready items this provider's pool keeps (0: none)."""
+        override = getattr(self, f"{provider.replace('-', '_')}_pool_size", None)
+        return self.pool_size if override is None else int(override)
+
+    @property
+    def pool_key_path(self) -> Path:
+        return self.data_dir / "pool.key"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value is a ConfigError, not a traceback."""

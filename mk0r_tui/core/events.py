@@ -128,6 +128,7 @@ def _result_from_dict(data: dict[str, Any]) -> ProviderResult:
         data["name"], Slot(data["slot"]), Status(data["status"]), data.get("latency_ms"), int(data.get("attempts") or 0),
         error=data.get("error"), note=data.get("note"),
         resources=tuple(_ref_from_dict(r) for r in data.get("resources") or ()),
+        from_pool=bool(data.get("from_pool")),
     )
 
 

@@ -15,6 +15,9 @@ MIN_KEY_LENGTH = 8
 SLUG_LENGTH = 12
 _SLUG_RE = re.compile(r"^[a-z0-9-]+$")
 RESOURCE_PREFIX = "mk0r-"
+#: the key prefix of a warm-pool item's holding session (engine/pool.py): its resources are named
+#: `mk0r-pool-<id>`, neutral until a session claims them; such sessions are never listed as sessions
+POOL_KEY_PREFIX = "pool-"
 
 
 class Slot(str, enum.Enum):
@@ -90,6 +93,8 @@ def validate_session_key(key: str) -> str:
             f"session key {key!r} holds control or escape characters "
             f"({' '.join(repr(c) for c in control)}); use printable characters only"
         )
+    if key.lower().startswith(POOL_KEY_PREFIX):
+        raise UsageError(f"session key {key!r} starts with {POOL_KEY_PREFIX!r}, which the warm pool reserves for its items")
     if len(key) < MIN_KEY_LENGTH:
         raise UsageError(f"session key {key!r} is too short: it needs at least {MIN_KEY_LENGTH} characters")
     slug = key[:SLUG_LENGTH].lower()
@@ -123,6 +128,7 @@ class ProvisionOutcome:
     env: Mapping[str, str] = field(default_factory=dict)
     resources: tuple[ResourceRef, ...] = ()
     note: str | None = None
+    from_pool: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,8 @@ class ProviderResult:
     resources: tuple[ResourceRef, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     note: str | None = None
+    #: its resources were claimed from the warm pool (engine/pool.py), not created for this session
+    from_pool: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,6 +154,7 @@ class ProviderResult:
             "attempts": self.attempts,
             "error": self.error,
             "note": self.note,
+            "from_pool": self.from_pool,
             "resources": [r.to_json() for r in self.resources],
         }
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 from mk0r_tui.core.config import Settings
@@ -28,6 +29,7 @@ from mk0r_tui.core.events import EventSink, ProviderProgressed, ProviderRetrying
 from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.models import FoundResource, ProviderResult, ProvisionOutcome, ResourceState, Session, Slot
 from mk0r_tui.core.offload import LedgerWriter
+from mk0r_tui.core.pool_store import rename_resource
 
 T = TypeVar("T")
 
@@ -62,6 +64,9 @@ class Provider(abc.ABC):
     handoff_calls: ClassVar[frozenset[str]] = frozenset()
     #: what the last `discover` could not finish (a page cap, a repeated next link): orphans says it
     discovery_warnings: Sequence[str] = ()
+    #: the warm pool (engine/pool.py) may make this provider's resources ahead of time, for a
+    #: holding session named `mk0r-pool-<id>`, and hand them to a session at provision time
+    poolable: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome: ...
@@ -90,6 +95,34 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027  (closing nothing is the right default)
         """Release connections; the runtime calls it once at the end of the process."""
+
+    async def pool_claimed(self, ctx: ProvisionContext, env: Mapping[str, str]) -> Mapping[str, str]:
+        """A pooled item's resources were just claimed for `ctx.session` (their rows are in
+        `ctx.resources`, still under their pool names): make them the session's where that is
+        local and fast (a local database gets the session's names and a new password), before
+        the `.env` is written. Returns the env the `.env` gets. Default: the pooled env as is."""
+        return env
+
+    async def pool_rename(self, row: ResourceRow, new_name: str) -> PoolRename | None:
+        """A claim's finishing touch, after the `.env` is written: rename one claimed resource
+        upstream to `new_name` (idempotent: already renamed is success). None: this provider
+        keeps pooled names (nothing to do)."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRename:
+    """What a finishing rename changed: the row's new remote id and URL (None: unchanged) and
+    the env values that change with the name (written into the session's `.env`)."""
+
+    remote_id: str | None = None
+    url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+#: set (to True) while the warm pool refills: its requests are background work, which a client
+#: may let a session's own requests go ahead of (providers/http.py's budgets count both)
+background_work: ContextVar[bool] = ContextVar("mk0r_background_work", default=False)
 
 
 class SessionResources:
@@ -156,6 +189,20 @@ class SessionResources:
         assert row.id is not None
         self._rows.pop((row.provider, row.kind, row.name), None)
         await self._write(self._ledger.mark_state, row.id, ResourceState.DELETED, error=reason)
+
+    def claimed(self, rows: Sequence[ResourceRow]) -> None:
+        """Rows a warm-pool claim just moved to this session (engine/pool.py)."""
+        for row in rows:
+            self._rows[(row.provider, row.kind, row.name)] = row
+
+    def renamed(self, row: ResourceRow, name: str, remote_id: str | None, url: str | None = None) -> ResourceRow:
+        """A claimed row's resource now carries this session's name (its row follows)."""
+        assert row.id is not None
+        rename_resource(self._ledger, row.id, name, remote_id, url)
+        self._rows.pop((row.provider, row.kind, row.name), None)
+        updated = replace(row, name=name, remote_id=remote_id or row.remote_id, url=url or row.url)
+        self._rows[(row.provider, row.kind, name)] = updated
+        return updated
 
 
 @dataclass

@@ -56,6 +56,7 @@ from mk0r_tui.core.plan import Plan, PlanStep
 from mk0r_tui.core.provider import Provider, ProvisionContext, SessionResources
 from mk0r_tui.core.render import describe_error
 from mk0r_tui.core.states import SessionPhase, provisioned_state, torn_down_state
+from mk0r_tui.engine import pool
 from mk0r_tui.engine.lease import try_lease
 from mk0r_tui.engine.runtime import Runtime
 
@@ -132,7 +133,10 @@ async def _run_provider(
     clock = budget_timeout(timeout)
     try:
         async with clock:
-            outcome = await provider.provision(ctx)
+            # a ready item of the warm pool when there is one (engine/pool.py), else a create
+            outcome = None if slot is Slot.TARGET else await pool.claim_into(runtime, resources, provider, ctx)
+            if outcome is None:
+                outcome = await provider.provision(ctx)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # all-settled: every failure becomes a result
@@ -151,8 +155,8 @@ async def _run_provider(
         return result
     latency = (time.monotonic() - started) * 1000
     result = ProviderResult(
-        name, slot, Status.OK, latency, max(ctx.attempts, 1),
-        resources=tuple(outcome.resources), env=dict(outcome.env), note=outcome.note,
+        name, slot, Status.OK, latency, ctx.attempts if outcome.from_pool else max(ctx.attempts, 1),
+        resources=tuple(outcome.resources), env=dict(outcome.env), note=outcome.note, from_pool=outcome.from_pool,
     )
     sink(ProviderSucceeded(session=session.key, provider=name, result=result))
     return result
@@ -182,7 +186,11 @@ async def provision_services(
     operator's copy of the `.env` (the one writer of that file), then run the target. The whole
     run holds the session's lease: a second provision or a teardown of it, in any process, waits."""
     async with runtime.lease(session.resource_name, session.key, "provision"):
-        return await _provision_services(runtime, session, plan, sink=sink)
+        with pool.session_running(runtime):  # the pool's refill waits while a session runs here
+            report = await _provision_services(runtime, session, plan, sink=sink)
+    if any(r.from_pool for r in report.results):
+        pool.after_provision(runtime, session)  # the renames, after the lease is released
+    return report
 
 
 async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *, sink: EventSink) -> ProvisionReport:
@@ -480,7 +488,7 @@ async def find_orphans(
     ledger.settle_owner_gone(runtime.settings.lease_stale_s)  # provisioning with no owner → interrupted
     live = ledger.live_leases(runtime.settings.lease_stale_s)
     busy_keys = {lease.session_key for lease in live.values()}
-    sessions = ledger.list_sessions()
+    sessions = ledger.list_sessions(include_pool=True)  # a pool item's rows are this ledger's too
     our_names = {RESOURCE_PREFIX + s.slug for s in sessions}
     kept_folders = {RESOURCE_PREFIX + s.slug for s in sessions if s.state != SessionPhase.DELETED.value}
     all_live = ledger.resources(live_only=True)

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, HandoffAnswer, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.core.provider import AuthCheck, ProvisionContext, parse_owner_mark
+from mk0r_tui.core.provider import AuthCheck, PoolRename, ProvisionContext, parse_owner_mark
 from mk0r_tui.providers.http import (
     ApiClient,
     CloudProvider,
@@ -131,6 +131,7 @@ def _already_exists(exc: ProviderError) -> bool:
 
 class GitHubProvider(CloudProvider):
     name = "github"
+    poolable = True
     owner_marks: ClassVar[str] = "mark"
     slot = Slot.REPO
     env_keys = ("GITHUB_REPO", "GITHUB_REPO_URL", "GIT_REMOTE_URL")
@@ -299,6 +300,29 @@ class GitHubProvider(CloudProvider):
             f"{what}; not {doing} it", call=f"{method} /repos/{full_name}", status=response.status_code,
             hint="GitHub redirects a renamed or transferred repository; mk0r never follows a redirect into a "
                  "change: delete or rename it by hand, then run `mk0r-tui orphans`",
+        )
+
+    async def pool_rename(self, row: ResourceRow, new_name: str) -> PoolRename | None:
+        """`PATCH /repos/{owner}/{pool name}` with `name: mk0r-<slug>`. GitHub redirects the old
+        name (web, API and git clone/fetch/push) to the new one, so the `.env` written at the
+        claim (the pool name's URLs) works meanwhile; the new URLs replace them after this.
+        Idempotent: when the pool name is gone (a 301 or 404: renamed by an earlier try whose
+        answer was lost), the new name is looked up and must be the recorded repository."""
+        full_name, recorded_id = self._recorded(row)
+        owner = full_name.split("/", 1)[0]
+        response = await self.api.request("PATCH", f"/repos/{full_name}", json={"name": new_name}, accept=(301, 307, 404))
+        if response.status_code in (301, 307, 404):
+            repo = await self._get(None, f"{owner}/{new_name}", recorded_id=recorded_id)
+            if repo is None or (recorded_id is not None and repo.id != recorded_id):
+                raise ProviderError(
+                    f"{full_name} cannot be renamed to {new_name}: it is gone or moved, and {owner}/{new_name} is not it",
+                    call=f"PATCH /repos/{full_name}", status=response.status_code,
+                )
+        else:
+            repo = parse_model(response, _Repo, f"PATCH /repos/{full_name}")
+        return PoolRename(
+            remote_id=repo.full_name, url=repo.html_url,
+            env={"GITHUB_REPO": repo.full_name, "GITHUB_REPO_URL": repo.html_url, "GIT_REMOTE_URL": repo.clone_url},
         )
 
     # -- teardown, discovery, doctor -------------------------------------------------------

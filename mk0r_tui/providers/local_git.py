@@ -60,6 +60,7 @@ async def run_git(*args: str, cwd: Path | None = None) -> str:
 class LocalGitProvider(Provider):
     name = "local-git"
     owner_marks = "local"
+    poolable = True
     slot = Slot.REPO
     env_keys = ("GIT_REMOTE_URL", "LOCAL_GIT_REPO")
     kind = "bare-repo"
@@ -95,6 +96,25 @@ class LocalGitProvider(Provider):
             env={"GIT_REMOTE_URL": url, "LOCAL_GIT_REPO": str(path)},
             resources=(ResourceRef(self.name, self.kind, name, str(path), url),),
         )
+
+    async def pool_claimed(self, ctx: ProvisionContext, env: Mapping[str, str]) -> Mapping[str, str]:
+        """A pooled bare repo becomes the session's before its `.env` is written: one rename
+        of its folder to `mk0r-<slug>.git` (the same file system: atomic)."""
+        name = ctx.session.resource_name
+        rows = ctx.resources.rows(self.name)
+        if not rows:
+            raise ProviderError("the pooled repository has no ledger row", call="pool claim")
+        row = rows[0]
+        old, new = self.path_for(row.name), self.path_for(name)
+        refuse_link(old, "local repository")
+        refuse_link(new, "local repository")
+        if old != new:
+            if new.exists():
+                raise ProviderError(f"{new} exists already", call="pool claim")
+            old.rename(new)
+            row = ctx.resources.renamed(row, name, str(new), new.resolve().as_uri())
+        url = new.resolve().as_uri()
+        return {**env, "GIT_REMOTE_URL": url, "LOCAL_GIT_REPO": str(new)}
 
     async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
         """The bare repository must still be there."""

@@ -38,6 +38,7 @@ def admin_from_url(url: str) -> AdminInfo:
 class LocalPostgresProvider(Provider):
     name = "local-postgres"
     owner_marks = "local"
+    poolable = True
     slot = Slot.DATABASE
     env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 
@@ -115,6 +116,39 @@ class LocalPostgresProvider(Provider):
             env=env,
             resources=(ResourceRef(self.name, ROLE, ident, ident), ResourceRef(self.name, DATABASE, ident, ident, where)),
         )
+
+    async def pool_claimed(self, ctx: ProvisionContext, env: Mapping[str, str]) -> Mapping[str, str]:
+        """A pooled role + database become the session's before its `.env` is written: both
+        renamed to the session's identifier and the role given a new password, so the pool's
+        name, role and password work for no one afterwards (the pooled password was sealed in the
+        ledger; this one exists only in the session's `.env`)."""
+        ident = ctx.session.pg_identifier
+        rows = {r.kind: r for r in ctx.resources.rows(self.name)}
+        role_row, db_row = rows.get(ROLE), rows.get(DATABASE)
+        if role_row is None or db_row is None:
+            raise ProviderError("the pooled local database has no role or database row", call="pool claim")
+        old = role_row.name
+        admin = await self.admin()
+        password = secrets.token_urlsafe(24)
+        remember_secrets([password])
+        conn = await self._connect(admin)
+        try:
+            if old != ident:
+                # nobody may be connected to a database that is renamed; a pooled one has no users
+                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (old,))
+                await conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(ident)))
+                db_row = ctx.resources.renamed(db_row, ident, ident, f"{admin.host}:{admin.port}")
+                await conn.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(ident)))
+                role_row = ctx.resources.renamed(role_row, ident, ident)
+            hashed = conn.pgconn.encrypt_password(password.encode(), ident.encode(), b"scram-sha-256").decode()
+            await conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(ident), sql.Literal(hashed)))
+        except psycopg.Error as exc:
+            raise ProviderError(_pg_message(exc), call="pool claim") from None
+        finally:
+            await conn.close()
+        url = f"postgresql://{ident}:{quote(password, safe='')}@{admin.host}:{admin.port}/{ident}"
+        return {**env, "DATABASE_URL": url, "PGUSER": ident, "PGPASSWORD": password, "PGDATABASE": ident,
+                "PGHOST": admin.host, "PGPORT": str(admin.port)}
 
     async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
         """The embedded server is started if it was stopped (`local-postgres stop`); then the

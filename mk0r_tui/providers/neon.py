@@ -35,7 +35,7 @@ from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, HandoffAnswer, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.core.provider import AuthCheck, ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, PoolRename, ProvisionContext
 from mk0r_tui.providers.http import (
     RETRYABLE_STATUSES,
     ApiClient,
@@ -240,6 +240,7 @@ def env_from_uri(project_id: str, uri: str, pooled_host: str | None = None) -> d
 
 class NeonProvider(CloudProvider):
     name = "neon"
+    poolable = True
     handoff_calls = frozenset({"transfer_request", "transfer_to_org", "follow_claim"})
     slot = Slot.DATABASE
     env_keys = (
@@ -461,6 +462,15 @@ class NeonProvider(CloudProvider):
         response = await self.api.request("DELETE", f"/projects/{project_id}", accept=(404,),
                                           label=f"DELETE /projects/{project_id}")
         return response.status_code != 404
+
+    async def pool_rename(self, row: ResourceRow, new_name: str) -> PoolRename | None:
+        """`PATCH /projects/{id}` with the session's name. The connection URI names the role, its
+        password, the endpoint's host and the database, never the project's name: the `.env`
+        written at the claim stays right, nothing in it changes (idempotent: same name again)."""
+        project_id = self._project_id(row)
+        await self.api.request("PATCH", f"/projects/{project_id}", json={"project": {"name": new_name}},
+                               label=f"PATCH /projects/{project_id}")
+        return PoolRename(remote_id=project_id)
 
     # -- hand-off (issue 18) ------------------------------------------------------------
 

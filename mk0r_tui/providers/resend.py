@@ -19,7 +19,7 @@ from mk0r_tui.core.envfile import remember_secrets
 from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import RESOURCE_PREFIX, FoundResource, ProvisionOutcome, ResourceRef, Slot
-from mk0r_tui.core.provider import AuthCheck, ProvisionContext
+from mk0r_tui.core.provider import AuthCheck, PoolRename, ProvisionContext
 from mk0r_tui.providers.http import (
     ApiClient,
     CloudProvider,
@@ -94,6 +94,7 @@ class ResendProvider(CloudProvider):
     name = "resend"
     handoff_calls = frozenset({"revoke_key"})
     slot = Slot.EMAIL
+    poolable = True
     env_keys = ("RESEND_API_KEY", "RESEND_SEGMENT_ID", "RESEND_AUDIENCE_ID")
     key_name = "RESEND_PROVISIONING_KEY"
     page_size = 100
@@ -235,6 +236,16 @@ class ResendProvider(CloudProvider):
                 return False
             remote_id = found.id
         return await self._delete(resource.kind, remote_id)
+
+    async def pool_rename(self, row: ResourceRow, new_name: str) -> PoolRename | None:
+        """`PATCH /segments/{id}` or `PATCH /api-keys/{id}` with the session's name. Ids and the
+        key's token never change with a name: the `.env` written at the claim stays right."""
+        if row.kind not in PATHS or not row.remote_id:
+            raise ProviderError(f"the Resend {row.kind} {row.name!r} has no recorded id; cannot rename it",
+                                call=f"PATCH {PATHS.get(row.kind, '/')}")
+        path = PATHS[row.kind]
+        await self.api.request("PATCH", f"{path}/{row.remote_id}", json={"name": new_name}, label=f"PATCH {path}/{{id}}")
+        return PoolRename(remote_id=row.remote_id)
 
     async def revoke_key(self, resource: ResourceRow) -> bool:
         """Hand-off with `--revoke-email`: Resend has no transfer API, so the app's sending-only

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App
@@ -30,6 +30,11 @@ from mk0r_tui.core.ledger import ResourceRow, RunRow, SessionRow
 from mk0r_tui.core.models import ResourceState, Session
 from mk0r_tui.core.plan import Plan
 from mk0r_tui.engine.runtime import Runtime
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from mk0r_tui.engine.pool import PoolKeeper
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
@@ -154,6 +159,9 @@ class Mk0rApp(App[None]):
         self.journal_latencies: deque[float] = deque(maxlen=10_000)
         self._follow_stop = threading.Event()
         self._follower: threading.Thread | None = None
+        #: the warm pool's keeper when a pool is configured and actions are on (engine/pool.py)
+        self.pool_keeper: PoolKeeper | None = None
+        self._pool_task: asyncio.Task[None] | None = None
         self._replayed: dict[str, list[Event]] = {}
         self.load_ledger()
 
@@ -231,6 +239,12 @@ class Mk0rApp(App[None]):
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
         self._follower.start()
+        from mk0r_tui.engine.pool import PoolKeeper, pool_configured
+
+        if not self.read_only and pool_configured(self.runtime.settings):
+            # the warm pool's refill (issue 14): a task of this app, cancelled at unmount
+            self.pool_keeper = PoolKeeper(self.runtime, sink=self._post)
+            self._pool_task = asyncio.create_task(self.pool_keeper.run(), name="mk0r-pool-keeper")
 
     def _follow_journal(self, after: int) -> None:
         """Follow the journal every process writes: another process's run (CLI, library, another
@@ -269,6 +283,8 @@ class Mk0rApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._follow_stop.set()
+        if self._pool_task is not None:
+            self._pool_task.cancel()
         if self._follower is not None:
             self._follower.join(2.0)
         if self.close_runtime:

@@ -30,6 +30,7 @@ from mk0r_tui.core.events import (
 )
 from mk0r_tui.core.ledger import ResourceRow, RunRow, SessionRow
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session, Slot, Status
+from mk0r_tui.core.pool_store import FROM_POOL_NOTE
 
 SLOT_RANK = {slot: rank for rank, slot in enumerate((Slot.ANALYTICS, Slot.DATABASE, Slot.EMAIL, Slot.REPO, Slot.TARGET))}
 
@@ -64,6 +65,9 @@ class PanelState:
     error: str | None = None
     note: str | None = None
     resources: tuple[ResourceView, ...] = ()
+    #: its resources came from the warm pool (engine/pool.py); `pool_note`: its renames' latest word
+    from_pool: bool = False
+    pool_note: str | None = None
 
     @property
     def active(self) -> bool:
@@ -176,6 +180,14 @@ def _with_resource(panel: PanelState, ref: ResourceRef, state: str, error: str |
     return replace(panel, resources=tuple(views))
 
 
+#: how a pool finishing line starts (engine/pool.py `_finish_session`)
+POOL_LINE = "pool: "
+
+
+def _pooled(note: str | None) -> bool:
+    return bool(note) and str(note).startswith(FROM_POOL_NOTE)
+
+
 def reduce(session: SessionState, event: UiEvent) -> SessionState:
     """The next snapshot of `session` after `event`. Pure: never reads the clock or the ledger."""
     at = event.at
@@ -214,6 +226,10 @@ def reduce(session: SessionState, event: UiEvent) -> SessionState:
                 retry=None, message=None, error=None, note=None,
             )
             return _with_panel(session, panel, at)
+        case ProviderProgressed() if event.message.startswith(POOL_LINE) and not _panel_for(session, event.provider).active:
+            # a claim's finishing touch (a rename) after the run: a line of its own, the status stays
+            panel = _panel_for(session, event.provider)
+            return _with_panel(session, replace(panel, pool_note=event.message[len(POOL_LINE):]), at)
         case ProviderProgressed():
             panel = _panel_for(session, event.provider)
             status = Status.RUNNING if panel.status is Status.WAITING else panel.status
@@ -233,6 +249,7 @@ def reduce(session: SessionState, event: UiEvent) -> SessionState:
             panel = replace(
                 panel, slot=result.slot, status=result.status, latency_ms=result.latency_ms, attempts=result.attempts,
                 retry=None, message=None, error=result.error, note=result.note, resources=resources,
+                from_pool=result.from_pool or _pooled(result.note),
             )
             return _with_panel(session, panel, at)
         case SessionProvisioned():
@@ -331,7 +348,7 @@ def from_ledger(
         if run is not None:
             panel = PanelState(
                 name, slot, Status(run.status), started_at=None, latency_ms=run.latency_ms, attempts=run.attempts,
-                error=run.error, note=run.note, resources=views,
+                error=run.error, note=run.note, resources=views, from_pool=_pooled(run.note),
             )
         else:
             panel = PanelState(name, slot, Status.FAILED, error="interrupted: no finished run recorded", resources=views)

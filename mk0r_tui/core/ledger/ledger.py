@@ -55,7 +55,7 @@ from mk0r_tui.core.ledger.rows import (
     journal_query,
 )
 from mk0r_tui.core.ledger.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, Conn
-from mk0r_tui.core.models import RESOURCE_PREFIX, ProviderResult, ResourceState, Session
+from mk0r_tui.core.models import POOL_KEY_PREFIX, RESOURCE_PREFIX, ProviderResult, ResourceState, Session
 from mk0r_tui.core.states import SessionPhase, owner_gone_state
 
 
@@ -297,11 +297,13 @@ class Ledger:
             raise UsageError(f"no session {key_or_slug!r} in the ledger (see `mk0r-tui sessions`)")
         return row
 
-    def list_sessions(self, limit: int | None = None) -> list[SessionRow]:
-        sql = "SELECT * FROM sessions ORDER BY created_at DESC, key DESC"
+    def list_sessions(self, limit: int | None = None, *, include_pool: bool = False) -> list[SessionRow]:
+        """Newest first; the warm pool's holding sessions (`pool-*`, engine/pool.py) only with `include_pool`."""
+        where, params = ("", []) if include_pool else (" WHERE key NOT LIKE ?", [POOL_KEY_PREFIX + "%"])
+        sql = f"SELECT * FROM sessions{where} ORDER BY created_at DESC, key DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_session_row(r) for r in self._read(sql)]
+        return [_session_row(r) for r in self._read(sql, params)]
 
     def set_session_state(self, key: str, state: SessionPhase | str, *, env_file: str | None = None) -> None:
         state = SessionPhase(state).value  # one vocabulary (core/states.py); an unknown word is a bug

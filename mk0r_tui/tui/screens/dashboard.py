@@ -118,6 +118,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session_list.show(self.app.sessions.values(), keep=self.selected_key)
         session_list.focus()
         self.call_after_refresh(self._show_detail)
+        self._mount_pool_panel()
         self.set_interval(MAIL_POLL_S, self._refresh_mail, name="mail")
         self._mount_queue_panel()
 
@@ -130,6 +131,18 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             from mk0r_tui.tui.widgets.queue_panel import QueuePanel
 
             self.query_one("#sidebar").mount(QueuePanel(url, id="queue-panel"))
+
+    def _mount_pool_panel(self) -> None:
+        """The warm pool's panel under the session list, only when a pool is configured."""
+        from mk0r_tui.engine import pool
+        from mk0r_tui.tui.widgets.pool_panel import PoolPanel
+
+        runtime = self.app.runtime
+        if not pool.pool_configured(runtime.settings):
+            return
+        keeper = self.app.pool_keeper
+        self.query_one("#sidebar").mount(PoolPanel(
+            lambda: pool.status(runtime), lambda: dict(keeper.activity) if keeper is not None else {}, id="pool-panel"))
 
     def _show_detail(self) -> None:
         """Mount the detail pane with the selected session's panels already in it (one pass)."""

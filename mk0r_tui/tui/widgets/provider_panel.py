@@ -59,7 +59,7 @@ def _handoff_link(view: ResourceView) -> Content | None:
 
 
 def panel_title(panel: PanelState) -> str:
-    return f"{panel.provider} · {panel.slot.value}"
+    return f"{panel.provider} · {panel.slot.value}" + (" · from pool" if panel.from_pool else "")
 
 
 def panel_body(panel: PanelState, now: float, extra: tuple[Content, ...] = ()) -> Content:
@@ -81,6 +81,9 @@ def panel_body(panel: PanelState, now: float, extra: tuple[Content, ...] = ()) -
     lines.extend(extra)
     if panel.note and panel.status is not Status.FAILED:
         lines.append(Content.styled(panel.note, "$text-muted italic"))
+    if panel.pool_note:
+        failed = "failed" in panel.pool_note
+        lines.append(Content.styled(panel.pool_note, "$text-warning" if failed else "$text-muted"))
     if panel.error:
         lines.append(Content.styled(panel.error, "$text-error"))
     if not lines:

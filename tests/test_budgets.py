@@ -152,3 +152,28 @@ async def test_a_timeout_still_counts_the_work():
         async with budget_timeout(0.05):
             await budgets.acquire("l", [Rule("k", slots=1)], label="x")
             await asyncio.sleep(1)  # the work itself is what the timeout is for
+
+
+def test_a_background_request_gives_way_to_every_waiter_of_its_lane(two_stores):
+    """The warm pool's refill (core.provider.background_work) never starves a session: while a
+    session's request waits in a lane, in any process, the lane's background twin is not served."""
+    from mk0r_tui.core.budgets import background_lane
+
+    a, b, clock = two_stores
+    rule = Rule("github:x:mutations", slots=1, gap_s=1.0)
+    first = a.acquire("lane", [rule], queue=False)
+    assert first.granted
+    waiting = b.acquire("lane", [rule])  # a session's request queues (a ticket in the lane)
+    assert not waiting.granted and waiting.ticket is not None
+
+    clock.t += 5  # the gap has long passed and the slot is free: only the waiter holds it back
+    a.release(first.holds)
+    refill = a.acquire(background_lane("lane"), [rule], queue=False)
+    assert not refill.granted and refill.ahead == 1
+
+    served = b.acquire("lane", [rule], waiting.ticket)
+    assert served.granted  # the session goes first
+    assert not a.acquire(background_lane("lane"), [rule], queue=False).granted  # its mutation holds the slot
+    clock.t += 5
+    b.release(served.holds)
+    assert a.acquire(background_lane("lane"), [rule], queue=False).granted  # no one waits: the refill's turn

@@ -140,6 +140,20 @@ SCHEMA = (
     "pid INTEGER NOT NULL, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS mk0r_budget_tickets_lane ON mk0r_budget_tickets (lane, id)",
 )
+#: a lane's background twin (the warm pool's refill, `core.provider.background_work`): served
+#: only while no request of the lane itself waits, so a session's own creates always go first
+BACKGROUND = ":background"
+
+
+def background_lane(lane: str) -> str:
+    return lane + BACKGROUND
+
+
+def _front_lane(lane: str) -> str | None:
+    """The lane whose waiters a background lane gives way to (None: a foreground lane)."""
+    return lane[: -len(BACKGROUND)] if lane.endswith(BACKGROUND) else None
+
+
 #: the advisory lock every Postgres budget decision takes (a constant: "mk0r" "budg")
 PG_LOCK = 0x6D6B3072_62756467
 
@@ -238,13 +252,17 @@ class SqlBudgetStore:
         waiters ahead, those of other processes, and the wait every rule asks for."""
         parts: list[str] = []
         args: list[Any] = []
+        # a background request gives way to every waiter of its foreground lane, this process's too
+        front = _front_lane(lane)
+        yielding = " + (SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ?)" if front is not None else ""
         if ticket is None:
-            parts.append("(SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ?)")
-            args.append(lane)
+            parts.append(f"((SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ?){yielding})")
+            args += [lane] + ([front] if front is not None else [])
         else:
-            parts.append("(SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ?)")
-            parts.append("(SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ? AND holder <> ?)")
-            args += [lane, ticket, lane, ticket, self.holder]
+            parts.append(f"((SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ?){yielding})")
+            args += [lane, ticket] + ([front] if front is not None else [])
+            parts.append(f"((SELECT count(*) FROM mk0r_budget_tickets WHERE lane = ? AND id < ? AND holder <> ?){yielding})")
+            args += [lane, ticket, self.holder] + ([front] if front is not None else [])
         checks: list[tuple[str, Rule, float]] = []
         for rule in rules:
             if rule.slots is not None:

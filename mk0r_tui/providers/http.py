@@ -47,13 +47,23 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from mk0r_tui.core.budgets import Budgets, Grant, Rule, budget_key, memory_budgets, outlive, release_shared, shared_budgets
+from mk0r_tui.core.budgets import (
+    Budgets,
+    Grant,
+    Rule,
+    background_lane,
+    budget_key,
+    memory_budgets,
+    outlive,
+    release_shared,
+    shared_budgets,
+)
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.errors import AuthenticationError, ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import ResourceState
-from mk0r_tui.core.provider import Provider, ProvisionContext
+from mk0r_tui.core.provider import Provider, ProvisionContext, background_work
 from mk0r_tui.core.tls import prefetch_ssl_context, shared_ssl_context
 
 log = logging.getLogger("mk0r_tui.http")
@@ -543,6 +553,8 @@ class ApiClient:
 
     async def _take_budget(self, method: str, path: str, ctx: RetryReporter | None) -> Grant:
         lane, rules = self.rules_for(method, path)
+        if background_work.get():  # the warm pool's refill: after every session's own request
+            lane = background_lane(lane)
         report = ctx.progress if ctx is not None else None
         return await self.budgets.acquire(lane, rules, label=f"{_display(self.provider)}'s rate limit", report=report)
 

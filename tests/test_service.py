@@ -354,3 +354,38 @@ def test_metrics_count_a_rate_limited_retry(service, fake):
         assert c.post("/v1/sessions", json={"session": key("ratelimited")}).json()["ok"] is True
         after = (value("mk0r_provider_retries", "resend"), value("mk0r_rate_limit_waits", "resend"))
     assert after[0] == before[0] + 1 and after[1] == before[1] + 1
+
+
+def test_serve_keeps_the_warm_pool_filled_and_its_sessions_claim_from_it(fake, shared_postgres_dir, pg_admin, tmp_path):
+    """A serving process is a long-lived one: with MK0R_POOL_SIZE it refills the pool (issue 14),
+    so a POSTed session takes its backend from the pool, and the pool fills again behind it."""
+    home = tmp_path / "svc-pool-home"
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(queue_database(shared_postgres_dir))
+        extra = {"MK0R_LEDGER_URL": stack.enter_context(pg_database(pg_admin, prefix="svcpool"))} if POSTGRES_PASS else {}
+        env = cli_env(fake, home, MK0R_QUEUE_URL=url, MK0R_SERVICE_TOKEN=TOKEN, MK0R_POSTGRES_DIR=str(shared_postgres_dir),
+                      MK0R_TARGET="local", MK0R_POOL_SIZE="1", **extra)
+
+        def ready() -> dict[str, int]:
+            status = json.loads(run_cli(env, "pool", "status", "--json").stdout)["providers"]
+            return {name: p["ready"] for name, p in status.items()}
+
+        try:
+            with ServeProcess(env) as srv:
+                wait_until_sync(lambda: ready() and all(n >= 1 for n in ready().values()), timeout=120, poll_s=0.5,
+                                what="serve filled the pool")
+                pooled = set(ready())
+                session = key("from-pool")
+                with client(srv.url) as c:
+                    r = c.post("/v1/sessions", json={"session": session})
+                    assert r.status_code == 201, r.text
+                    body = r.json()
+                from_pool = {p["name"] for p in body["providers"] if p.get("from_pool")}
+                assert from_pool and from_pool <= pooled
+                # the keeper refills what the claim took, with no one asking
+                wait_until_sync(lambda: all(n >= 1 for n in ready().values()), timeout=120, poll_s=0.5, what="serve refilled the pool")
+                with client(srv.url) as c:
+                    assert c.delete(f"/v1/sessions/{session}").status_code == 200
+        finally:
+            drained = run_cli(env, "pool", "drain", "--yes", timeout=180)
+            assert drained.returncode == 0, drained.stderr

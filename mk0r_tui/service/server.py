@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from mk0r_tui.core.errors import ConfigError, UsageError
+from mk0r_tui.engine.pool import PoolKeeper, pool_configured
 from mk0r_tui.engine.runtime import Runtime
 
 log = logging.getLogger("mk0r_tui.service")
@@ -117,6 +118,8 @@ async def serve(host: str, port: int, *, workers: bool = True, log_format: str =
                 concurrency=settings.worker_concurrency, heartbeat_s=settings.worker_heartbeat_s,
                 stalled_s=settings.worker_stalled_s, name=f"serve-{os.getpid()}"), name="mk0r-worker"))
         tasks.extend(asyncio.create_task(_logged(job(runtime)), name="mk0r-background") for job in BACKGROUND)
+        if pool_configured(settings):  # the warm pool refills behind the claims this service makes
+            tasks.append(asyncio.create_task(_logged(PoolKeeper(runtime).run()), name="mk0r-pool"))
         shown = f"[{host}]" if ":" in host else host
         say(f"serving on http://{shown}:{bound} (pid {os.getpid()}, workers: {settings.worker_concurrency if workers else 0})")
         with _signals_kept_for_shutdown():

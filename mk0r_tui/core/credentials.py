@@ -106,8 +106,10 @@ class Credentials:
         return [self.get(name) for name in KEY_NAMES]
 
     def secret_values(self) -> list[str]:
-        """Every key value known, for scrubbing them out of any text we show or log."""
-        return [c.value for c in self.all() if c.value]
+        """Every key value this process has looked up, for scrubbing them out of any text we show
+        or log: a value never looked up cannot be in our text, and asking the keyring for every
+        name would load it on every logged line (the log filter asks this)."""
+        return [c.value for c in self._cache.values() if c.value]
 
     def set(self, name: str, value: str) -> None:
         keyring = self._keyring()

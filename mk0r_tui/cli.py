@@ -408,13 +408,14 @@ def events(session: str | None, since: int, follow: bool, as_json: bool) -> None
     With --json, one object per line: id, at (ISO 8601 UTC), session, slug, provider, kind,
     then the event's fields. --follow streams until Ctrl+C (exit 130).
     """
-    from mk0r_tui.engine.journal import SqliteJournal
     from mk0r_tui.engine.journal import follow as follow_journal
+    from mk0r_tui.engine.journal import open_source
 
     runtime = _runtime()
-    path = runtime.ledger.path
-    runtime.close()  # the reader has its own connection
-    source = SqliteJournal(path)
+    try:
+        source = open_source(runtime.ledger)  # its own connection (SQLite file or Postgres LISTEN)
+    finally:
+        runtime.close()
 
     def show(rows: list[JournalRow]) -> None:
         for row in rows:

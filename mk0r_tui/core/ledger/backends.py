@@ -280,6 +280,19 @@ class SqliteBackend:
             except sqlite3.OperationalError as exc:
                 raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
 
+    def last_id(self, table: str) -> int:
+        """The highest id `table` ever handed out (AUTOINCREMENT's memory, pruned rows included)."""
+        rows = self.read("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
+        return int(rows[0][0]) if rows else 0
+
+    def set_last_id(self, conn: Conn, table: str, value: int) -> None:
+        """The next id of `table` will be above `value` (never lowered)."""
+        conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", (value, table))
+        conn.execute(
+            "INSERT INTO sqlite_sequence(name, seq) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+            (table, value, table),
+        )
+
     def journal_appended(self, conn: Conn) -> None:
         """A follower sees SQLite's commit through `PRAGMA data_version`: nothing to send."""
 
@@ -377,6 +390,13 @@ def connect_direct(url: str, *, autocommit: bool = True) -> psycopg.Connection[A
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, row_factory=pg_rows)
     except psycopg.Error as exc:
         raise ConfigError(f"cannot reach the ledger at {mask_url(url)}: {pg_error_text(exc, url)}") from None
+
+
+def _sequence_of(table: str) -> str:
+    """The identity sequence of `table`'s `id` (Postgres names it `<table>_id_seq`)."""
+    if table not in ("resources", "runs", "journal"):
+        raise ValueError(table)
+    return f"{table}_id_seq"
 
 
 class PostgresBackend:
@@ -521,6 +541,16 @@ class PostgresBackend:
                 raise self.damaged(pg_error_text(exc, self._url)) from None
             except psycopg.Error as exc:
                 raise ConfigError(f"cannot write the ledger at {self.where}: {pg_error_text(exc, self._url)}") from None
+
+    def last_id(self, table: str) -> int:
+        """The highest id `table`'s identity ever handed out (pruned rows included)."""
+        rows = self.read(f"SELECT last_value, is_called FROM {_sequence_of(table)}")
+        return int(rows[0][0]) if rows and rows[0][1] else 0
+
+    def set_last_id(self, conn: Conn, table: str, value: int) -> None:
+        """The next id of `table` will be above `value` (never lowered)."""
+        if value > 0:
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST(?, (SELECT last_value FROM {_sequence_of(table)})))", (value,))
 
     def journal_appended(self, conn: Conn) -> None:
         """Tell every follower (LISTEN) the new max id; delivered when the transaction commits."""

@@ -151,6 +151,9 @@ class SqliteBackend:
             self.db.close()
             raise self.opening_error(exc) from None
 
+    def opened(self) -> None:
+        """Nothing to hand over: one connection throughout."""
+
     def opening_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, LedgerError):
             return exc
@@ -217,7 +220,7 @@ class SqliteBackend:
     def set_version(self, conn: Conn, version: int) -> None:
         conn.execute(f"PRAGMA user_version = {int(version)}")
 
-    def fresh(self) -> bool:
+    def fresh(self, conn: Conn | None = None) -> bool:
         """Nothing in it yet: a new file is made at the current version, so never."""
         return False
 
@@ -414,6 +417,13 @@ class PostgresBackend:
         self._pool_size = pool_size
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._closed = False
+        self._pool_now()  # its first connection is made in the background while the opening one checks the schema
+
+    def opened(self) -> None:
+        """The schema is checked: from now on every statement goes through the pool."""
+        if self._opening is not None:
+            self._opening.close()
+            self._opening = None
 
     def _pool_now(self) -> psycopg_pool.ConnectionPool[Any]:
         if self._pool is None:
@@ -426,25 +436,28 @@ class PostgresBackend:
                         min_size=1,
                         max_size=self._pool_size,
                         kwargs={"autocommit": True, "row_factory": pg_rows, "connect_timeout": 10},
-                        check=ConnectionPool.check_connection,
                         timeout=30,
                         name="mk0r-ledger",
                         open=True,
                     )
-                    if self._opening is not None:  # the opening connection did its job
-                        self._opening.close()
-                        self._opening = None
         return self._pool
 
     @contextmanager
+    def _conn_raw(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; psycopg's errors pass through as they are."""
+        if self._closed:
+            raise ConfigError(f"the ledger at {self.where} is closed")
+        with self._pool_now().connection() as conn:
+            yield conn
+
+    @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; psycopg's errors become one clear line (URL masked)."""
         import psycopg
         import psycopg_pool
 
-        if self._closed:
-            raise ConfigError(f"the ledger at {self.where} is closed")
         try:
-            with self._pool_now().connection() as conn:
+            with self._conn_raw() as conn:
                 yield conn
         except psycopg_pool.PoolTimeout as exc:
             raise ConfigError(f"cannot reach the ledger at {self.where}: {pg_error_text(exc, self._url)}") from None
@@ -492,11 +505,15 @@ class PostgresBackend:
             (int(version),),
         )
 
-    def fresh(self) -> bool:
+    def fresh(self, conn: Conn | None = None) -> bool:
         """No ledger table yet: a new team ledger, created at once at the current version."""
-        with self._any_conn() as c:
-            row = c.execute("SELECT to_regclass('sessions'), to_regclass('ledger_schema')").fetchone()
-            return row is not None and row[0] is None and row[1] is None
+        sql = "SELECT to_regclass('sessions'), to_regclass('ledger_schema')"
+        if conn is not None:
+            row = conn.execute(sql).fetchone()
+        else:
+            with self._any_conn() as c:
+                row = c.execute(sql).fetchone()
+        return row is not None and row[0] is None and row[1] is None
 
     def check_integrity(self) -> None:
         """The server keeps its own pages whole; there is no file of ours to check."""
@@ -523,7 +540,20 @@ class PostgresBackend:
             return Written(cur.rowcount, rows)
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        with self._conn() as c:
+        """A read is retried once on a connection the server dropped (a restart, an idle
+        timeout): the pool hands out connections unchecked (a check is one more round trip per
+        statement) and discards the broken one when it comes back."""
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._conn_raw() as c:
+                return c.execute(pg_sql(sql), tuple(params) or None).fetchall()
+        except psycopg_pool.PoolTimeout as exc:
+            raise ConfigError(f"cannot reach the ledger at {self.where}: {pg_error_text(exc, self._url)}") from None
+        except psycopg.OperationalError:
+            pass  # a dropped connection: once more, on another one
+        with self._conn() as c:  # errors said plainly this time
             return c.execute(pg_sql(sql), tuple(params) or None).fetchall()
 
     @contextmanager

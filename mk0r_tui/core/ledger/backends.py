@@ -395,6 +395,16 @@ def connect_direct(url: str, *, autocommit: bool = True) -> psycopg.Connection[A
         raise ConfigError(f"cannot reach the ledger at {mask_url(url)}: {pg_error_text(exc, url)}") from None
 
 
+def _tables(conn: psycopg.Connection[Any]) -> set[str]:
+    """The tables of the current schema, read from `pg_tables` with the statement's snapshot.
+    Not `to_regclass`: that asks the relation cache, which may still hold "no such table" from
+    before another process's commit (it is refreshed only when a relation lock is taken), so a
+    process that waited for the schema lock saw some tables of a just-created ledger but not its
+    `ledger_schema`."""
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def _sequence_of(table: str) -> str:
     """The identity sequence of `table`'s `id` (Postgres names it `<table>_id_seq`)."""
     if table not in ("resources", "runs", "journal"):
@@ -489,7 +499,7 @@ class PostgresBackend:
     def version(self, conn: Conn | None = None) -> int:
         sql = "SELECT version FROM ledger_schema"
         if isinstance(conn, PgConn):
-            if conn.conn.execute("SELECT to_regclass('ledger_schema')").fetchone()[0] is None:  # type: ignore[index]
+            if "ledger_schema" not in _tables(conn.conn):
                 return 0
             row = conn.conn.execute(sql).fetchone()
             return int(row[0]) if row else 0
@@ -507,13 +517,10 @@ class PostgresBackend:
 
     def fresh(self, conn: Conn | None = None) -> bool:
         """No ledger table yet: a new team ledger, created at once at the current version."""
-        sql = "SELECT to_regclass('sessions'), to_regclass('ledger_schema')"
-        if conn is not None:
-            row = conn.execute(sql).fetchone()
-        else:
-            with self._any_conn() as c:
-                row = c.execute(sql).fetchone()
-        return row is not None and row[0] is None and row[1] is None
+        if isinstance(conn, PgConn):
+            return not (_tables(conn.conn) & {"sessions", "ledger_schema"})
+        with self._any_conn() as c:
+            return not (_tables(c) & {"sessions", "ledger_schema"})
 
     def check_integrity(self) -> None:
         """The server keeps its own pages whole; there is no file of ours to check."""

@@ -57,6 +57,8 @@ def fake_settings(fake: FakeUpstream, **overrides: Any):
         "resend_requests_per_second": 1000.0,
     }
     values.update(overrides)
+    if "home" in values and "ledger_url" not in values:  # the Postgres pass: that data dir's own database
+        values.update({"ledger_url": url for url in ledger_env(values["home"]).values()})
     return load_settings(**values)
 
 

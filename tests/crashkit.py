@@ -58,7 +58,7 @@ def fake_settings(fake: FakeUpstream, **overrides: Any):
     }
     values.update(overrides)
     if "home" in values and "ledger_url" not in values:  # the Postgres pass: that data dir's own database
-        values.update({"ledger_url": url for url in ledger_env(values["home"]).values()})
+        values.update({name.removeprefix("MK0R_").lower(): url for name, url in ledger_env(values["home"]).items()})
     return load_settings(**values)
 
 

@@ -140,7 +140,14 @@ def test_migrate_and_status_on_postgres(pg_ledger_url, tmp_path):
 
 
 def test_serve_local_is_a_team_ledger_on_loopback_and_admits_only_its_role_elsewhere(tmp_path):
-    folder = tmp_path / "team-ledger"
+    # outside pytest's basetemp (as conftest's shared server): as root, the server runs as a
+    # system user that must traverse its parents, and a concurrent pytest run re-tightens
+    # /tmp/pytest-of-<user> to 0700 under it
+    import shutil
+    import tempfile
+
+    outside = Path(tempfile.mkdtemp(prefix="mk0r-test-team-"))
+    folder = outside / "team-ledger"
     env = {**os.environ, "MK0R_HOME": str(tmp_path / "home")}
     env.pop("MK0R_LEDGER_URL", None)
     try:
@@ -186,6 +193,7 @@ def test_serve_local_is_a_team_ledger_on_loopback_and_admits_only_its_role_elsew
             psycopg.connect(remote_url, connect_timeout=5).close()
     finally:
         stopped = cli("ledger", "serve-local", "--dir", str(folder), "--stop", env=env)
+        shutil.rmtree(outside, ignore_errors=True)
     assert stopped.returncode == 0 and "stopped" in stopped.stderr
 
 

@@ -658,13 +658,14 @@ def events(session: str | None, since: int, follow: bool, as_json: bool) -> None
     With --json, one object per line: id, at (ISO 8601 UTC), session, slug, provider, kind,
     then the event's fields. --follow streams until Ctrl+C (exit 130).
     """
-    from mk0r_tui.engine.journal import SqliteJournal
     from mk0r_tui.engine.journal import follow as follow_journal
+    from mk0r_tui.engine.journal import open_source
 
     runtime = _runtime()
-    path = runtime.ledger.path
-    runtime.close()  # the reader has its own connection
-    source = SqliteJournal(path)
+    try:
+        source = open_source(runtime.ledger)  # its own connection (SQLite file or Postgres LISTEN)
+    finally:
+        runtime.close()
 
     def show(rows: list[JournalRow]) -> None:
         for row in rows:
@@ -1345,3 +1346,114 @@ def worker(concurrency: int | None, log_format: str) -> None:
     from mk0r_tui.service.server import work
 
     asyncio.run(work(log_format=log_format, concurrency=concurrency, say=lambda line: click.echo(line, err=True)))
+
+
+# -- team mode (issue 12): the ledger's own commands ----------------------------------------------
+
+
+@cli.group("ledger")
+def ledger_group() -> None:
+    """The ledger itself: where it is, its schema, team mode (MK0R_LEDGER_URL)."""
+
+
+def _ledger_target(location: str | None, *, migrate: bool | None = None) -> Any:
+    """A ledger named on the command line (a postgresql:// URL or a SQLite file), else the configured one."""
+    from pathlib import Path
+
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.core.ledger import Ledger, is_postgres_url, open_ledger
+
+    if location is None:
+        return open_ledger(load_settings(), migrate=migrate)
+    if not is_postgres_url(location) and "://" in location:
+        raise UsageError(f"{location.split('://', 1)[0]}:// is not a ledger: give a postgresql:// URL or a SQLite file path")
+    return Ledger(location if is_postgres_url(location) else Path(location).expanduser(), migrate=migrate)
+
+
+@ledger_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def ledger_status(as_json: bool) -> None:
+    """Which ledger this process uses (the URL's password masked), its schema version, its size."""
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.core.ledger import SCHEMA_VERSION
+    from mk0r_tui.core.ledger.copy import counts
+
+    settings = load_settings()
+    with _ledger_target(None) as ledger:
+        data = {
+            "backend": ledger.backend,
+            "ledger": ledger.where,
+            "schema_version": ledger.schema_version,
+            "code_schema_version": SCHEMA_VERSION,
+            "ledger_id": ledger.ledger_id,
+            "rows": counts(ledger),
+            "journal_max_id": ledger.journal_max_id(),
+            "live_leases": len(ledger.live_leases(settings.lease_stale_s)),
+        }
+    if as_json:
+        _emit(data)
+        return
+    click.echo(f"backend   {data['backend']}\nledger    {data['ledger']}\nschema    {data['schema_version']} (this mk0r-tui: {SCHEMA_VERSION})")
+    click.echo(f"rows      {', '.join(f'{n} {t}' for t, n in data['rows'].items())}\nruns now  {data['live_leases']}")
+
+
+@ledger_group.command("migrate")
+@click.option("--ledger", "location", metavar="URL|PATH", help="This ledger instead of the configured one.")
+def ledger_migrate(location: str | None) -> None:
+    """Migrate the ledger's schema forward to this mk0r-tui's version (explicit on Postgres:
+    every process sharing it must then run this version or newer)."""
+    from mk0r_tui.core.ledger import SCHEMA_VERSION
+
+    with _ledger_target(location, migrate=True) as ledger:
+        before, where = ledger.opened_version, ledger.where
+    if before == SCHEMA_VERSION:
+        click.echo(f"ledger {where}: schema {SCHEMA_VERSION}, up to date (nothing to do)")
+    else:
+        click.echo(f"ledger {where}: migrated schema {before} → {SCHEMA_VERSION}")
+
+
+@ledger_group.command("copy")
+@click.option("--from", "source", required=True, metavar="URL|PATH", help="The ledger to read (a postgresql:// URL or a SQLite file).")
+@click.option("--to", "destination", required=True, metavar="URL|PATH", help="The ledger to write (created when missing; must be empty).")
+@click.option("--replace", is_flag=True, help="Delete the destination's rows first (it is not empty).")
+@click.option("--json", "as_json", is_flag=True, help="Print the row counts as JSON.")
+def ledger_copy(source: str, destination: str, replace: bool, as_json: bool) -> None:
+    """Copy every row (sessions, resources, runs, journal, leases, the ledger's id) from one
+    ledger to another, SQLite ↔ Postgres, in one transaction; the counts are checked."""
+    from pathlib import Path
+
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.core.ledger.copy import copy_ledger
+
+    if source != destination and "://" not in source and not Path(source).expanduser().exists():
+        raise UsageError(f"no ledger at {source}")
+    with _ledger_target(source) as src, _ledger_target(destination) as dst:
+        report = copy_ledger(src, dst, replace=replace, stale_s=load_settings().lease_stale_s)
+    if as_json:
+        _emit({"source": report.source, "destination": report.destination, "rows": report.rows})
+    else:
+        click.echo(report.describe())
+
+
+@ledger_group.command("serve-local")
+@click.option("--listen", metavar="ADDR", help="Also listen on this address (default: 127.0.0.1 only); the role then needs its generated password (scram).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: the one it had, else a free one).")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), help="The server's folder (default: <postgres dir>/team-ledger).")
+@click.option("--stop", is_flag=True, help="Stop the team ledger server.")
+def ledger_serve_local(listen: str | None, port: int | None, folder: str | None, stop: bool) -> None:
+    """Run the embedded Postgres as a team ledger and print the MK0R_LEDGER_URL to give every
+    process and machine (it keeps running; --stop ends it)."""
+    from pathlib import Path
+
+    from mk0r_tui.core.config import load_settings
+    from mk0r_tui.engine.team import serve_local, stop_local
+
+    settings = load_settings()
+    root = Path(folder).expanduser().absolute() if folder else settings.postgres_dir / "team-ledger"
+    if stop:
+        click.echo("stopped" if stop_local(root) else "was not running", err=True)
+        return
+    server = serve_local(root, listen=listen, port=port)
+    click.echo(f"team ledger on {server.listen} port {server.port} ({server.masked})", err=True)
+    click.echo("give every process and machine this (it holds the password: share it like one):", err=True)
+    click.echo(f"MK0R_LEDGER_URL={server.url}")

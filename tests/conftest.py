@@ -52,7 +52,7 @@ def pg_ledger_url(pg_admin):
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch, shared_postgres_dir, request) -> Path:
+def isolated_env(tmp_path, monkeypatch, shared_postgres_dir, request):
     """MK0R_HOME in tmp, keyring off (the fail backend), no cloud keys. In the Postgres pass
     (`MK0R_TEST_LEDGER=postgres`) every test also gets a fresh ledger database, named by
     MK0R_LEDGER_URL (subprocesses inherit it), unless marked `sqlite_only`."""
@@ -68,7 +68,11 @@ def isolated_env(tmp_path, monkeypatch, shared_postgres_dir, request) -> Path:
     if POSTGRES_PASS and request.node.get_closest_marker("sqlite_only") is None:
         url = request.getfixturevalue("pg_ledger_url")
         monkeypatch.setenv("MK0R_LEDGER_URL", url)
-    return home
+    yield home
+    if POSTGRES_PASS:
+        from ledgerkit import drop_extra_databases
+
+        drop_extra_databases()
 
 
 @pytest.fixture(autouse=True)

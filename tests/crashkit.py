@@ -20,6 +20,7 @@ from typing import Any
 
 from cloudmock import FakeClock, keyed
 from fakes import registry_of
+from ledgerkit import ledger_env
 
 from fakeupstream import FakeUpstream
 from mk0r_tui.core.config import load_settings
@@ -56,6 +57,8 @@ def fake_settings(fake: FakeUpstream, **overrides: Any):
         "resend_requests_per_second": 1000.0,
     }
     values.update(overrides)
+    if "home" in values and "ledger_url" not in values:  # the Postgres pass: that data dir's own database
+        values.update({name.removeprefix("MK0R_").lower(): url for name, url in ledger_env(values["home"]).items()})
     return load_settings(**values)
 
 
@@ -116,6 +119,7 @@ def cli_env(fake: FakeUpstream, home: Path, *, keys: dict[str, str] | None = Non
         "MK0R_RESEND_RPS": "1000",
         "MK0R_HOME": str(home),
         "MK0R_POSTGRES_DIR": str(home / "postgres"),
+        **ledger_env(home),  # the Postgres pass: this data dir's ledger database
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
         "PYTHONUNBUFFERED": "1",
     })

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crashkit import cli_command, cli_env, run_cli, upstream_resources
+from ledgerkit import location_for, open_test_ledger
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
@@ -52,8 +53,14 @@ def popen(env: dict[str, str], cmd: list[str]) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL)
 
 
+def ledger_exists(home: Path) -> bool:
+    """The data dir's ledger was made (a file, or a database: made by the test, always there)."""
+    where = location_for(home)
+    return isinstance(where, str) or where.exists()
+
+
 def ledger_of(home: Path) -> Ledger:
-    return Ledger(home / "ledger.sqlite3")
+    return open_test_ledger(home)
 
 
 def session_state(home: Path, key: str) -> str | None:
@@ -63,7 +70,7 @@ def session_state(home: Path, key: str) -> str | None:
 
 
 def leased(home: Path, key: str) -> bool:
-    if not (home / "ledger.sqlite3").exists():
+    if not ledger_exists(home):
         return False
     with ledger_of(home) as ledger:
         return any(lease.session_key == key for lease in ledger.leases())
@@ -203,7 +210,7 @@ def provision_and_teardown(fake: FakeUpstream, home: Path, trials: int) -> Tally
         for trial in range(trials):
             key = new_key("pvt")
             prov = popen(env, provision_cmd(key))
-            wait_until_sync(lambda: (home / "ledger.sqlite3").exists() and session_state(home, key) == "provisioning"
+            wait_until_sync(lambda: ledger_exists(home) and session_state(home, key) == "provisioning"
                             or prov.poll() is not None, timeout=60, what="the provision to start")
             down = popen(env, cli_command("teardown", key, "--yes", "--json"))
             _, perr = prov.communicate(timeout=180)

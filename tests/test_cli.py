@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ledgerkit import open_test_ledger
 
 
 def mk0r(*args, env=None, input=None, timeout=60):
@@ -90,11 +91,10 @@ def test_provision_json_sessions_env_and_teardown(session_key, mk0r_home):
 
 
 def test_orphans_json_lists_a_pending_row(session_key, mk0r_home):
-    from mk0r_tui.core.ledger import Ledger
     from mk0r_tui.core.models import Session
 
     mk0r_home.mkdir(parents=True, exist_ok=True)
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         session = Session.parse(session_key)
         ledger.ensure_session(session)
         ledger.intend(session_key, "local-git", "bare-repo", session.resource_name)

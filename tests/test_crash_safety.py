@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 from crashkit import cli_command, cli_env, cli_json, cloud_runtime, run_cli, upstream_resources
+from ledgerkit import open_test_ledger
 
 from fakeupstream import FakeUpstream
-from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ResourceState
 from mk0r_tui.engine.orchestrator import teardown_session
 
@@ -119,7 +119,7 @@ def requests_served(fake: FakeUpstream) -> int:
 def phase_of(fake: FakeUpstream, home: Path, key: str) -> str:
     """How far the killed run got: resources upstream, and how many of them it had confirmed."""
     upstream = len(resources_of(fake.state(), key[:12]))
-    with Ledger(home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(home) as ledger:
         confirmed = sum(1 for r in ledger.resources(key) if r.provider != "local-folder"
                         and r.state == ResourceState.CREATED.value)
     return f"{upstream} upstream, {confirmed} confirmed"
@@ -127,7 +127,7 @@ def phase_of(fake: FakeUpstream, home: Path, key: str) -> str:
 
 def assert_everything_tracked(fake: FakeUpstream, home: Path, env: dict[str, str]) -> None:
     """Every resource upstream is a confirmed live ledger row (same id) or reported as an orphan."""
-    with Ledger(home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(home) as ledger:
         confirmed = {(r.provider, r.kind, r.remote_id) for r in ledger.resources(live_only=True)
                      if r.state == ResourceState.CREATED.value}
     orphans = cli_json(env, "orphans", "--json")

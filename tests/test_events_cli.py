@@ -13,12 +13,12 @@ import time
 
 import pytest
 from crashkit import PYTHON, cli_command, cli_env, run_cli
+from ledgerkit import open_test_ledger
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
 from mk0r_tui.core.envfile import secret_values
 from mk0r_tui.core.events import EVENT_KINDS
-from mk0r_tui.core.ledger import Ledger
 
 FAKE_CONFIG = {"latency_ms": {"neon": 150, "resend": 40, "github": 80, "posthog": 20}, "neon_operation_ms": 0}
 ENVELOPE = ("id", "at", "session", "slug", "provider", "kind")
@@ -88,7 +88,7 @@ def test_events_follow_json_streams_another_process_run_in_order(mk0r_home, fake
 
 
 def test_prune_removes_only_old_rows_of_deleted_sessions(mk0r_home):
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         from mk0r_tui.core.models import Session
 
         for key, state in (("pruned-session", "deleted"), ("kept-session-1", "ready")):
@@ -97,7 +97,7 @@ def test_prune_removes_only_old_rows_of_deleted_sessions(mk0r_home):
             ledger.append_journal([(time.time() - 31 * 86400, key, key[:12], "*", "RunStarted", '{"kind": "provision", "state": "provisioning"}', "")])
     proc = subprocess.run(cli_command("prune", "--older-than", "30d"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "pruned 1 journal row" in proc.stderr
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         assert [r.session for r in ledger.journal(0)] == ["kept-session-1"]
 
 

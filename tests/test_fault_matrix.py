@@ -43,6 +43,7 @@ from crashkit import (
     stamp_requests,
     upstream_resources,
 )
+from ledgerkit import open_test_ledger
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
@@ -508,7 +509,6 @@ def _interrupted_teardown(fake: FakeUpstream, home: Path, key: str, delete_delay
 
 @pytest.mark.slow
 def test_11_first_ctrl_c_lets_in_flight_deletes_finish_and_records_them(fake, tmp_path):
-    from mk0r_tui.core.ledger import Ledger
 
     home, key = tmp_path / "home", "sigintone000-a"
 
@@ -521,7 +521,7 @@ def test_11_first_ctrl_c_lets_in_flight_deletes_finish_and_records_them(fake, tm
     state = fake.state()
     assert state["neon"] == [] and state["github"] == [] and state["resend"]["api_keys"] == []
     assert len(state["resend"]["segments"]) == 1
-    with Ledger(home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(home) as ledger:
         by_kind = {r.kind: r.state for r in ledger.resources(key) if r.provider != "local-folder"}
         session_state = ledger.get_session(key).state
     assert by_kind == {"project": "deleted", "repo": "deleted", "api-key": "deleted", "segment": "created"}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from crashkit import KEYS, cli_env, run_cli
+from ledgerkit import location_for, open_test_ledger
 
 import fakeupstream
 import fakeupstream.neon
@@ -75,12 +76,13 @@ def test_an_echoed_provisioning_key_or_provisioned_password_never_reaches_the_le
         for path in mk0r_home.rglob("*"):
             if path.is_file() and path.name != ".env":
                 assert secret.encode() not in path.read_bytes(), path
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         texts = list(ledger.iter_all_text())
     assert any("rejected" in t for t in texts)  # the error is kept, scrubbed
     assert not [t for t in texts if password in t or key in t]
 
 
+@pytest.mark.sqlite_only("the ledger file's mode")
 def test_private_modes_whatever_the_umask_and_a_loose_data_dir_is_tightened(mk0r_home, session_key):
     mk0r_home.mkdir(parents=True)
     os.chmod(mk0r_home, 0o755)
@@ -107,18 +109,21 @@ def _ledger_with_a_session(home: Path) -> Path:
     return path
 
 
+@pytest.mark.sqlite_only("a damaged SQLite file")
 def test_a_zero_byte_ledger_is_damage_not_an_empty_ledger(mk0r_home):
     mk0r_home.mkdir(parents=True)
     (mk0r_home / "ledger.sqlite3").write_bytes(b"")
     one_line_failure(mk0r("sessions", "--json"), 2, str(mk0r_home / "ledger.sqlite3"), "0 bytes")
 
 
+@pytest.mark.sqlite_only("a damaged SQLite file")
 def test_a_file_that_is_not_a_database(mk0r_home):
     mk0r_home.mkdir(parents=True)
     (mk0r_home / "ledger.sqlite3").write_text("hello, I am a text file, not a ledger\n" * 200)
     one_line_failure(mk0r("sessions"), 2, str(mk0r_home / "ledger.sqlite3"), "damaged")
 
 
+@pytest.mark.sqlite_only("a damaged SQLite file")
 def test_a_corrupt_page(mk0r_home):
     path = _ledger_with_a_session(mk0r_home)
     data = bytearray(path.read_bytes())
@@ -130,6 +135,7 @@ def test_a_corrupt_page(mk0r_home):
         one_line_failure(mk0r(*args), 2, str(path))
 
 
+@pytest.mark.sqlite_only("edits the SQLite file directly (Postgres: test_ledger_backends)")
 def test_a_renamed_column_is_named(mk0r_home):
     path = _ledger_with_a_session(mk0r_home)
     with sqlite3.connect(path) as db:
@@ -137,6 +143,7 @@ def test_a_renamed_column_is_named(mk0r_home):
     one_line_failure(mk0r("sessions"), 2, str(path), "remote_id")
 
 
+@pytest.mark.sqlite_only("PRAGMA user_version (Postgres: test_ledger_backends)")
 def test_a_ledger_from_a_newer_version_is_refused(mk0r_home):
     path = _ledger_with_a_session(mk0r_home)
     with sqlite3.connect(path) as db:
@@ -144,6 +151,7 @@ def test_a_ledger_from_a_newer_version_is_refused(mk0r_home):
     one_line_failure(mk0r("sessions"), 2, str(path), "newer")
 
 
+@pytest.mark.sqlite_only("a SQLite file from before versioning")
 def test_an_unversioned_ledger_is_migrated_forward_and_keeps_its_rows(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     with sqlite3.connect(path) as db:  # a ledger written before the schema had a version
@@ -155,6 +163,7 @@ def test_an_unversioned_ledger_is_migrated_forward_and_keeps_its_rows(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+@pytest.mark.sqlite_only("the SQLite file's version and mode")
 def test_a_new_ledger_is_versioned_and_private(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite3"):
         pass
@@ -163,6 +172,7 @@ def test_a_new_ledger_is_versioned_and_private(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
 
 
+@pytest.mark.sqlite_only("edits the SQLite file directly")
 def test_meta_that_is_not_json_does_not_break_commands(mk0r_home):
     path = _ledger_with_a_session(mk0r_home)
     with Ledger(path) as ledger:
@@ -193,14 +203,14 @@ print("ok")
 def test_processes_racing_on_a_new_key_never_crash(tmp_path):
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([PYTHON, "-c", RACE, str(tmp_path / "ledger.sqlite3"), str(go)],
+        subprocess.Popen([PYTHON, "-c", RACE, str(location_for(tmp_path)), str(go)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(8)
     ]
     go.write_text("")
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outs if err]
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+    with open_test_ledger(tmp_path) as ledger:
         assert [s.key for s in ledger.list_sessions()] == ["racing-key-0001"]
 
 
@@ -229,6 +239,7 @@ main()
 """
 
 
+@pytest.mark.sqlite_only("fakes a full disk under the SQLite connection")
 def test_a_ledger_write_failing_inside_the_providers_task_group_is_one_line(mk0r_home, session_key):
     result = subprocess.run([PYTHON, "-c", DISK_FULL, "provision", "--session", session_key, "--json"],
                             capture_output=True, text=True, timeout=90, env=os.environ)
@@ -357,6 +368,7 @@ async def test_git_never_gets_a_transport_form_or_option_like_remote(url, tmp_pa
 # -- 10: no abort at interpreter exit --------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("deletes the ledger file to make everything an orphan")
 def test_orphans_delete_never_aborts_on_exit(mk0r_home):
     runs = 30
     with FakeUpstream(config={"neon_operation_ms": 0}) as fake:

@@ -352,3 +352,24 @@ def test_concurrent_journal_writers_never_let_a_follower_skip_an_id(pg_ledger_ur
         every = [r.id for r in ledger.journal()]
     assert len(every) == writers * bursts * 3
     assert seen == every
+
+
+OPEN = r"""
+import sys, time
+from mk0r_tui.core.ledger import Ledger
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.005)
+with Ledger(sys.argv[1]) as ledger:
+    print(ledger.opened_version, ledger.schema_version)
+"""
+
+
+def test_processes_opening_a_fresh_postgres_ledger_at_once_all_get_it(pg_ledger_url):
+    """One creates the schema under the schema lock; the others wait for it and find it whole
+    (they once saw some of its tables through a stale relation cache and refused it)."""
+    start = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN, pg_ledger_url, start], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
+    assert all(out.split()[1] == str(SCHEMA_VERSION) for out, _ in outs)

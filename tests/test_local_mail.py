@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dotenv import dotenv_values
+from ledgerkit import open_test_ledger
 
 from mk0r_tui.core.models import Session, Status
 from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
@@ -161,6 +162,7 @@ async def test_smtp_delivers_with_the_sessions_credentials_and_refuses_others(ru
     record = store.account_file(mine).read_text()
     assert env["SMTP_PASSWORD"] not in record and env["RESEND_API_KEY"] not in record
     ledger_bytes = b"".join(p.read_bytes() for p in runtime.settings.data_dir.glob("ledger.sqlite3*"))
+    ledger_bytes += "\n".join(runtime.ledger.iter_all_text()).encode()  # also on a Postgres ledger
     for secret in (env["SMTP_PASSWORD"], env["RESEND_API_KEY"]):
         assert secret.encode() not in ledger_bytes
 
@@ -264,10 +266,9 @@ def test_the_wheel_ships_the_resend_spec(tmp_path):
 
 
 def test_mail_for_a_session_without_a_local_mailbox_or_an_unknown_one(mk0r_home, session_key):
-    from mk0r_tui.core.ledger import Ledger
 
     mk0r_home.mkdir(parents=True, exist_ok=True)
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         ledger.ensure_session(Session.parse(session_key))
     listed = mk0r("mail", session_key, "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []

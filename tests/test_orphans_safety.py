@@ -16,10 +16,10 @@ import httpx
 import pytest
 import racekit
 from crashkit import KEYS, cli_command, cli_env, cli_json, run_cli, upstream_resources
+from ledgerkit import open_test_ledger
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
-from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ResourceState, Session
 
 #: trials per race in CI (the bench runs 50 of each)
@@ -115,7 +115,7 @@ def test_2_foreign_resources_are_listed_apart_and_deleted_only_with_include_fore
     env_a, env_b = cli_env(fast_fake, a), cli_env(fast_fake, b)
     key = racekit.new_key("mine")
     assert run_cli(env_a, "provision", "--session", key, "--json", "--target", "local").returncode == 0
-    with Ledger(a / "ledger.sqlite3") as ledger:
+    with open_test_ledger(a) as ledger:
         ledger_id = ledger.ledger_id
     (repo,) = [r for r in github_repos(fast_fake) if key[:12] in r["name"]]
     assert repo["description"] == f"mk0r-tui ledger {ledger_id}"  # the owner mark
@@ -177,7 +177,7 @@ def test_3_a_lost_create_answer_then_a_4xx_look_up_stays_pending(provider, fast_
     key = racekit.new_key("lost")
     run_cli(env, "provision", "--session", key, "--json", "--target", "local")
     (made,) = [u for u in upstream_resources(fast_fake.state()) if u.provider == prov and u.kind == kind and key[:12] in u.name]
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         rows = [r for r in ledger.resources(key) if (r.provider, r.kind) == (prov, kind)]
     assert [r.state for r in rows] == [ResourceState.PENDING.value], [(r.state, r.error) for r in rows]
     assert not any("never created" in (r.error or "") for r in rows)
@@ -256,7 +256,7 @@ def test_a_sigkilled_provision_reads_interrupted_and_provision_again_completes_i
 def test_a_run_on_another_host_is_owner_gone_only_when_its_heartbeat_stops(mk0r_home):
     from mk0r_tui.core.ledger import HOST
 
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         session = Session.parse("otherhost001-test")
         ledger.ensure_session(session)
         ledger.set_session_state(session.key, "provisioning")
@@ -286,7 +286,7 @@ def test_a_running_provision_beats_and_is_not_owner_gone(racing_fake, mk0r_home)
     proc = racekit.popen(env, racekit.provision_cmd(key))
     try:
         wait_until_sync(lambda: racekit.leased(mk0r_home, key), timeout=60, what="the run's lease")
-        with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+        with open_test_ledger(mk0r_home) as ledger:
             (lease,) = [x for x in ledger.leases() if x.session_key == key]
             first_beat = lease.heartbeat_at
             wait_until_sync(lambda: any(x.heartbeat_at > first_beat for x in ledger.leases() if x.session_key == key),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from crashkit import cli_env
 from dotenv import dotenv_values
+from ledgerkit import POSTGRES_PASS, open_test_ledger
 
 from fakeupstream import FakeUpstream
 
@@ -85,9 +86,12 @@ def test_no_secret_outside_the_env_files(fake, cloud_env, mk0r_home):
     for path in mk0r_home.rglob("*"):
         if path.is_file() and path.name != ".env":
             found[str(path.relative_to(mk0r_home))] = leaks(path.read_bytes(), secrets)
+    with open_test_ledger(mk0r_home) as ledger:  # every text it holds, whichever backend
+        found["ledger"] = leaks("\n".join(ledger.iter_all_text()), secrets)
     leaked = {where: which for where, which in found.items() if which}
     assert leaked == {}, f"secrets leaked: {leaked}"
-    assert (mk0r_home / "ledger.sqlite3").exists() and (mk0r_home / "mk0r-tui.log").exists()
+    assert (mk0r_home / "mk0r-tui.log").exists()
+    assert (mk0r_home / "ledger.sqlite3").exists() == (not POSTGRES_PASS)
 
     revealed = cli("env", "hygiene-bad-0002", "--reveal", env=cloud_env)
     assert revealed.returncode == 0

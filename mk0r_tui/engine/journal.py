@@ -8,14 +8,20 @@ collapsed to the newest (the panels show only the newest anyway); every other ev
 at once, with whatever is buffered before it (one small transaction, ~0.2 ms here), so a run
 that returned is whole in the journal and a loop blocked right after never delays the news.
 
-Reading (`JournalSource`): `since(id)` and `wait(id, timeout)`. `SqliteJournal` polls the
-ledger file on its own connection with `PRAGMA data_version` (it changes only when another
-connection commits, so an idle poll reads no row); a Postgres source would implement `wait`
-with `LISTEN/NOTIFY` and `since` with the same query. `follow` turns a source into batches.
+Reading (`JournalSource`): `since(id)` and `wait(id, timeout)`; `open_source(ledger)` gives the
+one for the ledger's backend. `SqliteJournal` polls the ledger file on its own connection with
+`PRAGMA data_version` (it changes only when another connection commits, so an idle poll reads
+no row). `PostgresJournal` (team mode) holds a direct connection of its own (not a pooled one:
+LISTEN belongs to a session, and a pool would hand it to someone else or reset it) that
+`LISTEN`s on the ledger's channel; every journal append `NOTIFY`s it (payload: the new max id)
+when it commits, and `since` is the same query. NOTIFY has no replay: after a lost connection
+the source reconnects, listens again and reports "maybe new rows", so the reader re-queries
+`since` its cursor and misses nothing. `follow` turns a source into batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -24,10 +30,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from mk0r_tui.core.errors import ConfigError
 from mk0r_tui.core.events import Event, EventSink, ProviderProgressed, event_fields
-from mk0r_tui.core.ledger import JournalRow, Ledger, journal_query, journal_row
+from mk0r_tui.core.ledger import JOURNAL_CHANNEL, JournalRow, Ledger, connect_direct, journal_query, journal_row, mask_url
 from mk0r_tui.core.offload import LedgerWriter
 
 log = logging.getLogger("mk0r_tui.journal")
@@ -124,8 +131,7 @@ class JournalWriter:
 
 
 class JournalSource(Protocol):
-    """Where journal entries are read from. SQLite today (`SqliteJournal`); a Postgres ledger
-    would implement the same two calls with one query and `LISTEN/NOTIFY`."""
+    """Where journal entries are read from: `SqliteJournal` or `PostgresJournal` (`open_source`)."""
 
     def since(self, after: int, *, session: str | None = None, limit: int | None = None) -> list[JournalRow]: ...
 
@@ -174,6 +180,96 @@ class SqliteJournal:
         self._db.close()
 
 
+class PostgresJournal:
+    """Reads the journal of a Postgres ledger on a direct connection of its own that LISTENs on
+    `JOURNAL_CHANNEL`: `wait` returns as soon as another process's append commits (no polling,
+    on any machine). A lost connection is retried (every `retry_s`) and, once back, reported as
+    a possible change: NOTIFY has no replay, so the caller re-queries `since` its cursor."""
+
+    def __init__(self, url: str, *, retry_s: float = 0.5) -> None:
+        self.url = url
+        self.retry_s = retry_s
+        self._conn: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
+        conn = connect_direct(self.url)
+        try:
+            conn.execute(f"LISTEN {JOURNAL_CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _reconnect(self) -> bool:
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
+        try:
+            self._connect()
+        except ConfigError as exc:
+            log.warning("journal follower: %s (retrying)", exc)
+            return False
+        return True
+
+    def since(self, after: int, *, session: str | None = None, limit: int | None = None) -> list[JournalRow]:
+        import psycopg
+
+        from mk0r_tui.core.ledger.backends import pg_sql
+
+        sql, params = journal_query(after, session=session, limit=limit)
+        for attempt in (1, 2):
+            try:
+                if self._conn is None:
+                    self._connect()
+                return [journal_row(r) for r in self._conn.execute(pg_sql(sql), params).fetchall()]
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not self._reconnect():
+                    raise ConfigError(f"cannot read the journal at {mask_url(self.url)}: {' '.join(str(exc).split())}") from None
+        return []  # not reached
+
+    def wait(self, timeout: float, *, stop: threading.Event | None = None) -> bool:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
+                return False
+            if self._conn is None:
+                if self._reconnect():
+                    return True  # back: what was appended meanwhile was never notified
+                (stop.wait if stop is not None else time.sleep)(min(self.retry_s, left))
+                continue
+            try:
+                # slices, so a `stop` is seen within 0.1 s; a notification ends a slice at once
+                notes = self._conn.notifies(timeout=min(left, 0.1 if stop is not None else left), stop_after=1)
+                try:
+                    woken = next(notes, None) is not None
+                finally:
+                    notes.close()  # it holds the connection's lock until closed
+                if woken:
+                    for _ in self._conn.notifies(timeout=0):  # drain the rest of the burst (not nested: it holds a lock)
+                        pass
+                    return True
+            except psycopg.OperationalError:
+                self._conn = None  # lost: reconnect on the next turn, then say "maybe new rows"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+def open_source(ledger: Ledger) -> JournalSource:
+    """The journal reader for `ledger`'s backend, on a connection of its own."""
+    if ledger.url is not None:
+        return PostgresJournal(ledger.url)
+    return SqliteJournal(ledger.path)
+
+
 def follow(
     source: JournalSource, after: int, *, session: str | None = None, stop: threading.Event | None = None,
     batch: int = 1000,
@@ -182,7 +278,12 @@ def follow(
     batches are what is already there (`--since` resumes a reader)."""
     cursor = after
     while stop is None or not stop.is_set():
-        rows = source.since(cursor, session=session, limit=batch)
+        try:
+            rows = source.since(cursor, session=session, limit=batch)
+        except ConfigError as exc:  # a shared ledger out of reach: keep following, it comes back
+            log.warning("journal follower: %s", exc)
+            source.wait(1.0, stop=stop)
+            continue
         if rows:
             cursor = rows[-1].id
             yield rows
@@ -191,4 +292,4 @@ def follow(
         source.wait(1.0, stop=stop)
 
 
-__all__ = ["POLL_S", "JournalSource", "JournalWriter", "SqliteJournal", "follow"]
+__all__ = ["POLL_S", "JournalSource", "JournalWriter", "PostgresJournal", "SqliteJournal", "follow", "open_source"]

@@ -254,9 +254,9 @@ class Mk0rApp(App[None]):
 
         A plain thread, not a Textual worker: it lives as long as the app, and waiting for the
         app's workers to complete (quit after draining, tests) must not wait for it."""
-        from mk0r_tui.engine.journal import SqliteJournal, follow
+        from mk0r_tui.engine.journal import follow, open_source
 
-        source = SqliteJournal(self.runtime.ledger.path)
+        source = open_source(self.runtime.ledger)  # its own connection: SQLite file or Postgres LISTEN
         own = self.runtime.journal.origin
         try:
             for batch in follow(source, after, stop=self._follow_stop):

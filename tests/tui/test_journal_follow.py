@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from crashkit import PYTHON, cli_command, cli_env
+from ledgerkit import open_test_ledger
 from waiting import wait_until
 
 from fakeupstream import FakeUpstream
@@ -104,10 +105,9 @@ async def test_a_dashboard_opened_mid_run_shows_where_the_run_is_and_continues(m
     proc = subprocess.Popen(cli_command("provision", "--session", key), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        from mk0r_tui.core.ledger import Ledger
 
         def neon_done() -> bool:
-            with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+            with open_test_ledger(mk0r_home) as ledger:
                 return any(r.kind == "ProviderSucceeded" and r.provider == "neon" for r in ledger.journal(0, session=key))
 
         from waiting import wait_until_sync

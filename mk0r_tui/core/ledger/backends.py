@@ -151,6 +151,9 @@ class SqliteBackend:
             self.db.close()
             raise self.opening_error(exc) from None
 
+    def opened(self) -> None:
+        """Nothing to hand over: one connection throughout."""
+
     def opening_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, LedgerError):
             return exc
@@ -217,7 +220,7 @@ class SqliteBackend:
     def set_version(self, conn: Conn, version: int) -> None:
         conn.execute(f"PRAGMA user_version = {int(version)}")
 
-    def fresh(self) -> bool:
+    def fresh(self, conn: Conn | None = None) -> bool:
         """Nothing in it yet: a new file is made at the current version, so never."""
         return False
 
@@ -279,6 +282,19 @@ class SqliteBackend:
                 self.db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+
+    def last_id(self, table: str) -> int:
+        """The highest id `table` ever handed out (AUTOINCREMENT's memory, pruned rows included)."""
+        rows = self.read("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
+        return int(rows[0][0]) if rows else 0
+
+    def set_last_id(self, conn: Conn, table: str, value: int) -> None:
+        """The next id of `table` will be above `value` (never lowered)."""
+        conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", (value, table))
+        conn.execute(
+            "INSERT INTO sqlite_sequence(name, seq) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+            (table, value, table),
+        )
 
     def journal_appended(self, conn: Conn) -> None:
         """A follower sees SQLite's commit through `PRAGMA data_version`: nothing to send."""
@@ -379,6 +395,23 @@ def connect_direct(url: str, *, autocommit: bool = True) -> psycopg.Connection[A
         raise ConfigError(f"cannot reach the ledger at {mask_url(url)}: {pg_error_text(exc, url)}") from None
 
 
+def _tables(conn: psycopg.Connection[Any]) -> set[str]:
+    """The tables of the current schema, read from `pg_tables` with the statement's snapshot.
+    Not `to_regclass`: that asks the relation cache, which may still hold "no such table" from
+    before another process's commit (it is refreshed only when a relation lock is taken), so a
+    process that waited for the schema lock saw some tables of a just-created ledger but not its
+    `ledger_schema`."""
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _sequence_of(table: str) -> str:
+    """The identity sequence of `table`'s `id` (Postgres names it `<table>_id_seq`)."""
+    if table not in ("resources", "runs", "journal"):
+        raise ValueError(table)
+    return f"{table}_id_seq"
+
+
 class PostgresBackend:
     """A Postgres database shared by every process and machine of a team (`MK0R_LEDGER_URL`)."""
 
@@ -394,6 +427,13 @@ class PostgresBackend:
         self._pool_size = pool_size
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._closed = False
+        self._pool_now()  # its first connection is made in the background while the opening one checks the schema
+
+    def opened(self) -> None:
+        """The schema is checked: from now on every statement goes through the pool."""
+        if self._opening is not None:
+            self._opening.close()
+            self._opening = None
 
     def _pool_now(self) -> psycopg_pool.ConnectionPool[Any]:
         if self._pool is None:
@@ -406,25 +446,28 @@ class PostgresBackend:
                         min_size=1,
                         max_size=self._pool_size,
                         kwargs={"autocommit": True, "row_factory": pg_rows, "connect_timeout": 10},
-                        check=ConnectionPool.check_connection,
                         timeout=30,
                         name="mk0r-ledger",
                         open=True,
                     )
-                    if self._opening is not None:  # the opening connection did its job
-                        self._opening.close()
-                        self._opening = None
         return self._pool
 
     @contextmanager
+    def _conn_raw(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; psycopg's errors pass through as they are."""
+        if self._closed:
+            raise ConfigError(f"the ledger at {self.where} is closed")
+        with self._pool_now().connection() as conn:
+            yield conn
+
+    @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; psycopg's errors become one clear line (URL masked)."""
         import psycopg
         import psycopg_pool
 
-        if self._closed:
-            raise ConfigError(f"the ledger at {self.where} is closed")
         try:
-            with self._pool_now().connection() as conn:
+            with self._conn_raw() as conn:
                 yield conn
         except psycopg_pool.PoolTimeout as exc:
             raise ConfigError(f"cannot reach the ledger at {self.where}: {pg_error_text(exc, self._url)}") from None
@@ -456,7 +499,7 @@ class PostgresBackend:
     def version(self, conn: Conn | None = None) -> int:
         sql = "SELECT version FROM ledger_schema"
         if isinstance(conn, PgConn):
-            if conn.conn.execute("SELECT to_regclass('ledger_schema')").fetchone()[0] is None:  # type: ignore[index]
+            if "ledger_schema" not in _tables(conn.conn):
                 return 0
             row = conn.conn.execute(sql).fetchone()
             return int(row[0]) if row else 0
@@ -472,11 +515,12 @@ class PostgresBackend:
             (int(version),),
         )
 
-    def fresh(self) -> bool:
+    def fresh(self, conn: Conn | None = None) -> bool:
         """No ledger table yet: a new team ledger, created at once at the current version."""
+        if isinstance(conn, PgConn):
+            return not (_tables(conn.conn) & {"sessions", "ledger_schema"})
         with self._any_conn() as c:
-            row = c.execute("SELECT to_regclass('sessions'), to_regclass('ledger_schema')").fetchone()
-            return row is not None and row[0] is None and row[1] is None
+            return not (_tables(c) & {"sessions", "ledger_schema"})
 
     def check_integrity(self) -> None:
         """The server keeps its own pages whole; there is no file of ours to check."""
@@ -503,7 +547,20 @@ class PostgresBackend:
             return Written(cur.rowcount, rows)
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        with self._conn() as c:
+        """A read is retried once on a connection the server dropped (a restart, an idle
+        timeout): the pool hands out connections unchecked (a check is one more round trip per
+        statement) and discards the broken one when it comes back."""
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._conn_raw() as c:
+                return c.execute(pg_sql(sql), tuple(params) or None).fetchall()
+        except psycopg_pool.PoolTimeout as exc:
+            raise ConfigError(f"cannot reach the ledger at {self.where}: {pg_error_text(exc, self._url)}") from None
+        except psycopg.OperationalError:
+            pass  # a dropped connection: once more, on another one
+        with self._conn() as c:  # errors said plainly this time
             return c.execute(pg_sql(sql), tuple(params) or None).fetchall()
 
     @contextmanager
@@ -521,6 +578,16 @@ class PostgresBackend:
                 raise self.damaged(pg_error_text(exc, self._url)) from None
             except psycopg.Error as exc:
                 raise ConfigError(f"cannot write the ledger at {self.where}: {pg_error_text(exc, self._url)}") from None
+
+    def last_id(self, table: str) -> int:
+        """The highest id `table`'s identity ever handed out (pruned rows included)."""
+        rows = self.read(f"SELECT last_value, is_called FROM {_sequence_of(table)}")
+        return int(rows[0][0]) if rows and rows[0][1] else 0
+
+    def set_last_id(self, conn: Conn, table: str, value: int) -> None:
+        """The next id of `table` will be above `value` (never lowered)."""
+        if value > 0:
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST(?, (SELECT last_value FROM {_sequence_of(table)})))", (value,))
 
     def journal_appended(self, conn: Conn) -> None:
         """Tell every follower (LISTEN) the new max id; delivered when the transaction commits."""

@@ -76,6 +76,7 @@ class Ledger:
         self.opened_version = SCHEMA_VERSION
         try:
             self._upgrade(migrate)
+            self._backend.opened()
         except BaseException as exc:
             self._backend.close()
             raise self._backend.opening_error(exc) from None
@@ -140,30 +141,46 @@ class Ledger:
                 f"({SCHEMA_VERSION}); upgrade mk0r-tui (it is never written to by an older one)"
             )
         backend.check_integrity()
-        if version < SCHEMA_VERSION:
-            if version == 0 and isinstance(backend, PostgresBackend) and not backend.fresh():
-                raise LedgerError(
-                    f"the database {self.where} has tables named like the ledger's but no ledger_schema: "
-                    "not an mk0r-tui ledger; use an empty database"
-                )
-            implicit = isinstance(backend, SqliteBackend) or (version == 0 and backend.fresh())
-            if not (migrate or implicit):
-                raise LedgerError(
-                    f"the ledger {self.where} has schema version {version}, older than this mk0r-tui's "
-                    f"({SCHEMA_VERSION}); run `mk0r-tui ledger migrate` once (every process using it must then be this version or newer)"
-                )
-            while version < SCHEMA_VERSION:
-                with backend.transaction(SCHEMA_LOCK) as db:
-                    current = backend.version(db)
-                    if current == version:  # another process may have migrated meanwhile
-                        MIGRATIONS[version](db)
-                        backend.set_version(db, version + 1)
-                version = backend.version()
+        while version < SCHEMA_VERSION:
+            # decided under the schema lock: another process may be creating or migrating it now
+            # every step in one transaction: a ledger is at one version or the next, never between
+            with backend.transaction(SCHEMA_LOCK) as db:
+                current = backend.version(db)
+                if current < SCHEMA_VERSION:
+                    self._may_migrate(current, db, migrate)
+                    for step in range(current, SCHEMA_VERSION):
+                        MIGRATIONS[step](db)
+                    backend.set_version(db, SCHEMA_VERSION)
+            version = backend.version()
+        if version > SCHEMA_VERSION:  # a newer mk0r-tui migrated it meanwhile
+            raise LedgerError(f"the ledger {self.where} has schema version {version}, newer than this mk0r-tui reads ({SCHEMA_VERSION})")
         for table, columns in COLUMNS.items():
             have = backend.columns(table)
             missing = [c for c in columns if c not in have]
             if missing:
                 raise self._damaged(f"table {table} lacks column {', '.join(missing)}")
+
+    def _may_migrate(self, version: int, db: Conn, migrate: bool | None) -> None:
+        """SQLite migrates on open; Postgres is created when empty, else migrated only on request."""
+        backend = self._backend
+        if not isinstance(backend, PostgresBackend) or migrate:
+            if version == 0 and isinstance(backend, PostgresBackend) and not backend.fresh(db):
+                raise self._foreign()
+            return
+        if version == 0:
+            if backend.fresh(db):
+                return
+            raise self._foreign()
+        raise LedgerError(
+            f"the ledger {self.where} has schema version {version}, older than this mk0r-tui's "
+            f"({SCHEMA_VERSION}); run `mk0r-tui ledger migrate` once (every process using it must then be this version or newer)"
+        )
+
+    def _foreign(self) -> LedgerError:
+        return LedgerError(
+            f"the database {self.where} has tables named like the ledger's but no ledger_schema: "
+            "not an mk0r-tui ledger; use an empty database"
+        )
 
     def close(self) -> None:
         self._backend.close()
@@ -327,10 +344,10 @@ class Ledger:
             now = time.time()
             cur = self._write(
                 "INSERT INTO resources(session_key, provider, kind, name, state, meta, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
+                " VALUES (?,?,?,?,?,?,?,?) RETURNING *",  # the row itself: no second round trip
                 (session_key, provider, kind, name, ResourceState.PENDING.value, _clean(json.dumps(meta or {})), now, now),
             )
-            return self.resource(int(cur.rows[0][0]))
+            return _resource_row(cur.rows[0])
 
     def mark_created(
         self, resource_id: int, remote_id: str | None, *, url: str | None = None, meta: dict[str, Any] | None = None
@@ -338,12 +355,14 @@ class Ledger:
         with self._lock:
             current = self.resource(resource_id)
             merged = {**current.meta, **(meta or {})}
-            self._write(
+            cur = self._write(
                 "UPDATE resources SET state = ?, remote_id = ?, url = COALESCE(?, url), meta = ?, error = NULL,"
-                " updated_at = ? WHERE id = ?",
+                " updated_at = ? WHERE id = ? RETURNING *",
                 (ResourceState.CREATED.value, remote_id, _clean(url), _clean(json.dumps(merged)), time.time(), resource_id),
             )
-            return self.resource(resource_id)
+            if not cur.rows:
+                raise KeyError(resource_id)
+            return _resource_row(cur.rows[0])
 
     def mark_state(self, resource_id: int, state: ResourceState, *, error: str | None = None) -> None:
         self._write(
@@ -355,11 +374,13 @@ class Ledger:
         self, resource_id: int, handoff: str | None, *, owner: str | None = None, detail: dict[str, Any] | None = None
     ) -> ResourceRow:
         """Record a resource's hand-off word, its new owner and how to follow it (no secret)."""
-        self._write(
-            "UPDATE resources SET handoff = ?, handoff_owner = ?, handoff_detail = ?, updated_at = ? WHERE id = ?",
+        cur = self._write(
+            "UPDATE resources SET handoff = ?, handoff_owner = ?, handoff_detail = ?, updated_at = ? WHERE id = ? RETURNING *",
             (handoff, _clean(owner), _clean(json.dumps(detail or {})), time.time(), resource_id),
         )
-        return self.resource(resource_id)
+        if not cur.rows:
+            raise KeyError(resource_id)
+        return _resource_row(cur.rows[0])
 
     def note_error(self, resource_id: int, error: str) -> None:
         self._write("UPDATE resources SET error = ?, updated_at = ? WHERE id = ?", (_clean(error), time.time(), resource_id))

@@ -45,6 +45,12 @@ def populate(ledger: Ledger) -> None:
     ledger.prune_journal(older_than=2.0)  # the three newest ids are gone, their counter is not
     ledger.acquire_lease("mk0r-cp0-0000000", "cp0-00000000", "provision", "tok", stale_s=15)
     ledger._write("UPDATE leases SET heartbeat_at = heartbeat_at - 3600")  # its owner is long gone
+    # the warm pool's rows (a ready item with its sealed env, a claimed one) travel too
+    ledger._write("INSERT INTO pool_items (id, provider, state, created_at, ready_at, secret, updated_at)"
+                  " VALUES ('pool-00000a1', 'neon', 'ready', 10.5, 11.5, 'gAAAA-sealed', 11.5)")
+    ledger._write("INSERT INTO pool_items (id, provider, state, created_at, ready_at, claimed_by, claimed_at, claim_ms,"
+                  " finish, finish_attempts, updated_at) VALUES ('pool-00000b2', 'github', 'claimed', 1.0, 2.0,"
+                  " 'cp1-00000000', 3.0, 4.25, 'done', 1, 3.0)")
 
 
 def dump(ledger: Ledger) -> dict[str, list[tuple]]:

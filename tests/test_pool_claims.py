@@ -33,7 +33,6 @@ from mk0r_tui.core.models import Session
 
 ledger_path, go, worker = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 ledger = Ledger(ledger_path)
-store.ensure_schema(ledger)
 print("ready", flush=True)
 while not go.exists():  # every claimer starts at the same moment
     time.sleep(0.001)

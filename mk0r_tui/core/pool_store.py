@@ -12,9 +12,8 @@ States: `filling` (its creates run, under the holding session's lease) → `read
 (→ finish `pending` → `done` | `failed`: the renames after the `.env`), or `ready`/`filling`
 (owner gone)/`failed` → `draining` → `drained`. The env is stored only sealed (core/pool_crypto).
 
-The table is created on first use (`CREATE TABLE IF NOT EXISTS`, the same SQL on both backends),
-not by a schema migration, so a ledger that never pools is unchanged and no schema version is
-taken from the ledger's owner. On SQLite a claim is one `BEGIN IMMEDIATE`; on Postgres one
+The table is the ledger's own (schema step 6, core/ledger/schema.py), so `ledger copy` moves it
+with the rest. On SQLite a claim is one `BEGIN IMMEDIATE`; on Postgres one
 transaction that takes the oldest ready row with `FOR UPDATE SKIP LOCKED`.
 """
 
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import weakref
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -39,16 +37,6 @@ FROM_POOL_NOTE = "from the warm pool"
 #: the name prefix of every pooled resource before its claim's finishing touches
 POOL_NAME_PREFIX = RESOURCE_PREFIX + POOL_KEY_PREFIX
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS pool_items ("
-    " id TEXT PRIMARY KEY, provider TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,"
-    " ready_at REAL, claimed_by TEXT, claimed_at REAL, claim_ms REAL, secret TEXT,"
-    " finish TEXT, finish_error TEXT, finish_attempts INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS pool_items_ready ON pool_items(provider, state, ready_at)",
-    "CREATE INDEX IF NOT EXISTS pool_items_claimed ON pool_items(claimed_by)",
-)
-
-_ready_ledgers: weakref.WeakSet[Ledger] = weakref.WeakSet()
 
 #: Postgres advisory lock keys (class "mk0", see core/ledger/backends.py) a claim may take: one per
 #: claiming session, far from the ledger's own (1-3)
@@ -77,15 +65,6 @@ class PoolItem:
         return self.id
 
 
-def ensure_schema(ledger: Ledger) -> None:
-    if ledger in _ready_ledgers:
-        return
-    with ledger._transaction() as db:
-        for statement in SCHEMA:
-            db.execute(statement)
-    _ready_ledgers.add(ledger)
-
-
 def _item(r: sqlite3.Row) -> PoolItem:
     return PoolItem(
         r["id"], r["provider"], r["state"], float(r["created_at"]), r["ready_at"], r["claimed_by"], r["claimed_at"],
@@ -95,7 +74,6 @@ def _item(r: sqlite3.Row) -> PoolItem:
 
 def begin_fill(ledger: Ledger, item_id: str, provider: str) -> None:
     """Record the item as `filling` before any create (its holding session exists already)."""
-    ensure_schema(ledger)
     now = time.time()
     ledger._write(
         "INSERT INTO pool_items(id, provider, state, created_at, updated_at) VALUES (?,?,?,?,?)",
@@ -120,7 +98,6 @@ def set_state(ledger: Ledger, item_id: str, state: str, *, error: str | None = N
 
 def any_ready(ledger: Ledger, provider: str) -> bool:
     """A cheap look (no write lock) before a claim's transaction."""
-    ensure_schema(ledger)
     return bool(ledger._read("SELECT 1 FROM pool_items WHERE provider = ? AND state = ? LIMIT 1", (provider, READY)))
 
 
@@ -128,7 +105,6 @@ def claim(ledger: Ledger, provider: str, session_key: str, *, fresher_than: floa
     """Take the oldest ready item of `provider` made after `fresher_than` (epoch seconds) for
     `session_key`, in one `BEGIN IMMEDIATE` transaction: the item becomes `claimed` (finish
     `pending`), its live resource rows become the session's, its holding session `deleted`."""
-    ensure_schema(ledger)
     started = time.perf_counter()
     now = time.time()
     postgres = ledger.backend == "postgres"
@@ -181,7 +157,6 @@ def take_for_drain(ledger: Ledger, item_ids: list[str]) -> list[PoolItem]:
 
 
 def items(ledger: Ledger, *, provider: str | None = None, states: tuple[str, ...] | None = None) -> list[PoolItem]:
-    ensure_schema(ledger)
     clauses, params = [], list[Any]()
     if provider is not None:
         clauses.append("provider = ?")
@@ -194,18 +169,15 @@ def items(ledger: Ledger, *, provider: str | None = None, states: tuple[str, ...
 
 
 def item_of(ledger: Ledger, item_id: str) -> PoolItem | None:
-    ensure_schema(ledger)
     rows = ledger._read("SELECT * FROM pool_items WHERE id = ?", (item_id,))
     return _item(rows[0]) if rows else None
 
 
 def claims_of(ledger: Ledger, session_key: str) -> list[PoolItem]:
-    ensure_schema(ledger)
     return [_item(r) for r in ledger._read("SELECT * FROM pool_items WHERE claimed_by = ? ORDER BY claimed_at", (session_key,))]
 
 
 def unfinished_claims(ledger: Ledger) -> list[PoolItem]:
-    ensure_schema(ledger)
     return [_item(r) for r in ledger._read(
         "SELECT * FROM pool_items WHERE state = ? AND finish IN (?, ?) ORDER BY claimed_at", (CLAIMED, FINISH_PENDING, FINISH_FAILED)
     )]
@@ -236,7 +208,6 @@ def rename_resource(ledger: Ledger, resource_id: int, name: str, remote_id: str 
 
 
 def claimed_total(ledger: Ledger) -> dict[str, int]:
-    ensure_schema(ledger)
     rows = ledger._read("SELECT provider, COUNT(*) AS n FROM pool_items WHERE state = ? GROUP BY provider", (CLAIMED,))
     return {r["provider"]: int(r["n"]) for r in rows}
 

@@ -24,7 +24,7 @@ BATCH = 2000
 ID_TABLES = ("resources", "runs", "journal")
 
 #: what "empty" means: a fresh ledger has its ledger_meta row (its id) and nothing else
-DATA_TABLES = ("sessions", "resources", "runs", "journal", "leases")
+DATA_TABLES = ("sessions", "resources", "runs", "journal", "leases", "pool_items")
 
 
 @dataclass(frozen=True, slots=True)

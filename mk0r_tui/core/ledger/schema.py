@@ -84,7 +84,7 @@ CREATE INDEX IF NOT EXISTS runs_provider ON runs(provider, finished_at);
 #: the schema version this code reads and writes (SQLite: `PRAGMA user_version`; Postgres: the
 #: `ledger_schema` row). A lower one is migrated forward by `MIGRATIONS` (SQLite on open;
 #: Postgres only by `mk0r-tui ledger migrate`); a higher one (a newer mk0r-tui) is refused.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: every column each table must have; a ledger missing one is damaged (or from another program)
 COLUMNS = {
@@ -97,10 +97,14 @@ COLUMNS = {
     "journal": ("id", "at", "session", "slug", "provider", "kind", "fields", "origin"),
     "leases": ("name", "session_key", "kind", "host", "pid", "started_at", "heartbeat_at", "token", "host_id"),
     "ledger_meta": ("key", "value"),
+    "pool_items": (
+        "id", "provider", "state", "created_at", "ready_at", "claimed_by", "claimed_at", "claim_ms", "secret",
+        "finish", "finish_error", "finish_attempts", "updated_at",
+    ),
 }
 
 #: the tables `ledger copy` moves, parents first (resources refer to sessions)
-TABLES = ("sessions", "resources", "runs", "journal", "leases", "ledger_meta")
+TABLES = ("sessions", "resources", "runs", "journal", "leases", "ledger_meta", "pool_items")
 
 
 def _migrate_0_to_1(db: Conn) -> None:
@@ -162,7 +166,21 @@ def _migrate_lease_host_id(db: Conn) -> None:
         db.execute("ALTER TABLE leases ADD COLUMN host_id TEXT NOT NULL DEFAULT ''")
 
 
+def _migrate_add_pool(db: Conn) -> None:
+    """The warm pool (issue 14, core/pool_store.py): one row per item made ahead of any session,
+    `filling → ready → claimed` (or drained); `secret` holds only the item's Fernet-sealed env."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS pool_items ("
+        " id TEXT PRIMARY KEY, provider TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,"
+        " ready_at REAL, claimed_by TEXT, claimed_at REAL, claim_ms REAL, secret TEXT,"
+        " finish TEXT, finish_error TEXT, finish_attempts INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS pool_items_ready ON pool_items(provider, state, ready_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS pool_items_claimed ON pool_items(claimed_by)")
+
+
 #: MIGRATIONS[v] takes a ledger from version v to v + 1, inside one transaction
 MIGRATIONS: dict[int, Callable[[Conn], None]] = {
     0: _migrate_0_to_1, 1: _migrate_add_journal, 2: _migrate_handoff, 3: _migrate_add_leases, 4: _migrate_lease_host_id,
+    5: _migrate_add_pool,
 }

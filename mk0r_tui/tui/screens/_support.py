@@ -15,6 +15,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+#: what a copy toast can honestly say: OSC 52 hands the text to the terminal, which may or may
+#: not put it on the clipboard (tmux, a terminal with OSC 52 off...), and nothing answers back
+CLIPBOARD_SENT = "sent to the terminal's clipboard"
 
 
 def styles_dir() -> Path:

@@ -35,6 +35,7 @@ class TeardownScreen(ModalScreen[bool]):
                 yield Static("The ledger holds no live resource for this session: confirming only marks it deleted.")
             yield Label(f"Type the slug [b]{self.slug}[/b] to confirm")
             yield Input(placeholder=self.slug, id="confirm-slug", select_on_focus=False)
+            yield Static("", id="slug-mismatch", classes="error-text", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Delete", variant="error", id="delete", disabled=True)
@@ -61,11 +62,18 @@ class TeardownScreen(ModalScreen[bool]):
     @on(Input.Changed, "#confirm-slug")
     def _typed(self, event: Input.Changed) -> None:
         self.query_one("#delete", Button).disabled = event.value.strip() != self.slug
+        self.query_one("#slug-mismatch", Static).remove_class("-visible")
 
     @on(Input.Submitted, "#confirm-slug")
     def _submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip() == self.slug:
+        typed = event.value.strip()
+        if typed == self.slug:
             self.dismiss(True)
+            return
+        mismatch = self.query_one("#slug-mismatch", Static)
+        why = "nothing typed" if not typed else f"{typed!r} is not the slug"
+        mismatch.update(f"{why}: type {self.slug} exactly to delete, or Esc to cancel")
+        mismatch.add_class("-visible")
 
     @on(Button.Pressed, "#delete")
     def _delete(self) -> None:

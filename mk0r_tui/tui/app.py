@@ -21,6 +21,7 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -544,11 +545,11 @@ class Mk0rApp(App[None]):
         self.pause_refresh(True)
         await self.push_screen(TeardownScreen(session.slug, key, live), confirmed)
 
-    def notify_about(self, key: str, message: str, **options: Any) -> None:
+    def notify_about(self, key: str, message: str, *, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
         """A toast about session `key`, withdrawn when newer news of that session comes."""
-        before = set(self._notifications)
-        self.notify(message, **options)
-        self._session_notices.setdefault(key, []).extend(n for n in self._notifications if n not in before)
+        notice = Notification(message, "", severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
+        self._session_notices.setdefault(key, []).append(notice)
+        self.post_message(Notify(notice))  # what App.notify does, keeping the notification to withdraw
 
     def withdraw_notices(self, key: str) -> None:
         for notice in self._session_notices.pop(key, []):

@@ -24,13 +24,13 @@ HELP_FOOTNOTE = (
 #: what each status glyph of the session list and the panels means
 GLYPH_MEANING = {
     Status.WAITING: "waiting for its turn",
-    Status.RUNNING: "running (a spinner in the panel)",
+    Status.RUNNING: "running now (a spinner in the panel)",
     Status.RETRYING: "retrying after an error or a rate limit",
-    Status.OK: "ok",
-    Status.FAILED: "failed (the panel has the full error)",
-    Status.SKIPPED: "skipped (no key or not in this profile)",
-    Status.TEARING_DOWN: "tearing down",
-    Status.GONE: "gone (deleted)",
+    Status.OK: "created, or reused from an earlier run",
+    Status.FAILED: "failed (the panel and the event log have the full error)",
+    Status.SKIPPED: "skipped (no key for it, or not in this profile)",
+    Status.TEARING_DOWN: "being deleted",
+    Status.GONE: "deleted",
 }
 
 _KEY_NAMES = {"slash": "/", "question_mark": "?", "escape": "Esc", "enter": "Enter", "space": "Space"}

@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from mk0r_tui.core.errors import UsageError
 from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import Session
+from mk0r_tui.tui.screens._support import caught_up
 
 TARGET_CHOICES = (("auto: e2b when E2B_API_KEY is set, else local", "auto"), ("local folder", "local"), ("e2b sandbox", "e2b"))
 
@@ -74,7 +75,9 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
             return self.focused is None or self.focused is self.query_one("#session-key", Input)
         return True
 
-    def action_submit(self) -> None:
+    async def action_submit(self) -> None:
+        # the field may still hold keys typed just before Enter: let it handle them first
+        await caught_up(self.query_one("#session-key", Input))
         self._submit()
 
     def _validated(self) -> NewSessionRequest | None:

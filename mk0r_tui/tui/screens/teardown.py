@@ -10,10 +10,14 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from mk0r_tui.core.ledger import ResourceRow
+
+#: below this terminal width the resource table leaves out the remote ids
+NARROW_BELOW = 100
 
 
 class TeardownScreen(ModalScreen[bool]):
@@ -33,7 +37,7 @@ class TeardownScreen(ModalScreen[bool]):
                 yield DataTable(id="doomed", cursor_type="none", show_cursor=False)
             else:
                 yield Static("The ledger holds no live resource for this session: confirming only marks it deleted.")
-            yield Label(f"Type the slug [b]{self.slug}[/b] to confirm")
+            yield Label(Content.assemble("Type the slug ", (self.slug, "bold"), " to confirm"))
             yield Input(placeholder=self.slug, id="confirm-slug", select_on_focus=False)
             yield Static("", id="slug-mismatch", classes="error-text", markup=False)
             with Horizontal(classes="dialog-buttons"):
@@ -44,9 +48,13 @@ class TeardownScreen(ModalScreen[bool]):
         self.query_one("#dialog").border_title = "t · teardown"
         if self.resources:
             table = self.query_one("#doomed", DataTable)
-            table.add_columns("provider", "kind", "name", "id", "state")
+            # a narrow terminal drops the id column (the name says what is deleted; the id
+            # would push the state off the dialog)
+            narrow = self.app.size.width < NARROW_BELOW
+            table.add_columns(*(("provider", "kind", "name", "state") if narrow else ("provider", "kind", "name", "id", "state")))
             for row in self.resources:
-                table.add_row(*(Text(v) for v in (row.provider, row.kind, row.name, row.remote_id or "(id unknown)", row.state)))
+                values = (row.provider, row.kind, row.name, *(() if narrow else (row.remote_id or "(id unknown)",)), row.state)
+                table.add_row(*(Text(v) for v in values))
         self.query_one("#cancel", Button).focus()
 
     def on_key(self, event: events.Key) -> None:

@@ -140,7 +140,8 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
                 tooltip="Sort the list by state (again: reverse)"),
         Binding("N", "sort('slug')", "Sort by slug", id="dashboard.sort_slug", show=False,
                 tooltip="Sort the list by slug (again: reverse)"),
-        Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter", show=False),
+        Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter",
+                tooltip="Empty the filter and show every session"),
     ]
 
     #: what --read-only keeps (tui/read_only.py); a new action is refused there until listed here
@@ -177,7 +178,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         yield Header()
         with Horizontal(id="main"):
             with Vertical(id="sidebar"):
-                yield Input(placeholder="filter: slug, key, state, provider, status", id="session-filter")
+                yield Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
                 yield SessionList(id="sessions")
             yield Vertical(id="detail")
             # optional side panels (pool, service...) mount here: `add_side_panel`
@@ -415,6 +416,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             return False
         if action in LETTER_ACTIONS and isinstance(self.focused, Input):
             return False  # the letter is typed into the filter
+        if action == "clear_filter":  # in the footer only while there is a filter to clear
+            box = next(self.query("#session-filter").results(Input), None)  # None before compose
+            return box is not None and (box.has_class("-visible") or bool(box.value))
         return self._action_state(action)
 
     def action_available(self, action: str) -> bool:
@@ -479,6 +483,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         box = self.query_one("#session-filter", Input)
         box.add_class("-visible")
         self.set_focus(box)  # now, not on the next loop turn: the rest of a burst is the filter's
+        self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#session-filter", Input)

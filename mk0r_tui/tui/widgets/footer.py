@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: below this terminal width the footer is compact (no padding around the keys)
 COMPACT_BELOW = 120
 #: the actions a footer keeps first when the keys do not all fit, in this order
-ESSENTIAL_ACTIONS = ("app.quit", "quit", "app.help", "help", "back", "close", "cancel", "filter")
+ESSENTIAL_ACTIONS = ("app.quit", "quit", "app.help", "help", "back", "close", "cancel", "clear_filter", "filter")
 
 
 def key_width(binding: Binding, key_display: str, *, compact: bool) -> int:

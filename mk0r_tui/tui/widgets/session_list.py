@@ -90,11 +90,12 @@ class SessionList(DataTable[Text]):
         `sessions` (None: before the first `show`)."""
         if layout_name == self.layout_name and self.columns:
             return
+        keep = self.selected_key  # clearing moves the cursor to the top
         self.layout_name = layout_name
         self.clear(columns=True)
         self._add_columns()
         if sessions is not None:
-            self.show(sessions)
+            self.show(sessions, keep=keep)
 
     def set_sort(self, column: str, sessions: Iterable[SessionState]) -> None:
         """Sort by `column`; the same column again reverses the order (k9s)."""
@@ -102,9 +103,10 @@ class SessionList(DataTable[Text]):
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_column, self.sort_reverse = column, False
+        keep = self.selected_key
         self.clear(columns=True)
         self._add_columns()
-        self.show(sessions)
+        self.show(sessions, keep=keep)
 
     def _style(self, variable: str) -> Style:
         """A Rich style for a theme variable ($success...): DataTable cells are Rich renderables."""

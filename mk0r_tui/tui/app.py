@@ -34,6 +34,7 @@ from mk0r_tui.core.plan import Plan
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 from mk0r_tui.tui.messages import SessionEventReceived
+from mk0r_tui.tui.preferences import preferences_path, read_preferences, write_preferences
 from mk0r_tui.tui.screens.dashboard import LAYOUT_BREAKPOINTS, DashboardScreen
 from mk0r_tui.tui.state import (
     SessionState,
@@ -184,6 +185,9 @@ class Mk0rApp(App[None]):
         self._replayed: dict[str, list[Event]] = {}
         #: session key → who runs it now (`runner_label` of its live lease), re-read every OWNER_CHECK_S
         self.runners: dict[str, str] = {}
+        #: the settings file (tui/preferences.py): theme, default target, footer keys
+        self.preferences_file = preferences_path(runtime.settings)
+        self.preferences, self._preferences_problem = read_preferences(self.preferences_file)
         #: toasts about a session that its next news replaces (a stale "cancelled")
         self._session_notices: dict[str, list[Any]] = {}
         self.load_ledger()
@@ -253,6 +257,7 @@ class Mk0rApp(App[None]):
         import asyncio
 
         self._stop = asyncio.Event()
+        self._apply_preferences()
         self.set_interval(TICK_S, self._tick, name="tick")
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
         if not self.read_only:
@@ -263,6 +268,39 @@ class Mk0rApp(App[None]):
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
         self._follower.start()
+
+    def _apply_preferences(self) -> None:
+        """The settings file's theme (a problem with the file is said once, as a warning)."""
+        problem = self._preferences_problem
+        theme = self.preferences.theme
+        if theme is not None:
+            if theme in self.available_themes:
+                self.theme = theme
+            else:
+                problem = f"{self.preferences_file}: unknown theme {theme!r}; keeping {self.theme}"
+        if problem:
+            self.notify(problem, title="Settings file", severity="warning", timeout=10)
+        self._preferences_ready = True
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme picked in the palette is the next start's theme too."""
+        if not getattr(self, "_preferences_ready", False) or theme == self.preferences.theme:
+            return
+        from mk0r_tui.core.envfile import EnvWriteError
+
+        self.preferences = self.preferences.with_theme(theme)
+        try:
+            write_preferences(self.preferences_file, self.preferences)
+        except EnvWriteError as exc:
+            self.notify(f"theme not saved: {exc}", title="Settings file", severity="warning")
+
+    @property
+    def default_target(self) -> str:
+        """The new-session dialog's first choice: MK0R_TARGET when set, else the settings file's."""
+        settings = self.runtime.settings
+        if "target" not in settings.model_fields_set and self.preferences.default_target:
+            return self.preferences.default_target
+        return settings.target
 
     def _follow_journal(self, after: int) -> None:
         """Follow the journal every process writes: another process's run (CLI, library, another
@@ -476,14 +514,14 @@ class Mk0rApp(App[None]):
 
         if self.read_only:
             return
-        settings, credentials = self.runtime.settings, self.runtime.credentials
+        credentials = self.runtime.credentials
 
         def chosen(request: NewSessionRequest | None) -> None:
             if request is not None:
                 self.start_provision(request.session, request.target)
 
         screen = NewSessionScreen(
-            self.runtime.ledger, default_target=settings.target, e2b_available=credentials.get("E2B_API_KEY").present
+            self.runtime.ledger, default_target=self.default_target, e2b_available=credentials.get("E2B_API_KEY").present
         )
         await self.push_screen(screen, chosen)
 

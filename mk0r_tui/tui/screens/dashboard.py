@@ -183,7 +183,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             yield Vertical(id="detail")
             # optional side panels (pool, service...) mount here: `add_side_panel`
             yield Vertical(id="side-panels")
-        yield DebouncedFooter()
+        yield DebouncedFooter(shown_actions=self.app.preferences.footer_keys)
 
     def add_side_panel(self, widget: Widget) -> None:
         """Mount an optional panel to the right of the detail pane (below it on a narrow

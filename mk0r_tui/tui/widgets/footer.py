@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 #: below this terminal width the footer is compact (no padding around the keys)
 COMPACT_BELOW = 120
 #: the actions a footer keeps first when the keys do not all fit, in this order
-ESSENTIAL_ACTIONS = ("app.quit", "quit", "app.help", "help", "back", "close", "cancel", "clear_filter", "filter")
+ESSENTIAL_ACTIONS = ("app.quit", "quit", "app.help", "help", "back", "close", "cancel", "clear_filter")
+#: kept next, before the rest, when the room runs out
+PREFERRED_ACTIONS = ("filter",)
 
 
 def key_width(binding: Binding, key_display: str, *, compact: bool) -> int:
@@ -64,7 +66,7 @@ class DebouncedFooter(Footer):
             seen.add(binding.action)
             candidates.append((binding, enabled, tooltip))
         budget = self._width() - (0 if compact else 14)  # the command palette key docks right when there is room
-        rank = {action: index for index, action in enumerate(ESSENTIAL_ACTIONS)}
+        rank = {action: index for index, action in enumerate((*ESSENTIAL_ACTIONS, *PREFERRED_ACTIONS))}
         by_priority = sorted(range(len(candidates)), key=lambda i: (rank.get(candidates[i][0].action, len(rank)), i))
         kept: set[int] = set()
         for index in by_priority:

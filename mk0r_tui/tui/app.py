@@ -57,6 +57,8 @@ HANDOFF_FOLLOW_S = 60.0
 #: process killed, or silent for MK0R_LEASE_STALE_S) turns `interrupted (owner gone)` within this
 OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
+#: when the modals' modules are imported, after the first frame and what follows it
+MODAL_WARM_UP_S = 1.0
 
 
 def runner_label(lease: LeaseRow) -> str:
@@ -264,10 +266,18 @@ class Mk0rApp(App[None]):
             self.set_interval(HANDOFF_FOLLOW_S, self.follow_handoffs, name="handoff")
         self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
+        self.set_timer(MODAL_WARM_UP_S, self._warm_up_modals, name="warm-up")
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
         self._follower.start()
+
+    def _warm_up_modals(self) -> None:
+        """Import the modals' modules (and the widgets they use) once the dashboard is up, so
+        the first `n` does not pay for them while the operator waits (bench/modal_open.py)."""
+        import mk0r_tui.tui.screens.help
+        import mk0r_tui.tui.screens.new_session
+        import mk0r_tui.tui.screens.teardown  # noqa: F401
 
     def _apply_preferences(self) -> None:
         """The settings file's theme (a problem with the file is said once, as a warning)."""

@@ -112,10 +112,9 @@ async def open_times(app, keys: tuple[str, ...], samples: int, busy=lambda: True
 
 
 async def mk0r_round(fake, home, samples: int) -> tuple[dict[str, list[float]], int]:
+    from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.models import Session
     from mk0r_tui.tui.app import Mk0rApp
-
-    from mk0r_tui.core.config import load_settings
 
     # every cloud provider against the fake, at the product's default limits (Resend's rate,
     # GitHub's mutation gap); not c.cloud_settings, whose test kit import is not on the path here

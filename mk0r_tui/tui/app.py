@@ -62,9 +62,7 @@ MODAL_WARM_UP_S = 1.0
 
 
 def runner_label(lease: LeaseRow) -> str:
-    """Who runs a session now, from its lease: `host:pid`, or `this dashboard`."""
-    if lease.host == HOST and lease.pid == os.getpid():
-        return "this dashboard"
+    """Who runs a session now, from its lease: `host:pid`."""
     return f"{lease.host}:{lease.pid}"
 
 
@@ -359,9 +357,15 @@ class Mk0rApp(App[None]):
         self.dashboard.tick(time.time())  # it returns at once unless the selected session has a running panel
 
     def _read_runners(self) -> dict[str, str]:
-        """Who runs each session now: the ledger's live leases (any process, any host)."""
+        """Who runs each session now: the ledger's live leases of other processes (any host).
+        This dashboard's own runs are its busy sessions, known at once (`runner_of`)."""
         leases = self.runtime.ledger.live_leases(self.runtime.settings.lease_stale_s)
-        return {lease.session_key: runner_label(lease) for lease in leases.values()}
+        return {lease.session_key: runner_label(lease) for lease in leases.values()
+                if not (lease.host == HOST and lease.pid == os.getpid())}
+
+    def runner_of(self, session: SessionState) -> str | None:
+        """Who runs `session` now: another process's `host:pid`, this dashboard, or nobody."""
+        return self.runners.get(session.key) or ("this dashboard" if session.busy else None)
 
     def _check_owners(self) -> None:
         """Sessions whose run's owner is gone get the owner-gone word (core/states.py), written to

@@ -196,7 +196,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self.query_one("#sidebar").border_title = "sessions"
         session_list = self.query_one(SessionList)
         self.set_reactive(DashboardScreen.layout_name, layout_for(self.app.size.width))
-        session_list.runners = self.app.runners
+        session_list.runner_of = self.app.runner_of
         session_list.set_layout(self.layout_name, None)
         session_list.show(self.app.sessions.values(), keep=self.selected_key)
         self._show_list_count()
@@ -254,7 +254,6 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     def runners_changed(self) -> None:
         """The ledger's leases changed (the app re-reads them): rows and title say who runs what."""
         session_list = self.query_one(SessionList)
-        session_list.runners = self.app.runners
         for key in session_list.shown_keys:
             session = self.app.sessions.get(key)
             if session is not None:
@@ -357,7 +356,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session = self.selected
         if session is None or not self._detail_shown:
             return
-        self.query_one("#session-title", Static).update(session_title(session, self.app.runners.get(session.key)))
+        self.query_one("#session-title", Static).update(session_title(session, self.app.runner_of(session)))
         self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
         grid = self.query_one("#panels", VerticalScroll)
         names = tuple(p.panel.provider for p in self._panels if p.panel is not None)

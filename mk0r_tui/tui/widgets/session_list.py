@@ -4,7 +4,7 @@ wide screen). Newest first unless sorted by another column; the columns collapse
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Unpack
 
 from rich.style import Style
@@ -66,8 +66,8 @@ class SessionList(DataTable[Text]):
         self.layout_name = "medium"
         self.sort_column = "age"
         self.sort_reverse = False
-        #: session key → who runs it now (`host pid N`), from the ledger's leases
-        self.runners: Mapping[str, str] = {}
+        #: who runs a session now (`host:pid`, `this dashboard`), or None; the app's answer
+        self.runner_of: Callable[[SessionState], str | None] = lambda session: None
         #: how many sessions the last `show` had before the filter
         self.total = 0
 
@@ -146,8 +146,8 @@ class SessionList(DataTable[Text]):
             "teardown incomplete": "$error", "handed off": "$accent",
         }.get(state, "$warning" if session.busy else "$text-muted")
         dim = Style(dim=True) if session.deleted else Style()
-        runner = self.runners.get(session.key, "")
-        busy = "●" if session.busy or runner else ""
+        runner = self.runner_of(session) or ""
+        busy = "●" if runner else ""
         cells = {
             "busy": Text(busy, self._style("$warning")),
             "slug": Text(session.slug if self.layout_name == "narrow" else session.resource_name, dim),

@@ -204,10 +204,14 @@ async def test_every_modal_fits_80x24(seeded_app):
         assert {b.id for b in buttons} == {"cancel", "delete"}
         assert all(inside(b, *SMALL) for b in buttons), [b.region for b in buttons]
         await pilot.press("escape")
-        await pilot.press("n")
-        await pilot.pause()
-        buttons = list(app.screen.query(Button))
-        assert buttons and all(inside(b, *SMALL) for b in buttons), [b.region for b in buttons]
+        for opener in ("n", "h"):
+            await pilot.press(opener)
+            await pilot.pause()
+            buttons = [b for b in app.screen.query(Button) if b.display]
+            assert buttons and all(inside(b, *SMALL) for b in buttons), (opener, [b.region for b in buttons])
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen)
 
 
 def log_text(log: EventLog) -> str:

@@ -291,8 +291,12 @@ class Mk0rApp(App[None]):
         self._preferences_ready = True
 
     def watch_theme(self, theme: str) -> None:
-        """A theme picked in the palette is the next start's theme too."""
-        if not getattr(self, "_preferences_ready", False) or theme == self.preferences.theme:
+        """A theme picked in the palette is the next start's theme too; the list's cells (Rich
+        styles looked up from the theme) are coloured again."""
+        if not getattr(self, "_preferences_ready", False):
+            return
+        self.dashboard.theme_changed()
+        if theme == self.preferences.theme:
             return
         from mk0r_tui.core.envfile import EnvWriteError
 

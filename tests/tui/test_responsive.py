@@ -284,3 +284,21 @@ async def test_sorting_by_state_slug_and_age_like_k9s(seeded_app):
         assert states() == ["deleted", "teardown_incomplete", "ready"], "oldest first"
         assert "age ▲" in [str(c.label) for c in session_list.columns.values()]
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_an_optional_side_panel_has_its_place_beside_the_detail_pane(seeded_app):
+    from textual.widgets import Static
+
+    app = seeded_app()
+    async with app.run_test(size=LARGE) as pilot:
+        await pilot.pause()
+        column = app.screen.query_one("#side-panels")
+        assert not column.display, "no side panel, no column"
+        app.dashboard.add_side_panel(Static("pool: 3 warm", id="pool-panel"))
+        await pilot.pause()
+        panel = app.screen.query_one("#pool-panel")
+        detail = app.screen.query_one("#detail")
+        assert column.display and panel.region.x >= detail.region.right and inside(panel, *LARGE)
+        await pilot.resize_terminal(*SMALL)
+        await pilot.pause()
+        assert not column.display, "an 80-column terminal has no room for it"

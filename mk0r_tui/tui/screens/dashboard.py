@@ -251,6 +251,11 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         words.append(f"by {session_list.sort_column}{' ↑' if session_list.sort_reverse else ''}")
         self.query_one("#sidebar").border_subtitle = " · ".join(words)
 
+    def theme_changed(self) -> None:
+        session_list = self.query_one(SessionList)
+        session_list.refresh_theme()
+        session_list.show(self.app.sessions.values())
+
     def runners_changed(self) -> None:
         """The ledger's leases changed (the app re-reads them): rows and title say who runs what."""
         session_list = self.query_one(SessionList)

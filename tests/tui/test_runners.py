@@ -59,3 +59,20 @@ async def test_this_dashboards_own_run_says_so(make_app):
                          what="the list to name this dashboard as the runner")
         gate.set()
         await app.workers.wait_for_complete()
+
+
+async def test_timers_that_fire_while_the_app_closes_do_not_crash_it(make_app):
+    """The lease check (2 s) and the age refresh (10 s) can fire after the dashboard's widgets
+    are gone, while the app closes: they do nothing then."""
+    app = make_app(fake_set())
+    session = Session.parse("closingx0001-test")
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.start_provision(session)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        dashboard = app.dashboard
+    assert not dashboard.query(SessionList), "the widgets are gone once the app closed"
+    dashboard.runners_changed()
+    dashboard.refresh_ages()
+    dashboard.sessions_changed({session.key})
+    dashboard.theme_changed()

@@ -239,7 +239,15 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self.layout_name = layout_for(event.size.width)
 
     def watch_layout_name(self, layout_name: str) -> None:
-        self.query_one(SessionList).set_layout(layout_name, self.app.sessions.values())
+        session_list = self._live_list()
+        if session_list is not None:
+            session_list.set_layout(layout_name, self.app.sessions.values())
+
+    def _live_list(self) -> SessionList | None:
+        """The session list, or None once the app is closing (its timers may still fire after
+        the screen's widgets are gone)."""
+        found = self.query(SessionList)
+        return found.first() if found else None
 
     def _show_list_count(self) -> None:
         """The list's box says how many sessions the filter shows, and the sort."""
@@ -252,13 +260,17 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self.query_one("#sidebar").border_subtitle = " · ".join(words)
 
     def theme_changed(self) -> None:
-        session_list = self.query_one(SessionList)
+        session_list = self._live_list()
+        if session_list is None:
+            return
         session_list.refresh_theme()
         session_list.show(self.app.sessions.values())
 
     def runners_changed(self) -> None:
         """The ledger's leases changed (the app re-reads them): rows and title say who runs what."""
-        session_list = self.query_one(SessionList)
+        session_list = self._live_list()
+        if session_list is None:
+            return
         for key in session_list.shown_keys:
             session = self.app.sessions.get(key)
             if session is not None:
@@ -268,7 +280,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     def sessions_changed(self, keys: set[str]) -> None:
         """Repaint what changed: rows in place (a rebuild only for rows not shown yet), and the
         panels when the selected session is among `keys`."""
-        session_list = self.query_one(SessionList)
+        session_list = self._live_list()
+        if session_list is None:
+            return
         missing = False
         for key in keys:
             session = self.app.sessions.get(key)
@@ -297,7 +311,8 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             self.refresh_bindings()
 
     def event_logged(self, key: str, line: LogLine) -> None:
-        if key == self.selected_key and self._detail_shown:
+        # the log is gone once the app is closing (a late event is dropped, not an error)
+        if key == self.selected_key and self._detail_shown and self.query("#event-log"):
             self._event_log.append(line)
 
     def history_changed(self, provider: str) -> None:
@@ -313,7 +328,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             panel.tick(now)
 
     def refresh_ages(self) -> None:
-        self.query_one(SessionList).refresh_ages(self.app.sessions)
+        session_list = self._live_list()
+        if session_list is not None:
+            session_list.refresh_ages(self.app.sessions)
 
     @on(SessionList.SessionHighlighted)
     def _session_highlighted(self, message: SessionList.SessionHighlighted) -> None:

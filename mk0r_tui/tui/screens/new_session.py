@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets._select import SelectOverlay
 
 from mk0r_tui.core.errors import UsageError
 from mk0r_tui.core.ledger import Ledger
@@ -73,6 +74,8 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "submit":  # Enter on a button or in the open target list does what it does there
             return self.focused is None or self.focused is self.query_one("#session-key", Input)
+        if action == "cancel":  # Esc in the open target list closes the list, not the dialog
+            return not isinstance(self.focused, SelectOverlay)
         return True
 
     async def action_submit(self) -> None:

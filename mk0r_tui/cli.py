@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import json
 import os
 import re
@@ -33,18 +34,133 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+_SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)(?<!etc)\.(?=\s|$)")
+
+
+def first_sentence(help_text: str) -> str:
+    """The first sentence of a help text's first paragraph, whole: click's own short help cuts
+    it at a width (`Store NAME (e.g.`, `...`); the listing wraps a long one instead."""
+    paragraph = inspect.cleandoc(help_text).split("\n\n", 1)[0].replace("\b\n", "")
+    paragraph = " ".join(paragraph.split())
+    match = _SENTENCE_END.search(paragraph)
+    return paragraph[: match.end()] if match else paragraph
+
+
+JQ_META = "mk0r.jq"
+
+
+def _remember_jq(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[JQ_META] = value
+
+
+def jq_option() -> click.Option:
+    return click.Option(["--jq"], metavar="EXPR", expose_value=False, callback=_remember_jq,
+                        help="Filter the --json output with a jq expression (as gh does); strings print raw.")
+
+
+class Mk0rCommand(click.Command):
+    """A command whose listed short help is its first sentence, never cut mid-sentence, and
+    that takes `--jq EXPR` whenever it takes `--json`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if any(p.name == "as_json" for p in self.params):
+            self.params.append(jq_option())
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.meta.get(JQ_META) is not None and not ctx.params.get("as_json"):
+            raise UsageError("--jq filters JSON: add --json")
+        if ctx.meta.get(JQ_META) is not None:
+            ctx.meta[JQ_META + ".program"] = compile_jq(ctx.meta[JQ_META])  # a bad expression: exit 2 before any work
+        return super().invoke(ctx)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        if self.short_help or not self.help:
+            return super().get_short_help_str(limit)
+        return first_sentence(self.help)
+
+
+def compile_jq(expr: str) -> Any:
+    """The `jq` package's compiled program, or a UsageError naming what is wrong."""
+    import jq
+
+    try:
+        return jq.compile(expr)
+    except ValueError as exc:
+        raise UsageError(f"bad --jq expression {expr!r}: {_one_line(exc)}") from None
+
+
+def _jq_lines(data: Any) -> list[str] | None:
+    """With --jq: each output of the expression on `data`, a string raw and anything else as
+    JSON (as gh does). None without --jq."""
+    ctx = click.get_current_context(silent=True)
+    program = ctx.meta.get(JQ_META + ".program") if ctx is not None else None
+    if program is None:
+        return None
+    try:
+        outputs = program.input_value(json.loads(json.dumps(data, default=str))).all()
+    except ValueError as exc:
+        raise UsageError(f"--jq {ctx.meta[JQ_META]!r}: {_one_line(exc)}") from None  # type: ignore[union-attr]
+    return [value if isinstance(value, str) else json.dumps(value) for value in outputs]
+
+
+def complete_sessions(incomplete: str) -> list[Any]:
+    """Shell completion of a SESSION: the ledger's keys and slugs starting with what is typed.
+    Reads the ledger if there is one; never creates anything, never fails (no completions)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from mk0r_tui.core.config import load_settings
+        from mk0r_tui.core.ledger import Ledger
+
+        path = load_settings().ledger_path
+        if not path.is_file():
+            return []
+        with Ledger(path) as ledger:
+            rows = ledger.list_sessions()
+    except Exception:
+        return []
+    items: list[Any] = []
+    for row in rows:
+        for value, other in ((row.slug, row.key), (row.key, row.slug)):
+            if value.startswith(incomplete) and (value == row.slug or row.key != row.slug):
+                items.append(CompletionItem(value, help=f"{other} ({row.state})"))
+    return items
+
+
+def _complete_session_param(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    return complete_sessions(incomplete)
+
+
 class Mk0rGroup(click.Group):
-    """Turns every Mk0rError into one clear line on stderr and its exit code: no tracebacks."""
+    """Turns every Mk0rError into one clear line on stderr and its exit code: no tracebacks.
+    Its commands and subgroups are Mk0rCommand / Mk0rGroup (short help never cut)."""
+
+    command_class = Mk0rCommand
+    group_class = type  # subgroups are Mk0rGroup too
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        if self.short_help or not self.help:
+            return super().get_short_help_str(limit)
+        return first_sentence(self.help)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except Mk0rError as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)
+            _log_failure(ctx, _one_line(exc), exc.exit_code)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except click.exceptions.Abort as exc:
+            # Ctrl+C at a prompt: click turns it into Abort ("Aborted!", exit 1); interrupted is 130
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                click.echo("\ninterrupted: nothing was changed", err=True)
+                ctx.exit(130)
+            raise
         except BaseExceptionGroup as group:
             # a task group (the providers run in one) wraps what its tasks raised: a ledger
             # write failing mid-provision is still one line and its exit code, not a traceback
@@ -56,7 +172,17 @@ class Mk0rGroup(click.Group):
                 click.echo("interrupted", err=True)
                 ctx.exit(130)
             click.echo(f"error: {_one_line(first)}", err=True)
+            _log_failure(ctx, _one_line(first), first.exit_code if isinstance(first, Mk0rError) else 1)
             ctx.exit(first.exit_code if isinstance(first, Mk0rError) else 1)
+
+
+def _log_failure(ctx: click.Context, message: str, code: int) -> None:
+    """The error also goes to the log file (scrubbed there), when the command got that far."""
+    import logging
+
+    if not logging.getLogger("mk0r_tui").handlers:
+        return  # failed before the log was opened (logging's last resort would print it on stderr again)
+    logging.getLogger("mk0r_tui.cli").error("%s failed (exit %d): %s", ctx.invoked_subcommand or "mk0r-tui", code, message)
 
 
 def _leaf(group: BaseExceptionGroup) -> BaseException:
@@ -78,13 +204,39 @@ def _runtime() -> Runtime:
     return open_runtime()
 
 
+#: in the data dir: the keyring note last shown, so it is said once (again only if it changes)
+KEYRING_NOTE_MARKER = ".keyring-note-shown"
+
+
 def _warn_keyring(runtime: Runtime) -> None:
-    message = runtime.credentials.keyring_message
-    if message:
-        click.echo(f"note: {message}", err=True)
+    """The no-keyring note, once per data dir: printed the first time, and again only when what
+    it says changes (`keys list` and `doctor` always show the keyring's state). Never with
+    MK0R_NO_KEYRING=1: the operator chose it."""
+    credentials = runtime.credentials
+    message = credentials.keyring_message
+    if not message or credentials.keyring_disabled:
+        return
+    marker = runtime.settings.data_dir / KEYRING_NOTE_MARKER
+    try:
+        if marker.read_text(encoding="utf-8") == message:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    click.echo(f"note: {message} (said once: `mk0r-tui keys list` shows it again)", err=True)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(message)
+    except OSError:
+        pass  # an unwritable marker only means the note is said again
 
 
 def _emit(data: Any) -> None:
+    lines = _jq_lines(data)
+    if lines is not None:
+        for line in lines:
+            click.echo(line)
+        return
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
@@ -95,21 +247,24 @@ def _iso(ts: float | None) -> str | None:
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '15m', '1h', '2d' → seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    """'90', '90s', '15m', '1h', '2d', '2w' → seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
     if not match:
-        raise UsageError(f"bad duration {text!r}: use e.g. 30s, 15m, 1h or 2d")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        raise UsageError(f"bad duration {text!r}: use e.g. 30s, 15m, 1h, 2d or 2w")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
 
 
-def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first: str, on_second: Callable[[], str]) -> T:
+def run_interruptible(
+    make: Callable[[asyncio.Event], Awaitable[T]], *, on_first: str, on_second: Callable[[], str]
+) -> tuple[T, bool]:
     """Run a coroutine; the first Ctrl+C sets the stop event (in-flight work finishes and is
-    recorded), the second exits at once with `on_second()` said on stderr."""
+    recorded), the second exits at once with `on_second()` said on stderr. Returns the result and
+    whether it was interrupted: the caller prints what was done, then exits 130."""
+    hits = {"n": 0}
 
     async def main() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        hits = {"n": 0}
 
         def interrupted() -> None:
             hits["n"] += 1
@@ -119,8 +274,6 @@ def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first
             else:
                 click.echo(on_second(), err=True)
                 sys.stderr.flush()
-                import os
-
                 os._exit(130)
 
         try:
@@ -129,18 +282,30 @@ def run_interruptible(make: Callable[[asyncio.Event], Awaitable[T]], *, on_first
             pass
         return await make(stop)
 
-    return asyncio.run(main())
+    result = asyncio.run(main())
+    return result, hits["n"] > 0
+
+
+def _exit_code(ok: bool, interrupted: bool) -> int:
+    """0 ok, 1 something failed, 130 interrupted (whatever was finished meanwhile)."""
+    return 130 if interrupted else (0 if ok else 1)
 
 
 @click.group(cls=Mk0rGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--read-only", is_flag=True, help="Dashboard only: no provisioning or teardown, no reveal or copy of a secret.")
-@click.version_option(package_name="mk0r-tui")
+@click.option("--verbose", "-v", is_flag=True, help="Log DEBUG lines too (HTTP calls, progress) and show the log's lines on stderr.")
+@click.version_option(None, "-V", "--version", package_name="mk0r-tui")
 @click.pass_context
-def cli(ctx: click.Context, read_only: bool) -> None:
+def cli(ctx: click.Context, read_only: bool, verbose: bool) -> None:
     """Provision a real backend for every app session, and watch it happen.
 
-    With no command, opens the dashboard.
+    With no command, opens the dashboard. Every command writes the log file
+    (<data dir>/mk0r-tui.log: each run's events and errors, secrets masked).
     """
+    if verbose:
+        from mk0r_tui.core.logs import set_verbose
+
+        set_verbose(True)
     if ctx.invoked_subcommand is not None:
         return
     # textual-serve (`mk0r-tui web`) runs each tab on pipes with TEXTUAL_DRIVER naming its web driver
@@ -155,6 +320,23 @@ def cli(ctx: click.Context, read_only: bool) -> None:
     from mk0r_tui.tui.app import run_dashboard
 
     run_dashboard(runtime, read_only=read_only)
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    It completes commands, options, and the ledger's session keys and slugs. Load it from your
+    shell's start-up file: bash `eval "$(mk0r-tui completion bash)"` in ~/.bashrc, zsh
+    `eval "$(mk0r-tui completion zsh)"` in ~/.zshrc, fish `mk0r-tui completion fish >
+    ~/.config/fish/completions/mk0r-tui.fish`.
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the Choice above lists only shells click supports
+    click.echo(completer(cli, {}, "mk0r-tui", "_MK0R_TUI_COMPLETE").source())
 
 
 # -- web -------------------------------------------------------------------------------
@@ -203,7 +385,7 @@ def _progress_sink(enabled: bool) -> EventSink:
 
 
 @cli.command()
-@click.option("--session", "session_key", metavar="KEY", help="Session key (default: a new UUID); printable characters only, e.g. --session=-key for one starting with '-'.")
+@click.option("--session", "session_key", metavar="KEY", shell_complete=_complete_session_param, help="Session key (default: a new UUID); printable characters only, e.g. --session=-key for one starting with '-'.")
 @click.option("--target", type=click.Choice(["auto", "local", "e2b"]), default=None, help="Where the .env goes (default: MK0R_TARGET or auto).")
 @click.option("--sandbox", "sandbox_id", metavar="ID", help="e2b target: connect to this sandbox instead of creating one.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -229,7 +411,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         finally:
             await runtime.aclose()
 
-    report = run_interruptible(
+    report, interrupted = run_interruptible(
         run,
         on_first="interrupt: letting in-flight creates finish and recording them (Ctrl+C again to exit now)",
         on_second=lambda: f"exiting: resources of mk0r-{session.slug} may be left; run `mk0r-tui orphans`",
@@ -250,7 +432,7 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         shown = report.env if reveal else masked_env(report.env)
         for key, value in shown.items():
             click.echo(f"{key}={value}")
-    sys.exit(0 if report.ok else 1)
+    sys.exit(_exit_code(report.ok, interrupted))
 
 
 # -- sessions, env ------------------------------------------------------------------------
@@ -278,24 +460,51 @@ def sessions_json(runtime: Runtime) -> list[dict[str, Any]]:
     ]
 
 
+def human_age(seconds: float) -> str:
+    """`45s`, `12m`, `3h`, `5d`, `2w`: the largest unit, whole."""
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(int(seconds), 0)}s"
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
-def sessions(as_json: bool) -> None:
-    """List every session in the ledger, newest first."""
+@click.option("--prune", "prune_deleted", is_flag=True,
+              help="First forget every torn-down (deleted) session: its ledger rows and journal.")
+def sessions(as_json: bool, prune_deleted: bool) -> None:
+    """List every session in the ledger, newest first.
+
+    Columns: slug, state, target, age, and each provider's last status. --prune first removes
+    the rows of sessions whose teardown finished (`mk0r-tui prune` does it by age).
+    """
+    import time
+
     runtime = _runtime()
+    if prune_deleted:
+        gone = runtime.ledger.prune_deleted_sessions(time.time() + 1)
+        click.echo(f"pruned {len(gone)} deleted session(s)", err=True)
     data = sessions_json(runtime)
     if as_json:
         _emit(data)
         return
     if not data:
         click.echo("no sessions yet: run `mk0r-tui provision`", err=True)
-    for item in data:
-        statuses = " ".join(f"{n}:{s}" for n, s in item["providers"].items())
-        click.echo(f"{item['slug']:13} {item['state']:20} {item['created_at']}  {statuses}")
+        return
+    rows = [
+        (item["slug"], item["state"], item["target"] or "-", human_age(item["age_s"]),
+         " ".join(f"{n}:{s}" for n, s in item["providers"].items()) or "-")
+        for item in data
+    ]
+    header = ("SLUG", "STATE", "TARGET", "AGE", "PROVIDERS")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
+    for row in (header, *rows):
+        click.echo("  ".join(cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i]) if i == 3 else cell
+                             for i, cell in enumerate(row)).rstrip())
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", shell_complete=_complete_session_param)
 @click.option("--reveal", is_flag=True, help="Show secret values unmasked.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 def env(session: str, reveal: bool, as_json: bool) -> None:
@@ -326,53 +535,85 @@ def env(session: str, reveal: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("sessions", nargs=-1, required=True, metavar="SESSION...", shell_complete=_complete_session_param)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
-def teardown(session: str, yes: bool, as_json: bool) -> None:
-    """Delete every resource of a session (idempotent: a second run does nothing).
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each resource's outcome as JSON (one object; a list of them for several sessions).")
+def teardown(sessions: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Delete every resource of one or more sessions (idempotent: a second run does nothing).
 
-    SESSION is a session key or slug; one starting with '-' goes after '--':
-    `mk0r-tui teardown --yes -- -my-session-key`.
+    Each SESSION is a session key or slug; one starting with '-' goes after '--':
+    `mk0r-tui teardown --yes -- -my-session-key`. Several sessions are torn down concurrently,
+    each under its own lease. Exit 0 when everything is gone, 1 when something failed, 130 when
+    interrupted.
     """
+    from mk0r_tui.core.ledger import SessionRow
     from mk0r_tui.engine.library import teardown_report_json
     from mk0r_tui.engine.orchestrator import teardown_session
 
     runtime = _runtime()
-    row = runtime.ledger.require_session(session)
-    live = [r for r in runtime.ledger.resources(row.key, live_only=True) if not r.handed_off]  # never what changed hands
+    rows: list[SessionRow] = []
+    for name in sessions:  # every one is checked before anything is deleted
+        row = runtime.ledger.require_session(name)
+        if row.key not in {r.key for r in rows}:
+            rows.append(row)
+    live = {row.key: [r for r in runtime.ledger.resources(row.key, live_only=True) if not r.handed_off] for row in rows}
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to tear down without --yes: there is no terminal to confirm on")
-        click.echo(f"This deletes {len(live)} resource(s) of session {row.key}:", err=True)
-        for r in live:
-            click.echo(f"  {r.provider:15} {r.kind:12} {r.name}  {r.remote_id or '(id unknown)'}", err=True)
-        typed = click.prompt(f"Type the slug ({row.slug}) to confirm", default="", show_default=False, err=True)
-        if typed.strip() != row.slug:
+        for row in rows:
+            click.echo(f"This deletes {len(live[row.key])} resource(s) of session {row.key}:", err=True)
+            for r in live[row.key]:
+                click.echo(f"  {r.provider:15} {r.kind:12} {r.name}  {r.remote_id or '(id unknown)'}", err=True)
+        if len(rows) == 1:
+            expected, what = rows[0].slug, f"the slug ({rows[0].slug})"
+        else:
+            expected, what = str(len(rows)), f"the number of sessions ({len(rows)})"
+        typed = click.prompt(f"Type {what} to confirm", default="", show_default=False, err=True)
+        if typed.strip() != expected:
             click.echo("not confirmed: nothing deleted", err=True)
             sys.exit(1)
     show_progress = sys.stderr.isatty() or not as_json
 
-    async def run(stop: asyncio.Event) -> TeardownReport:
+    async def run(stop: asyncio.Event) -> list[TeardownReport | BaseException]:
         try:
-            return await teardown_session(runtime, row.key, sink=_progress_sink(show_progress), stop=stop)
+            # all settled: one session failing to start (busy, say) never cuts another's deletes short
+            return list(await asyncio.gather(*(
+                teardown_session(runtime, row.key, sink=_progress_sink(show_progress), stop=stop) for row in rows
+            ), return_exceptions=True))
         finally:
             await runtime.aclose()
 
     def left() -> str:
-        remaining = runtime.ledger.resources(row.key, live_only=True)
+        remaining = [r for row in rows for r in runtime.ledger.resources(row.key, live_only=True)]
         names = ", ".join(f"{r.provider}:{r.name}" for r in remaining) or "none"
         return f"exiting now; may be left: {names}. Run `mk0r-tui orphans` to find them."
 
-    report = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
+    settled, interrupted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes (Ctrl+C again to exit now)", on_second=left)
+    errors = [(row, r) for row, r in zip(rows, settled, strict=True) if isinstance(r, BaseException)]
+    for _row, error in errors:
+        if not isinstance(error, (Mk0rError, BaseExceptionGroup)):
+            raise error
+    if len(rows) == 1 and errors:
+        raise errors[0][1]  # one session: its error is the command's (Mk0rGroup says it)
+    reports = [r for r in settled if not isinstance(r, BaseException)]
     if as_json:
-        _emit(teardown_report_json(report))
+        shapes = [teardown_report_json(report) for report in reports]
+        _emit(shapes[0] if len(sessions) == 1 else shapes)
     else:
-        for o in report.outcomes:
-            click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
-        if not report.outcomes:
-            click.echo("nothing to delete", err=True)
-    sys.exit(0 if report.ok else 1)
+        for report in reports:
+            if len(rows) > 1:
+                click.echo(f"session {report.session}")
+            for o in report.outcomes:
+                click.echo(f"  {o.outcome:13} {o.resource.provider:15} {o.resource.kind:12} {o.resource.name}" + (f"  {o.error}" if o.error else ""))
+            if not report.outcomes:
+                click.echo(f"nothing to delete{f' for {report.session}' if len(rows) > 1 else ''}", err=True)
+    for row, error in errors:
+        leaf = _leaf(error) if isinstance(error, BaseExceptionGroup) else error
+        click.echo(f"error: session {row.key}: {_one_line(leaf)}", err=True)
+    worst = max((e.exit_code if isinstance(e, Mk0rError) else 1 for _r, e in errors), default=0)
+    code = _exit_code(all(report.ok for report in reports), interrupted)
+    sys.exit(code if code == 130 else max(code, worst))
 
 
 # -- the journal ---------------------------------------------------------------------------
@@ -397,7 +638,7 @@ def _journal_line(row: JournalRow) -> str:
 
 
 @cli.command()
-@click.option("--session", "session", metavar="S", help="Only this session (key or slug).")
+@click.option("--session", "session", metavar="S", shell_complete=_complete_session_param, help="Only this session (key or slug).")
 @click.option("--since", "since", type=click.IntRange(min=0), default=0, show_default=True, metavar="ID",
               help="Only events after this journal id (resume a reader: pass the last id it saw).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing events any process appends, until Ctrl+C.")
@@ -418,7 +659,12 @@ def events(session: str | None, since: int, follow: bool, as_json: bool) -> None
 
     def show(rows: list[JournalRow]) -> None:
         for row in rows:
-            click.echo(json.dumps(journal_json(row), default=str) if as_json else _journal_line(row))
+            if not as_json:
+                click.echo(_journal_line(row))
+                continue
+            lines = _jq_lines(journal_json(row))  # NDJSON: the expression runs on each object
+            for line in lines if lines is not None else [json.dumps(journal_json(row), default=str)]:
+                click.echo(line)
 
     try:
         if not follow:
@@ -434,18 +680,27 @@ def events(session: str | None, since: int, follow: bool, as_json: bool) -> None
 
 
 @cli.command()
-@click.option("--older-than", "older_than", default="30d", show_default=True, help="Journal rows older than this (30s, 15m, 1h, 2d).")
+@click.option("--older-than", "older_than", default="30d", show_default=True, metavar="AGE",
+              help="What was deleted longer ago than this (30s, 15m, 1h, 2d, 2w; 0 = all).")
 def prune(older_than: str) -> None:
-    """Delete old journal rows of deleted sessions (a live session's rows are never touched)."""
+    """Forget torn-down sessions and old journal rows (a live session is never touched).
+
+    Removes the ledger rows (session, resources, runs, journal) of sessions whose teardown
+    finished longer ago than --older-than, and the journal rows older than that of any deleted
+    session.
+    """
     import time
 
     threshold = parse_duration(older_than)
     runtime = _runtime()
     try:
-        removed = runtime.ledger.prune_journal(time.time() - threshold)
+        cutoff = time.time() - threshold + (1 if threshold == 0 else 0)
+        forgotten = runtime.ledger.prune_deleted_sessions(cutoff)
+        removed = runtime.ledger.prune_journal(cutoff)
     finally:
         runtime.close()
-    click.echo(f"pruned {removed} journal row(s) of deleted sessions older than {older_than}", err=True)
+    click.echo(f"pruned {removed} journal row(s) of deleted sessions and {len(forgotten)} deleted session(s), "
+               f"older than {older_than}", err=True)
 
 
 # -- orphans -----------------------------------------------------------------------------
@@ -453,7 +708,7 @@ def prune(older_than: str) -> None:
 
 @cli.command()
 @click.option("--older-than", "older_than", default=None, metavar="AGE",
-              help="Only resources older than this (30s, 15m, 1h, 2d). Default: 1h for what no ledger row records "
+              help="Only resources older than this (30s, 15m, 1h, 2d, 2w). Default: 1h for what no ledger row records "
                    "(longer than any run), none for this ledger's rows (their lease says a run is dead).")
 @click.option("--include-foreign", is_flag=True,
               help="Also delete resources that are not in this ledger (another ledger's mark, or no mark).")
@@ -466,6 +721,8 @@ def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete
     Those not in this ledger are listed apart and deleted only with --include-foreign."""
     from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
 
+    if yes and not delete:
+        raise UsageError("--yes confirms a delete, and there is none: add --delete to delete what is found, or drop --yes")
     threshold = None if older_than is None else parse_duration(older_than)
     runtime = _runtime()
     available = runtime.scannable()
@@ -517,7 +774,7 @@ def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete
         finally:
             await runtime.aclose()
 
-    deleted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
+    deleted, interrupted = run_interruptible(run, on_first="interrupt: finishing in-flight deletes", on_second=lambda: "exiting now; run `mk0r-tui orphans` again")
     if as_json:
         _emit([d.to_json() for d in deleted])
     else:
@@ -526,7 +783,8 @@ def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete
     for d in deleted:
         if d.outcome == "skipped":  # re-checked just before its delete: its session is live again, or adopted
             click.echo(f"{d.resource.provider} {d.resource.kind} {d.resource.name}: {d.error}", err=True)
-    sys.exit(0 if all(d.outcome in ("deleted", "already_gone", "skipped") for d in deleted) and not result.warnings else 1)
+    ok = all(d.outcome in ("deleted", "already_gone", "skipped") for d in deleted) and not result.warnings
+    sys.exit(_exit_code(ok, interrupted))
 
 
 # -- the embedded server --------------------------------------------------------------------
@@ -545,6 +803,28 @@ def local_postgres_status() -> None:
     runtime = _runtime()
     port = EmbeddedPostgres(runtime.settings.postgres_dir).running_port()
     click.echo(f"running on 127.0.0.1:{port}" if port else "not running")
+
+
+@local_postgres.command("start")
+def local_postgres_start() -> None:
+    """Start the embedded server (initialised on first use) and check that it answers."""
+    import psycopg
+
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    runtime = _runtime()
+    if runtime.settings.local_postgres_url:
+        raise UsageError("MK0R_LOCAL_POSTGRES_URL is set: the local profile uses that server, not the embedded one")
+    server = EmbeddedPostgres(runtime.settings.postgres_dir)
+    was = server.running_port()
+    admin = server.ensure_running()
+    try:
+        with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the embedded server on 127.0.0.1:{admin.port} does not answer: {first}") from None
+    click.echo(f"{'already running' if was else 'started'} on 127.0.0.1:{admin.port}")
 
 
 @local_postgres.command("stop")
@@ -572,8 +852,9 @@ def _known_key(name: str) -> str:
     from mk0r_tui.core.credentials import KEY_NAMES
 
     upper = name.strip().upper()
-    if upper not in KEY_NAMES:
-        raise UsageError(f"unknown key {name!r}; known keys: {', '.join(KEY_NAMES)}")
+    known = (*KEY_NAMES, "MK0R_SERVICE_TOKEN")  # the service's bearer token (issue 13) is kept there too
+    if upper not in known:
+        raise UsageError(f"unknown key {name!r}; known keys: {', '.join(known)}")
     return upper
 
 
@@ -594,7 +875,8 @@ def keys() -> None:
 
 @keys.command("set")
 @click.argument("name")
-@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from standard input instead of a hidden prompt.")
+@click.option("--stdin", "from_stdin", is_flag=True,
+              help="Read the value from standard input instead of a hidden prompt (the default without a terminal).")
 def keys_set(name: str, from_stdin: bool) -> None:
     """Store NAME (e.g. NEON_PROVISIONING_KEY) in the OS keyring."""
     import os
@@ -603,14 +885,16 @@ def keys_set(name: str, from_stdin: bool) -> None:
 
     key = _known_key(name)
     _, credentials = _settings_and_credentials()
-    if from_stdin:
+    _keyring_call(credentials.check_keyring)  # before asking for a secret that could not be stored
+    if from_stdin or not sys.stdin.isatty():
+        # no terminal: a hidden prompt would warn (GetPassWarning) and echo; read the line as --stdin does
         value = sys.stdin.readline().strip()
     else:
         value = click.prompt(key, hide_input=True, err=True, default="", show_default=False).strip()
     if not value:
         raise UsageError(f"no value given for {key}: nothing stored")
     _keyring_call(lambda: credentials.set(key, value))
-    click.echo(f"stored {key} in the OS keyring ({mask_value(key, value)})", err=True)
+    click.echo(f"stored {key} in the OS keyring ({mask_value(key, value)}, {len(value)} chars)", err=True)
     if os.environ.get(key):
         click.echo(f"note: {key} is also set in the environment, which overrides the keyring", err=True)
 
@@ -618,23 +902,25 @@ def keys_set(name: str, from_stdin: bool) -> None:
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
 def keys_list(as_json: bool) -> None:
-    """Every provisioning key: masked value and where it comes from (env or keyring)."""
+    """Every provisioning key: masked value, length and where it comes from (env or keyring)."""
     from mk0r_tui.core.envfile import mask_value
 
     _, credentials = _settings_and_credentials()
     found = credentials.all()
     message = credentials.keyring_message
-    if message:
+    if message and not credentials.keyring_disabled:
         click.echo(f"note: {message}", err=True)
     rows = [
-        {"name": c.name, "present": c.present, "source": c.source, "value": mask_value(c.name, c.value) if c.value else None}
+        {"name": c.name, "present": c.present, "source": c.source, "value": mask_value(c.name, c.value) if c.value else None,
+         "length": len(c.value) if c.value else None}  # a truncated paste shows here; the value never does
         for c in found
     ]
     if as_json:
         _emit(rows)
         return
     for row in rows:
-        click.echo(f"{row['name']:28} {row['source'] or '-':8} {row['value'] or '(not set)'}")
+        shown = f"{row['value']} ({row['length']} chars)" if row["value"] else "(not set)"
+        click.echo(f"{row['name']:28} {row['source'] or '-':8} {shown}")
 
 
 @keys.command("delete")
@@ -650,20 +936,23 @@ def keys_delete(name: str) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def doctor(as_json: bool) -> None:
-    """Check every provider's key: present, where from, does it authenticate, what it would use.
+    """Check every provider's key and the local profile a provision would use.
 
-    Exit 0 when nothing is failing (a missing key is not a failure: its slot is skipped or
-    local), 1 when some key is present but does not work or lacks a scope.
+    For each key: present, where from, does it authenticate, what it would use. For the local
+    profile: the data dir is writable, `git` runs, the Postgres server answers (the embedded one
+    is started if it is stopped, as a provision would). Exit 0 when nothing is failing (a missing
+    key is not a failure: its slot is skipped or local), 1 when a key is present but does not
+    work or lacks a scope, or a part of the local profile is broken.
     """
     from mk0r_tui.engine.doctor import run_doctor
     from mk0r_tui.providers import DEFAULT_REGISTRY
 
     settings, credentials = _settings_and_credentials()
-    report = asyncio.run(run_doctor(settings, credentials, DEFAULT_REGISTRY))
+    report = asyncio.run(run_doctor(settings, credentials, DEFAULT_REGISTRY, local=True))
     if as_json:
         _emit(report.to_json())
     else:
-        if report.keyring_message:
+        if report.keyring_message and not credentials.keyring_disabled:
             click.echo(f"note: {report.keyring_message}", err=True)
         for check in report.checks:
             source = f"({check.key_source})" if check.key_source else ""
@@ -673,6 +962,9 @@ def doctor(as_json: bool) -> None:
                 click.echo(f"          problem: {problem}")
             if check.settings:
                 click.echo("          " + "  ".join(f"{k}={v}" for k, v in check.settings.items()))
+        for part in report.local:
+            click.echo(f"{part.status:9} {part.part:13} local profile")
+            click.echo(f"          {part.detail}")
     sys.exit(0 if report.ok else 1)
 
 
@@ -680,7 +972,7 @@ def doctor(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", shell_complete=_complete_session_param)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout, newest first.")
 def mail(session: str, as_json: bool) -> None:
     """List the mails a session's app sent to the local mail catcher, newest first.
@@ -736,7 +1028,7 @@ def local_mail_stop() -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", shell_complete=_complete_session_param)
 @click.option("--github-user", metavar="LOGIN", help="Transfer the repo to this GitHub user (they must accept it).")
 @click.option("--github-org", metavar="ORG", help="Transfer the repo to this GitHub organisation.")
 @click.option("--invite", metavar="LOGIN", help="Invite this GitHub user as an admin collaborator instead (the repo stays ours).")
@@ -807,3 +1099,36 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "ConfigError"]
+
+
+# -- the provisioning service (issue 13): serve and worker ---------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (not loopback: needs MK0R_SERVICE_TOKEN).")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--no-workers", is_flag=True, help="Serve the API only; jobs run in `mk0r-tui worker` processes.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Logs on stderr: text lines, or one JSON object per line (request id, session slug, provider).")
+def serve(host: str, port: int, no_workers: bool, log_format: str) -> None:
+    """Serve the provisioning API (for a generator's backend), running its jobs in this process.
+
+    Every route but /healthz needs `Authorization: Bearer $MK0R_SERVICE_TOKEN` (or the keyring's
+    MK0R_SERVICE_TOKEN); on loopback without one, a token is made up and printed. Several
+    instances on one queue share the work (README: The provisioning service).
+    """
+    from mk0r_tui.service.server import serve as run_serve
+
+    asyncio.run(run_serve(host, port, workers=not no_workers, log_format=log_format,
+                          say=lambda line: click.echo(line, err=True)))
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=None, help="Jobs at once (default: MK0R_WORKER_CONCURRENCY).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Logs on stderr: text lines, or one JSON object per line.")
+def worker(concurrency: int | None, log_format: str) -> None:
+    """Run the service's provision and teardown jobs (no API), until Ctrl+C or SIGTERM."""
+    from mk0r_tui.service.server import work
+
+    asyncio.run(work(log_format=log_format, concurrency=concurrency, say=lambda line: click.echo(line, err=True)))

@@ -34,15 +34,40 @@ def shared_postgres_dir() -> Path:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def pg_admin(shared_postgres_dir):
+    """The session's embedded Postgres (started on first use): its superuser's address."""
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+
+    return EmbeddedPostgres(shared_postgres_dir).ensure_running()
+
+
+@pytest.fixture
+def pg_ledger_url(pg_admin):
+    """A fresh, empty database on the embedded Postgres for a team-mode ledger."""
+    from ledgerkit import pg_database
+
+    with pg_database(pg_admin) as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch, shared_postgres_dir) -> Path:
-    """MK0R_HOME in tmp, keyring off (the fail backend), no cloud keys."""
+def isolated_env(tmp_path, monkeypatch, shared_postgres_dir, request) -> Path:
+    """MK0R_HOME in tmp, keyring off (the fail backend), no cloud keys. In the Postgres pass
+    (`MK0R_TEST_LEDGER=postgres`) every test also gets a fresh ledger database, named by
+    MK0R_LEDGER_URL (subprocesses inherit it), unless marked `sqlite_only`."""
     home = tmp_path / "mk0r-home"
     monkeypatch.setenv("MK0R_HOME", str(home))
     monkeypatch.setenv("MK0R_POSTGRES_DIR", str(shared_postgres_dir))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     for name in CLOUD_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("MK0R_LEDGER_URL", raising=False)
+    from ledgerkit import POSTGRES_PASS
+
+    if POSTGRES_PASS and request.node.get_closest_marker("sqlite_only") is None:
+        url = request.getfixturevalue("pg_ledger_url")
+        monkeypatch.setenv("MK0R_LEDGER_URL", url)
     return home
 
 
@@ -110,6 +135,19 @@ def memory_keyring():
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(previous)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Postgres pass skips what is about the SQLite file itself (it ran in the SQLite pass)."""
+    from ledgerkit import POSTGRES_PASS
+
+    if not POSTGRES_PASS:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.args[0] if marker.args else marker.kwargs.get("reason", "about the SQLite ledger file")
+            item.add_marker(pytest.mark.skip(reason=f"sqlite-only: {why}"))
 
 
 def pytest_terminal_summary(terminalreporter):

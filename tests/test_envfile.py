@@ -153,7 +153,7 @@ def test_one_place_decides_what_is_secret(name, value, secret):
 
 
 def test_masks_keep_just_enough_to_recognise():
-    assert mask_value("RESEND_API_KEY", "re_abcdefghijk3fa9") == "re_…3fa9"
+    assert mask_value("RESEND_API_KEY", "re_abcdefghijk3fa9") == "re_••••"
     assert mask_value("DATABASE_URL", "postgresql://user:hunter2@host:5432/db") == "postgresql://user:••••@host:5432/db"
     assert mask_value("PGPASSWORD", "short") == "••••"
     assert mask_value("PGHOST", "localhost") == "localhost"
@@ -195,3 +195,34 @@ def test_a_url_with_a_password_is_secret_whatever_its_name():
     assert "npg_S3cretPw" not in mask_value("DATABASE_URL_UNPOOLED", uri)
     assert secret_values({"DATABASE_URL_UNPOOLED": uri}) == ["npg_S3cretPw"]
     assert not is_secret("GITHUB_REPO_URL", "https://github.com/octo/mk0r-abc")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        # issue 16: PGPASSWORD showed `eP…igas` (6 of 32 characters) while DATABASE_URL masked it whole
+        ("PGPASSWORD", "ePq2Yx0_fT9kLmNoPqRsTuVwXyZigas", "••••"),
+        ("PGPASSWORD", "re_looks_like_a_key_but_is_a_password", "••••"),
+        ("SMTP_PASSWORD", "abcdefghijklmnopqrstuvwxyz", "••••"),
+        ("DATABASE_URL", "postgresql://u:ePq2Yx0_fT9kLmNo@127.0.0.1:5432/db", "postgresql://u:••••@127.0.0.1:5432/db"),
+        ("RESEND_API_KEY", "re_0123456789abcdefghij", "re_••••"),
+        ("NEON_PROVISIONING_KEY", "napi_" + "x" * 59, "napi_••••"),
+        ("GITHUB_PROVISIONING_TOKEN", "ghp_" + "y" * 36, "ghp_••••"),
+        ("GITHUB_PROVISIONING_TOKEN", "github_pat_" + "z" * 70, "github_pat_••••"),
+        ("SOME_TOKEN", "tok3nWithNoKnownPrefix123", "••••"),
+        ("SOME_TOKEN", "ab_cdefghijklmnopqrstu", "••••"),  # an unknown prefix may be secret: not shown
+    ],
+)
+def test_one_masking_rule_shows_no_character_of_a_secret(name, value, shown):
+    masked = mask_value(name, value)
+    assert masked == shown
+    secret = value.split("://u:")[1].split("@")[0] if "://" in value else value
+    prefix = next((p for p in ("github_pat_", "napi_", "ghp_", "re_") if shown.startswith(p)), "")
+    # no run of 3 characters of the secret (beyond its public prefix) is shown
+    rest = secret[len(prefix):]
+    assert not any(rest[i:i + 3] in masked.replace(prefix, "", 1) for i in range(len(rest) - 2)), masked
+
+
+def test_scrub_masks_a_password_like_every_screen():
+    password = "ePq2Yx0_fT9kLmNoPqRsTuVwXyZigas"
+    assert scrub(f"auth failed for pw {password}", [password]) == "auth failed for pw ••••"

@@ -219,8 +219,8 @@ class FullDisk:
         return getattr(self._db, name)
 
 opened = L.Ledger.__init__
-def init(self, path):
-    opened(self, path)
+def init(self, path, **kwargs):
+    opened(self, path, **kwargs)
     self._db = FullDisk(self._db)
 L.Ledger.__init__ = init
 from mk0r_tui.cli import main

@@ -8,7 +8,7 @@ def test_slug_is_first_twelve_characters_lower_cased():
     session = Session.parse("3F2504E0-4F89-11D3-9A0C-0305E82C3301")
     assert session.slug == "3f2504e0-4f8"
     assert session.resource_name == "mk0r-3f2504e0-4f8"
-    assert session.analytics_app_id == "mk0r-3F2504E0-4F8"
+    assert session.analytics_app_id == "mk0r-3f2504e0-4f8" == session.resource_name  # one case rule for every name
     assert session.pg_identifier == "mk0r_3f2504e0_4f8"
 
 

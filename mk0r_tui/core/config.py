@@ -195,6 +195,33 @@ class Settings(BaseSettings):
             ) from None
         return path
 
+    # -- team mode (issue 12): the ledger on a shared Postgres --------------------------------
+    #: `postgresql://user:password@host:port/db`: the ledger (sessions, resources, runs, leases,
+    #: journal) lives there for every process and machine that names it; unset = the SQLite file
+    #: under the data dir. Its password is never printed (core/ledger/backends.mask_url).
+    ledger_url: str | None = Field(None, validation_alias=_env("MK0R_LEDGER_URL"))
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _ledger_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql://user:password@host:port/database URL (or unset for the local SQLite ledger)")
+        return value.strip()
+
+    # -- the provisioning service (issue 13: `mk0r-tui serve` and `mk0r-tui worker`) --------
+    #: the job queue's Postgres; unset: the team ledger's Postgres, else the embedded server's `service_queue_of_mk0r`
+    queue_url: str | None = Field(None, validation_alias=_env("MK0R_QUEUE_URL"))
+    #: jobs one process runs at once (serve's in-process workers, or `mk0r-tui worker`)
+    worker_concurrency: int = Field(16, ge=1, le=1000, validation_alias=_env("MK0R_WORKER_CONCURRENCY"))
+    #: a worker's heartbeat; a job whose worker is silent for `worker_stalled_s` is queued again
+    worker_heartbeat_s: float = Field(5.0, gt=0, le=3600, validation_alias=_env("MK0R_WORKER_HEARTBEAT_S"))
+    worker_stalled_s: float = Field(30.0, gt=0, le=86400, validation_alias=_env("MK0R_WORKER_STALLED_S"))
+    #: how long a POST or DELETE waits for its job before answering 202 with a Location
+    service_wait_s: float = Field(600.0, gt=0, validation_alias=_env("MK0R_SERVICE_WAIT_S"))
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value is a ConfigError, not a traceback."""

@@ -68,6 +68,16 @@ class Credentials:
         return self._keyring_problem
 
     @property
+    def keyring_disabled(self) -> bool:
+        """The operator turned the keyring off (MK0R_NO_KEYRING=1): nothing to warn about."""
+        return not self._use_keyring
+
+    def check_keyring(self) -> None:
+        """Raise KeyringUnavailable (saying why) unless a keyring can store keys here: asked
+        before prompting for a secret that could not be stored anyway."""
+        self._keyring()
+
+    @property
     def keyring_message(self) -> str | None:
         if self._keyring_problem is None:
             return None

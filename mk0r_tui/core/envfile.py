@@ -47,22 +47,36 @@ def _url_password(value: str) -> str | None:
     return parts.password if parts.scheme and parts.password else None
 
 
+#: the public prefixes of the providers' keys and tokens: they say which kind of key it is and
+#: are the same for every key of that kind, so showing one reveals nothing of the secret
+PUBLIC_PREFIXES: tuple[str, ...] = (
+    "github_pat_", "napi_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "phc_", "phx_", "e2b_", "re_", "sk_",
+)
+_PASSWORD_NAME = re.compile(r"(PASSWORD|PASSWD|_PW$|SECRET)")
+
+
 def mask_value(name: str, value: str) -> str:
-    """`re_…3fa9` for tokens, `postgresql://user:••••@host/db` for URLs, `••••` for short ones."""
+    """The one masking rule for every secret: no character of a password or token is shown,
+    nor its length. A key's public prefix (`re_`, `napi_`, `ghp_`, `github_pat_`, ...) is:
+    `re_••••`; a password, or a token with no known prefix, is `••••`; a URL keeps everything
+    but its password: `postgresql://user:••••@host/db`. (`keys list` shows a key's length
+    beside it, to spot a truncated paste.)"""
     if not is_secret(name, value):
         return value
     if _url_password(value) is not None:
         parts = urlsplit(value)
         host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
         if parts.port:
             host = f"{host}:{parts.port}"
         netloc = f"{parts.username}:{MASK}@{host}" if parts.username else f"{MASK}@{host}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    if len(value) < 12:
-        return MASK
-    prefix_match = re.match(r"^([A-Za-z]{1,6}_)", value)
-    prefix = prefix_match.group(1) if prefix_match else value[:2]
-    return f"{prefix}…{value[-4:]}"
+    if not _PASSWORD_NAME.search(name.upper()):
+        for prefix in PUBLIC_PREFIXES:
+            if value.startswith(prefix) and len(value) > len(prefix) + 8:
+                return f"{prefix}{MASK}"
+    return MASK
 
 
 def masked_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -115,7 +129,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
         return text
     for secret in sorted({s for s in (*secrets, *_KNOWN_SECRETS) if s and len(s) >= 4}, key=len, reverse=True):
         if secret in text:
-            text = text.replace(secret, mask_value("TOKEN", secret))
+            text = text.replace(secret, mask_value("TOKEN", secret))  # the same rule as every screen
     return text
 
 

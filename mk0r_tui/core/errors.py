@@ -34,6 +34,7 @@ class ProviderError(Mk0rError):
         retryable: bool = False,
         outcome_unknown: bool = False,
         kept_env: dict[str, str] | None = None,
+        nothing_sent: bool = False,
     ) -> None:
         self.call = call
         #: env still valid despite the failure (e.g. the analytics tag when the capture failed)
@@ -42,6 +43,8 @@ class ProviderError(Mk0rError):
         self.hint = hint
         self.retryable = retryable
         self.outcome_unknown = outcome_unknown
+        #: refused before any request left this process (a missing key): provably nothing was made
+        self.nothing_sent = nothing_sent
         super().__init__(message)
 
     def __str__(self) -> str:

@@ -1,13 +1,74 @@
-"""The log file under the data dir. Every record passes a filter that masks known secrets."""
+"""The log file under the data dir. Every record passes a filter that masks known secrets.
+
+Levels: every run's events are logged (`log_event`: a failure at ERROR, an outcome at INFO, a
+progress line at DEBUG), HTTP retries at INFO, refused calls at WARNING. The file takes INFO and
+above; `mk0r-tui --verbose` takes DEBUG too and mirrors the records (but the events, which the
+CLI prints already) on stderr.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mk0r_tui.core.envfile import scrub
+from mk0r_tui.core.events import (
+    Event,
+    EventSink,
+    ProviderFailed,
+    ProviderProgressed,
+    ProviderRetrying,
+    SessionProvisioned,
+    SessionTornDown,
+    TeardownFailed,
+)
+
+EVENTS_LOGGER = "mk0r_tui.events"
+_verbose = {"on": False}
+
+
+def set_verbose(on: bool) -> None:
+    """`--verbose`: DEBUG in the log file, and the records mirrored on stderr."""
+    _verbose["on"] = on
+    logger = logging.getLogger("mk0r_tui")
+    if any(getattr(h, "_mk0r", False) for h in logger.handlers):
+        logger.setLevel(logging.DEBUG if on else logging.INFO)
+
+
+def event_level(event: Event) -> int:
+    if isinstance(event, (ProviderFailed, TeardownFailed)):
+        return logging.ERROR
+    if isinstance(event, (SessionProvisioned, SessionTornDown)) and not event.ok:
+        return logging.WARNING
+    if isinstance(event, (ProviderProgressed, ProviderRetrying)):
+        return logging.DEBUG
+    return logging.INFO
+
+
+def log_event(slug: str, event: Event) -> None:
+    """One run's event as a log line (the same words as the CLI's progress, no secret)."""
+    from mk0r_tui.core.render import describe_event
+
+    logger = logging.getLogger(EVENTS_LOGGER)
+    level = event_level(event)
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s %s", slug, describe_event(event))
+
+
+def logged(slug: str, sink: EventSink) -> EventSink:
+    """`sink`, with every event also logged (`log_event`)."""
+
+    def both(event: Event) -> None:
+        try:
+            log_event(slug, event)
+        except Exception:  # a log line must never fail a run
+            pass
+        sink(event)
+
+    return both
 
 
 class ScrubFilter(logging.Filter):
@@ -44,5 +105,11 @@ def configure_logging(path: Path, secrets: Callable[[], Iterable[str]]) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(ScrubFilter(secrets))
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if _verbose["on"] else logging.INFO)
     logger.propagate = False
+    if _verbose["on"]:
+        mirror = logging.StreamHandler(sys.stderr)
+        mirror.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        mirror.addFilter(ScrubFilter(secrets))
+        mirror.addFilter(lambda record: record.name != EVENTS_LOGGER)  # the CLI prints events already
+        logger.addHandler(mirror)

@@ -58,7 +58,11 @@ class Session:
 
     @property
     def analytics_app_id(self) -> str:
-        return f"{RESOURCE_PREFIX}{self.key[:SLUG_LENGTH]}"
+        """The PostHog tag: the resource name like every other name a session gets. The slug is
+        lower-cased because the providers' names are (GitHub repos and Postgres identifiers are
+        case-insensitive, Neon and E2B names lower-case), so two keys that differ only in case are
+        one session everywhere; the tag follows the same rule (it kept the key's case)."""
+        return self.resource_name
 
     @property
     def pg_identifier(self) -> str:

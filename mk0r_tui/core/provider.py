@@ -72,6 +72,13 @@ class Provider(abc.ABC):
         """One cheap read-only call that proves the key works; None: no check for this provider."""
         return None
 
+    async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
+        """Asked before a second provision reuses what the ledger says exists (`rows`, all
+        `created`, and the `env` on disk): None when it answers as `env` says (reused), else why
+        not (the provider is run again, and its provision re-creates or repairs). A local server
+        that was stopped is started here. Default: a remote resource is trusted."""
+        return None
+
     async def aclose(self) -> None:  # noqa: B027  (closing nothing is the right default)
         """Release connections; the runtime calls it once at the end of the process."""
 

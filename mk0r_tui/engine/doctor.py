@@ -47,16 +47,30 @@ class ProviderCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalCheck:
+    """One part of the local profile the plan uses: the data dir, `git`, the Postgres server."""
+
+    part: str
+    status: CheckStatus
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"part": self.part, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
 class DoctorReport:
     checks: tuple[ProviderCheck, ...]
     keyring_message: str | None = None
+    local: tuple[LocalCheck, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(c.status != "failing" for c in self.checks)
+        return all(c.status != "failing" for c in self.checks) and all(c.status != "failing" for c in self.local)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "keyring": self.keyring_message, "providers": [c.to_json() for c in self.checks]}
+        return {"ok": self.ok, "keyring": self.keyring_message, "providers": [c.to_json() for c in self.checks],
+                "local": [c.to_json() for c in self.local]}
 
 
 def _neon(s: Settings) -> dict[str, str]:
@@ -88,9 +102,82 @@ SETTINGS_IN_USE: dict[str, Callable[[Settings], dict[str, str]]] = {
 EXTRA_KEYS = {"posthog": "POSTHOG_PROJECT_KEY"}
 
 
-async def run_doctor(settings: Settings, credentials: Credentials, registry: Registry) -> DoctorReport:
-    """Check every keyed provider of `registry` concurrently; providers built here are closed
-    afterwards."""
+async def check_local_profile(settings: Settings, credentials: Credentials, registry: Registry) -> tuple[LocalCheck, ...]:
+    """The parts of the local profile that a provision now would use, each tried for real: the
+    data dir is writable, `git` runs, the Postgres server answers (the embedded one is started
+    if it is stopped, as a provision would)."""
+    from mk0r_tui.engine.plan import resolve_plan
+
+    checks = [await asyncio.to_thread(_check_data_dir, settings)]
+    try:
+        plan = resolve_plan(registry, settings, credentials)
+    except Mk0rError as exc:
+        return (*checks, LocalCheck("plan", "failing", str(exc)))
+    running = set(plan.running)
+    if running & {"local-git", "local-folder"}:
+        checks.append(await _check_git())
+    if "local-postgres" in running:
+        checks.append(await _check_postgres(settings))
+    return tuple(checks)
+
+
+def _check_data_dir(settings: Settings) -> LocalCheck:
+    try:
+        path = settings.ensure_data_dir()
+    except Mk0rError as exc:
+        return LocalCheck("data-dir", "failing", str(exc))
+    return LocalCheck("data-dir", "ok", f"{path} is writable")
+
+
+async def _check_git() -> LocalCheck:
+    from mk0r_tui.providers.local_git import git_binary
+
+    try:
+        git = git_binary()
+        proc = await asyncio.create_subprocess_exec(git, "--version", stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+    except (Mk0rError, OSError) as exc:
+        return LocalCheck("git", "failing", str(exc))
+    if proc.returncode != 0:
+        return LocalCheck("git", "failing", f"`git --version` exited {proc.returncode}: {err.decode(errors='replace').strip()}")
+    return LocalCheck("git", "ok", f"{out.decode(errors='replace').strip()} ({git})")
+
+
+async def _check_postgres(settings: Settings) -> LocalCheck:
+    import psycopg
+
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres, binaries_missing
+    from mk0r_tui.providers.local_postgres import admin_from_url
+
+    started = ""
+    try:
+        if settings.local_postgres_url:
+            admin = admin_from_url(settings.local_postgres_url)
+            what = f"Postgres at {admin.host}:{admin.port} (MK0R_LOCAL_POSTGRES_URL)"
+        else:
+            missing = binaries_missing()
+            if missing:
+                return LocalCheck("postgres", "failing", f"the embedded server cannot run: {missing}")
+            server = EmbeddedPostgres(settings.postgres_dir)
+            was_running = server.running_port() is not None
+            admin = await asyncio.to_thread(server.ensure_running)
+            what = f"the embedded server on {admin.host}:{admin.port} ({settings.postgres_dir})"
+            started = "" if was_running else " (it was stopped: started it)"
+        conn = await psycopg.AsyncConnection.connect(admin.dsn(), autocommit=True)
+        try:
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
+    except (Mk0rError, psycopg.Error, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return LocalCheck("postgres", "failing", scrub(first))
+    return LocalCheck("postgres", "ok", f"{what} answers{started}")
+
+
+async def run_doctor(settings: Settings, credentials: Credentials, registry: Registry, *, local: bool = False) -> DoctorReport:
+    """Check every keyed provider of `registry` concurrently (and with `local`, the local
+    profile: `check_local_profile`); providers built here are closed afterwards."""
     built: list[Provider] = []
     specs = [s for s in registry.specs if s.key_name or s.name in EXTRA_KEYS]
 
@@ -122,4 +209,5 @@ async def run_doctor(settings: Settings, credentials: Credentials, registry: Reg
     finally:
         for provider in built:
             await provider.aclose()
-    return DoctorReport(tuple(checks), credentials.keyring_message)
+    local_checks = await check_local_profile(settings, credentials, registry) if local else ()
+    return DoctorReport(tuple(checks), credentials.keyring_message, local_checks)

@@ -18,12 +18,13 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mk0r_tui.core.envfile import masked_env
-from mk0r_tui.core.errors import Mk0rError, UsageError
+from mk0r_tui.core.errors import ConfigError, Mk0rError, UsageError
 from mk0r_tui.core.events import EventSink, null_sink
-from mk0r_tui.core.models import ProvisionReport, Session
+from mk0r_tui.core.models import ProvisionReport, Session, Slot
 from mk0r_tui.core.plan import Plan
 
 if TYPE_CHECKING:
+    from mk0r_tui.core.config import Settings
     from mk0r_tui.engine.orchestrator import TeardownReport
     from mk0r_tui.engine.runtime import Runtime
 
@@ -44,18 +45,65 @@ def open_runtime() -> Runtime:
     return runtime
 
 
-def preflight(plan: Plan) -> None:
-    """Refuse before creating anything when the machine cannot finish the job."""
+def preflight(plan: Plan, runtime: Runtime | None = None) -> None:
+    """Refuse before creating anything when the machine cannot finish the job (ConfigError, exit
+    2): a target or provider whose key is missing (`--target e2b` without E2B_API_KEY used to
+    create the database and the repo, then fail the target), a cloud profile that can provide
+    nothing, no `git` for the local repo or folder, a bad MK0R_LOCAL_POSTGRES_URL or no embedded
+    Postgres binaries."""
+    if runtime is not None:
+        registry, credentials, settings = runtime.registry, runtime.credentials, runtime.settings
+        for step in plan.steps:
+            if not step.runs:
+                continue
+            try:
+                spec = registry.spec(step.name)
+            except KeyError:
+                continue
+            if spec.key_name and not credentials.get(spec.key_name).present:
+                what = "target" if step.slot is Slot.TARGET else f"{step.slot.value} provider"
+                raise ConfigError(
+                    f"the {spec.name} {what} needs {spec.key_name}, which is not set (env var or "
+                    f"`mk0r-tui keys set {spec.key_name}`); nothing was created"
+                )
+        if settings.profile == "cloud":
+            cloud = [s.name for s in registry.providers if s.cloud and s.name in plan.running]
+            if not cloud:
+                keys = ", ".join(dict.fromkeys(s.key_name for s in registry.providers if s.cloud and s.key_name))
+                raise ConfigError(
+                    f"MK0R_PROFILE=cloud but no provisioning key is set, so no cloud provider can run (set one of {keys}, "
+                    "or use MK0R_PROFILE=auto for the local profile); nothing was created"
+                )
+        if "local-postgres" in plan.running:
+            _check_local_postgres(settings)
     if "local-git" in plan.running or plan.target.name == "local-folder":
         from mk0r_tui.providers.local_git import git_binary
 
         git_binary()
 
 
+def _check_local_postgres(settings: Settings) -> None:
+    from mk0r_tui.core.errors import ProviderError
+
+    if settings.local_postgres_url:
+        from mk0r_tui.providers.local_postgres import admin_from_url
+
+        try:
+            admin_from_url(settings.local_postgres_url)
+        except ProviderError as exc:
+            raise ConfigError(f"{exc}; nothing was created") from None
+        return
+    from mk0r_tui.providers.embedded_pg import binaries_missing
+
+    missing = binaries_missing()
+    if missing:
+        raise ConfigError(f"the embedded Postgres cannot run: {missing}; nothing was created")
+
+
 def plan_run(runtime: Runtime, target: str | None, sandbox_id: str | None) -> Plan:
     """The run's plan (resolved once), checked: what is printed or returned is what runs."""
     plan = runtime.plan(target)
-    preflight(plan)
+    preflight(plan, runtime)
     if sandbox_id:
         if plan.target.name != "e2b":
             raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")

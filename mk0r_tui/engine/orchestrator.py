@@ -24,6 +24,7 @@ from mk0r_tui.core.events import (
     Event,
     EventSink,
     ProviderFailed,
+    ProviderProgressed,
     ProviderSkipped,
     ProviderStarted,
     ProviderSucceeded,
@@ -37,6 +38,7 @@ from mk0r_tui.core.events import (
 )
 from mk0r_tui.core.instructions import ENV_HEADER
 from mk0r_tui.core.ledger import ResourceRow
+from mk0r_tui.core.logs import logged
 from mk0r_tui.core.models import (
     RESOURCE_PREFIX,
     FoundResource,
@@ -73,6 +75,23 @@ def _reusable(resources: SessionResources, provider: Provider, previous_env: Map
     return rows
 
 
+async def _not_reusable(
+    runtime: Runtime, provider: Provider, env: Mapping[str, str], rows: Sequence[ResourceRow]
+) -> str | None:
+    """Why what the ledger records cannot be reused as it is (the provider's own check, e.g. the
+    embedded Postgres stopped or its database not answering), or None."""
+    timeout = provider.timeout_s or runtime.settings.provider_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await provider.not_reusable(env, rows)
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        return f"its check did not answer within {timeout:g}s"
+    except Exception as exc:  # a broken check is a reason to provision again, never a crash
+        return describe_error(exc, runtime.secrets())
+
+
 async def _run_provider(
     runtime: Runtime,
     resources: SessionResources,
@@ -88,6 +107,11 @@ async def _run_provider(
     sink(ProviderStarted(session=session.key, provider=name, slot=slot))
     started = time.monotonic()
     reused = None if slot is Slot.TARGET else _reusable(resources, provider, previous_env)
+    if reused is not None:
+        why = await _not_reusable(runtime, provider, previous_env, reused)
+        if why is not None:
+            sink(ProviderProgressed(session=session.key, provider=name, message=f"not reused: {why}; provisioning again"))
+            reused = None
     if reused is not None:
         result = ProviderResult(
             name, slot, Status.OK, 0.0, 0,
@@ -156,7 +180,7 @@ async def provision_services(
 
 
 async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *, sink: EventSink) -> ProvisionReport:
-    sink = runtime.journal.wrap(session.slug, sink)  # every run writes the journal (engine/journal.py)
+    sink = logged(session.slug, runtime.journal.wrap(session.slug, sink))  # every run writes the journal and the log
     ledger = runtime.ledger
     target = runtime.provider(plan.target.name)
     ledger.ensure_session(session, target=target.name)
@@ -324,7 +348,7 @@ async def teardown_session(
 
 async def _teardown_session(runtime: Runtime, key: str, *, sink: EventSink, stop: asyncio.Event | None) -> TeardownReport:
     session_row = runtime.ledger.require_session(key)
-    sink = runtime.journal.wrap(session_row.slug, sink)  # every run writes the journal (engine/journal.py)
+    sink = logged(session_row.slug, runtime.journal.wrap(session_row.slug, sink))  # the journal and the log
     read_env_file(runtime.settings.env_file_for(session_row.slug))  # its secrets: scrubbed from any delete error
     # a resource that changed hands (or is offered to its new owner) is never deleted
     rows = [r for r in runtime.ledger.resources(session_row.key, live_only=True) if not r.handed_off]

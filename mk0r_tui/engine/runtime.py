@@ -12,7 +12,7 @@ import logging
 
 from mk0r_tui.core.config import Settings, load_settings
 from mk0r_tui.core.credentials import Credentials
-from mk0r_tui.core.ledger import Ledger
+from mk0r_tui.core.ledger import Ledger, open_ledger
 from mk0r_tui.core.plan import Plan
 from mk0r_tui.core.provider import Provider
 from mk0r_tui.engine import plan as planning
@@ -35,8 +35,9 @@ class Runtime:
         self.settings = settings or load_settings()
         self.credentials = credentials or Credentials(use_keyring=not self.settings.no_keyring)
         if ledger is None:
-            self.settings.ensure_data_dir()
-            ledger = Ledger(self.settings.ledger_path)
+            if self.settings.ledger_url:
+                self.settings.ensure_data_dir()  # the app folders, logs and local parts still live here
+            ledger = open_ledger(self.settings)  # MK0R_LEDGER_URL → Postgres, else the SQLite file
         self.ledger = ledger
         self.registry = registry
         self._providers: dict[str, Provider] = {}

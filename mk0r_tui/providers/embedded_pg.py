@@ -49,6 +49,18 @@ def _bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
+def binaries_missing() -> str | None:
+    """Why the embedded server's binaries cannot be used here, or None when they can."""
+    try:
+        bin_dir = _bin_dir()
+    except ImportError as exc:
+        return f"the pgserver package is not importable ({exc}); reinstall mk0r-tui"
+    missing = [exe for exe in ("initdb", "pg_ctl", "postgres") if not os.access(bin_dir / exe, os.X_OK)]
+    if missing:
+        return f"{', '.join(missing)} not found in {bin_dir}; reinstall the pgserver wheel"
+    return None
+
+
 class _PgserverUtils(Protocol):
     """The part of `pgserver.utils` used here (POSIX only: pgserver defines these off Windows)."""
 

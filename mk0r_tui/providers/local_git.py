@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mk0r_tui.core.config import Settings
@@ -94,6 +95,13 @@ class LocalGitProvider(Provider):
             env={"GIT_REMOTE_URL": url, "LOCAL_GIT_REPO": str(path)},
             resources=(ResourceRef(self.name, self.kind, name, str(path), url),),
         )
+
+    async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
+        """The bare repository must still be there."""
+        for row in rows:
+            if not (self.path_for(row.name) / "HEAD").exists():
+                return f"{self.path_for(row.name)} is gone"
+        return None
 
     async def teardown(self, resource: ResourceRow) -> bool:
         path = self.path_for(resource.name)

@@ -11,6 +11,7 @@ stands for the mailbox and its credentials: teardown removes both.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
@@ -57,6 +58,17 @@ class LocalMailProvider(Provider):
             "SMTP_PASSWORD": creds.smtp_password,
         }
         return ProvisionOutcome(env=env, resources=(ResourceRef(self.name, KIND, name, box),))
+
+    async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
+        """The catcher is started if it was stopped; its ports must still be the env's, and the
+        session's mailbox account must still exist."""
+        endpoints = await asyncio.to_thread(self.catcher.ensure_running)
+        if env.get("SMTP_PORT") != str(endpoints.smtp_port) or env.get("RESEND_BASE_URL") != endpoints.base_url:
+            return f"the mail catcher now listens on smtp {endpoints.smtp_port}, api {endpoints.base_url}"
+        names = await asyncio.to_thread(self.catcher.store.names)
+        if not all(row.name in names for row in rows):
+            return "the session's mailbox is gone"
+        return None
 
     async def teardown(self, resource: ResourceRow) -> bool:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -114,6 +115,27 @@ class LocalPostgresProvider(Provider):
             env=env,
             resources=(ResourceRef(self.name, ROLE, ident, ident), ResourceRef(self.name, DATABASE, ident, ident, where)),
         )
+
+    async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
+        """The embedded server is started if it was stopped (`local-postgres stop`); then the
+        session's own DATABASE_URL must answer `SELECT 1`."""
+        admin = await self.admin()
+        if env.get("PGPORT") != str(admin.port) or env.get("PGHOST") != admin.host:
+            return f"the server now listens on {admin.host}:{admin.port}"
+        url = env.get("DATABASE_URL")
+        if not url:
+            return "the env has no DATABASE_URL"
+        try:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            return f"the database does not answer: {_pg_message(exc)}"
+        try:
+            await conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return f"the database does not answer: {_pg_message(exc)}"
+        finally:
+            await conn.close()
+        return None
 
     @staticmethod
     async def _exists(conn: psycopg.AsyncConnection, table: str, column: str, value: str) -> bool:

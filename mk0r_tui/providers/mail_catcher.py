@@ -633,7 +633,9 @@ def _authenticator(store: MailStore) -> AuthenticatorType:
 
 
 def _bind(preferred: int | None) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on for accepted connections only when the
+    # listening socket says TCP, else an answer written in two parts waits for a delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, preferred or 0))

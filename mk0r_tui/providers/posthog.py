@@ -1,4 +1,4 @@
-"""PostHog analytics: a tag on a shared project, `VITE_POSTHOG_APP_ID=mk0r-<12 chars of key>`.
+"""PostHog analytics: a tag on a shared project, `VITE_POSTHOG_APP_ID=mk0r-<slug>` (the resource name).
 
 With `POSTHOG_PROJECT_KEY` set, the app also gets the project key and host. The key is checked
 with the flags endpoint (`POST {host}/flags?v=2` with `api_key` and `distinct_id`), which answers

@@ -192,8 +192,8 @@ class E2BTarget(Provider):
                 ),
             )
         except ProviderError as exc:
-            if not exc.outcome_unknown and exc.status is not None and exc.status < 500:
-                ctx.dropped(row, str(exc))  # refused: nothing exists
+            if exc.nothing_sent or (not exc.outcome_unknown and exc.status is not None and exc.status < 500):
+                ctx.dropped(row, str(exc))  # refused, or never sent: nothing exists
             raise
         ctx.created(row, sandbox_id, meta={"template": self.settings.e2b_template})
         return sandbox_id

@@ -121,7 +121,8 @@ class E2BSandboxBackend:
 
     def _require_key(self, call: str) -> None:
         if not self._api_key:
-            raise AuthenticationError("no E2B API key", call=call, hint="set E2B_API_KEY (env var or `mk0r-tui keys`)")
+            raise AuthenticationError("no E2B API key", call=call, hint="set E2B_API_KEY (env var or `mk0r-tui keys`)",
+                                      nothing_sent=True)
 
     async def create(self, *, template: str, timeout_s: int, metadata: Mapping[str, str], idempotency_key: str | None = None) -> str:
         from e2b import AsyncSandbox

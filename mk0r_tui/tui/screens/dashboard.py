@@ -203,6 +203,17 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session_list.focus()
         self.call_after_refresh(self._show_detail)
         self.set_interval(MAIL_POLL_S, self._refresh_mail, name="mail")
+        self._mount_queue_panel()
+
+    def _mount_queue_panel(self) -> None:
+        """The service's job queue under the sessions, when a team's queue exists (issue 13)."""
+        from mk0r_tui.engine.jobs_view import queue_location
+
+        url = queue_location(self.app.runtime.settings)
+        if url:
+            from mk0r_tui.tui.widgets.queue_panel import QueuePanel
+
+            self.query_one("#sidebar").mount(QueuePanel(url, id="queue-panel"))
 
     def _show_detail(self) -> None:
         """Mount the detail pane with the selected session's panels already in it (one pass)."""

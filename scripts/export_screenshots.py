@@ -90,6 +90,8 @@ async def wait_until(predicate, timeout: float = 60.0) -> None:
 async def shoot(app, pilot, out: Path, name: str) -> None:
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
+    await pilot.pause()  # the event log scrolls to its end after the refresh that showed the last line
+    await pilot.pause()
     path = app.save_screenshot(filename=f"{name}.svg", path=str(out))
     print(f"wrote {path}")
 
@@ -211,7 +213,7 @@ _VOLATILE = (
     (re.compile(r"[^\s…]{0,4}…[^\s…]{0,4}"), "…"),  # a masked secret's visible ends (a fresh one each run)
     (re.compile(r"[0-9]+"), "0"),  # times, latencies, ages, ports, counts
     (re.compile("[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏◐]"), "⠋"),  # spinner frames
-    (re.compile("[▁▂▃▄▅▆▇█]+"), "▁"),  # sparkline bars
+    (re.compile("[▁▂▃▄▅▆▇█]+=*"), "▁"),  # sparkline bars, and a scrollbar's thumb as a table's width sets it
     (re.compile(r"0(?:\.0)?\s?(?:ms|s|m|h|d)\b|0m0s"), "0t"),  # a duration in whichever unit it took
     (re.compile(r"\s+"), ""),  # column padding follows the widths of the values above
 )

@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 status=0
-for bench in helpers_speed startup single_session many_sessions team_pacing local_profile orphan_teardown orphans_races dashboard memory journal_overhead journal_follow journal_100k; do
+for bench in helpers_speed startup single_session many_sessions team_pacing local_profile orphan_teardown orphans_races dashboard modal_open memory journal_overhead journal_follow journal_100k; do
     echo
     echo "# $(date -u +%H:%M:%S) load: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$PY" "bench/$bench.py" || { echo "bench/$bench.py failed (exit $?)"; status=1; }

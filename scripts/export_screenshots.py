@@ -1,6 +1,12 @@
 """Regenerate the README's screenshots by driving the real dashboard with the local profile.
 
     .venv/bin/python scripts/export_screenshots.py [--out screenshots]
+    .venv/bin/python scripts/export_screenshots.py --check     # CI: would a picture's text change?
+
+`--check` exports into a scratch folder and compares each picture's text (the SVG's text, with
+digits, spinner frames and sparkline bars evened out: times and latencies differ from run to
+run) with the committed one; it exits 1 naming every picture whose words changed, so the
+README never shows a screen that no longer exists.
 
 Everything runs for real (embedded Postgres, local git, local folder) in a throwaway data
 dir. Two things are staged: the database provider is held for a moment so the first picture
@@ -12,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +33,8 @@ from mk0r_tui.providers import DEFAULT_REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (150, 44)
+#: the small-terminal picture beside the large ones
+SMALL_SIZE = (80, 24)
 CLOSED_PORT_URL = "postgresql://admin:not-a-real-password@127.0.0.1:9/postgres"
 
 
@@ -79,6 +90,8 @@ async def wait_until(predicate, timeout: float = 60.0) -> None:
 async def shoot(app, pilot, out: Path, name: str) -> None:
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
+    await pilot.pause()  # the event log scrolls to its end after the refresh that showed the last line
+    await pilot.pause()
     path = app.save_screenshot(filename=f"{name}.svg", path=str(out))
     print(f"wrote {path}")
 
@@ -161,6 +174,12 @@ async def main_scenes(out: Path) -> None:
         await pilot.press("escape")
         await pilot.pause()
 
+        await pilot.resize_terminal(*SMALL_SIZE)
+        await pilot.pause()
+        await shoot(app, pilot, out, "dashboard-80x24")
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause()
+
         leave_an_orphan(runtime.settings.repos_dir / "mk0r-5ea1ed0d-lost.git")
         await pilot.press("O")
         await pilot.pause()
@@ -189,21 +208,83 @@ async def failure_scene(out: Path) -> None:
     runtime.close()
 
 
+_TEXT_ELEMENT = re.compile(r'<text\b[^>]*\bx="([0-9.]+)"[^>]*clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>([^<]*)</text>')
+_VOLATILE = (
+    (re.compile(r"[^\s…]{0,4}…[^\s…]{0,4}"), "…"),  # a masked secret's visible ends (a fresh one each run)
+    (re.compile(r"[0-9]+"), "0"),  # times, latencies, ages, ports, counts
+    (re.compile("[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏◐]"), "⠋"),  # spinner frames
+    (re.compile("[▁▂▃▄▅▆▇█]+=*"), "▁"),  # sparkline bars, and a scrollbar's thumb as a table's width sets it
+    (re.compile(r"0(?:\.0)?\s?(?:ms|s|m|h|d)\b|0m0s"), "0t"),  # a duration in whichever unit it took
+    (re.compile(r"\s+"), ""),  # column padding follows the widths of the values above
+)
+
+
+def svg_text(svg: str) -> list[str]:
+    """The words of a Textual SVG screenshot, one string per terminal line, volatile parts evened
+    out (see `_VOLATILE`): what `--check` compares."""
+    lines: dict[int, list[tuple[float, str]]] = {}
+    for x, line, text in _TEXT_ELEMENT.findall(svg):
+        lines.setdefault(int(line), []).append((float(x), html.unescape(text).replace("\xa0", " ")))
+    out = []
+    for number in sorted(lines):
+        text = "".join(part for _, part in sorted(lines[number]))
+        for pattern, replacement in _VOLATILE:
+            text = pattern.sub(replacement, text)
+        if text.strip():
+            out.append(text.strip())
+    return out
+
+
+def changed_pictures(committed: Path, fresh: Path) -> list[str]:
+    """One line per picture whose text differs (or that exists on one side only)."""
+    problems = []
+    for path in sorted(fresh.glob("*.svg")):
+        old = committed / path.name
+        if not old.exists():
+            problems.append(f"{path.name}: new picture, not in {committed}")
+            continue
+        before, after = svg_text(old.read_text(encoding="utf-8")), svg_text(path.read_text(encoding="utf-8"))
+        if before != after:
+            diff = next((f"{a!r} → {b!r}" for a, b in zip(before, after) if a != b), f"{len(before)} → {len(after)} lines")
+            problems.append(f"{path.name}: its text changed, first at {diff}")
+    for path in sorted(committed.glob("*.svg")):
+        if not (fresh / path.name).exists():
+            problems.append(f"{path.name}: in {committed} but the exporter no longer makes it")
+    return problems
+
+
+def export(out: Path, home: Path) -> None:
+    prepare_environment(home)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.run(main_scenes(out))
+        asyncio.run(failure_scene(out))
+    finally:
+        from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
+        from mk0r_tui.providers.mail_catcher import MailCatcher
+
+        EmbeddedPostgres(home / "postgres").stop()
+        MailCatcher(home / "mail").stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "screenshots")
     parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "mk0r-screenshots")
+    parser.add_argument("--check", action="store_true", help="compare a fresh export's text with --out; exit 1 if it changed")
     args = parser.parse_args()
-    prepare_environment(args.home)
-    args.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main_scenes(args.out))
-    asyncio.run(failure_scene(args.out))
-    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres
-
-    EmbeddedPostgres(args.home / "postgres").stop()
-    from mk0r_tui.providers.mail_catcher import MailCatcher
-
-    MailCatcher(args.home / "mail").stop()
+    if not args.check:
+        export(args.out, args.home)
+        return
+    with tempfile.TemporaryDirectory(prefix="mk0r-screenshots-check-") as scratch:
+        export(Path(scratch), args.home)
+        problems = changed_pictures(args.out, Path(scratch))
+    if problems:
+        print("The README's screenshots are stale; run scripts/export_screenshots.py and commit screenshots/:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"screenshots/: every picture's text matches a fresh export ({len(list(args.out.glob('*.svg')))} pictures)")
 
 
 if __name__ == "__main__":

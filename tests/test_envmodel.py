@@ -89,3 +89,15 @@ def test_reading_the_settings_imports_no_pydantic():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_settings', 'pydantic_core')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_model_fields_set_names_what_was_given_explicitly(monkeypatch):
+    """The dashboard's settings file fills only what the environment left at its default
+    (tui/app.py default_target asks model_fields_set, as it would of a pydantic model)."""
+    from mk0r_tui.core.config import load_settings
+
+    monkeypatch.setenv("MK0R_TARGET", "e2b")
+    monkeypatch.delenv("MK0R_PROFILE", raising=False)
+    settings = load_settings()
+    assert "target" in settings.model_fields_set and "profile" not in settings.model_fields_set
+    assert "profile" in settings.model_copy(update={"profile": "local"}).model_fields_set

@@ -141,7 +141,7 @@ def test_the_browser_shows_the_ledger_read_only_and_never_a_secret(tmp_path, ses
         browser.wait_for_text("Search for commands")
         browser.press("Escape")
         screen = browser.wait_for_text("PGPASSWORD", "secret (masked)", absent=("Search for commands",))
-        assert "Copied" not in screen, screen
+        assert "Copied" not in screen and "clipboard" not in screen, screen
         assert "revealed" not in screen, screen
         assert_no_secret(browser, fragments, "after x, X, c, C")
         browser.press("Escape")  # back to the dashboard

@@ -132,8 +132,11 @@ class EnvModel:
     def __init__(self, **values: Any) -> None:
         given = _with_environ(type(self).model_fields, values)
         problems: list[dict[str, Any]] = []
+        explicit: set[str] = set()
         for name, info in type(self).model_fields.items():
             where = next((k for k in (name, *info.aliases) if k in given), None)
+            if where is not None:
+                explicit.add(name)
             if where is None:
                 if info.default is ...:
                     problems.append({"loc": (name,), "msg": "Field required"})
@@ -148,6 +151,14 @@ class EnvModel:
             object.__setattr__(self, name, value)
         if problems:
             raise SettingsValidationError(problems)
+        object.__setattr__(self, "_fields_set", frozenset(explicit))
+
+    @property
+    def model_fields_set(self) -> frozenset[str]:
+        """The fields given explicitly (a keyword or their environment variable), as pydantic's:
+        the rest hold their defaults (the dashboard's settings file fills only those)."""
+        given: frozenset[str] = self.__dict__.get("_fields_set", frozenset())
+        return given
 
     def _validated(self, name: str, info: FieldInfo, value: Any) -> Any:
         owner = type(self)
@@ -167,6 +178,7 @@ class EnvModel:
         kept = {k: v for k, v in self.__dict__.items() if k in type(self).model_fields}
         copy.__dict__.update(kept)
         copy.__dict__.update(dict(update or {}))
+        copy.__dict__["_fields_set"] = self.model_fields_set | frozenset(update or {})
         return copy
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -8,6 +8,7 @@ switching the selection never loses anything.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -20,13 +21,14 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 import mk0r_tui
 from mk0r_tui.core.envfile import read_env_file, scrub
 from mk0r_tui.core.events import Event, ProviderSucceeded, RunStarted, SessionTornDown
-from mk0r_tui.core.ledger import ResourceRow, RunRow, SessionRow
+from mk0r_tui.core.ledger import HOST, LeaseRow, ResourceRow, RunRow, SessionRow
 from mk0r_tui.core.models import ResourceState, Session
 from mk0r_tui.core.plan import Plan
 from mk0r_tui.engine.runtime import Runtime
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     from mk0r_tui.engine.pool import PoolKeeper
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 from mk0r_tui.tui.messages import SessionEventReceived
-from mk0r_tui.tui.screens.dashboard import DashboardScreen
+from mk0r_tui.tui.preferences import preferences_path, read_preferences, write_preferences
+from mk0r_tui.tui.screens.dashboard import LAYOUT_BREAKPOINTS, DashboardScreen
 from mk0r_tui.tui.state import (
     SessionState,
     WorkEnded,
@@ -59,6 +62,13 @@ HANDOFF_FOLLOW_S = 60.0
 #: process killed, or silent for MK0R_LEASE_STALE_S) turns `interrupted (owner gone)` within this
 OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
+#: when the modals' modules are imported, after the first frame and what follows it
+MODAL_WARM_UP_S = 1.0
+
+
+def runner_label(lease: LeaseRow) -> str:
+    """Who runs a session now, from its lease: `host:pid`."""
+    return f"{lease.host}:{lease.pid}"
 
 
 def styles_dir() -> Path:
@@ -80,24 +90,39 @@ def stylesheets() -> list[str | PurePath]:
 class DashboardCommands(Provider):
     """Command palette entries for the dashboard's actions; those that do not apply now are left out."""
 
+    #: `{name}` is the selected session's name: the palette says what each entry acts on
     COMMANDS: tuple[tuple[str, str, str], ...] = (
+        ("Retry {name}", "retry", "Provision again: failed providers retried, ok ones reused"),
+        ("Tear down {name}", "teardown", "Delete every resource (asks first)"),
+        ("Show .env of {name}", "env", "Secrets masked; reveal with x / X"),
+        ("Open repository of {name}", "open_repo", "GitHub in the browser, or the local path"),
+        ("Mailbox of {name}", "mailbox", "The mail the session's app sent, caught locally"),
+        ("Hand off {name}", "handoff", "Give the repo and database to the app's creator"),
         ("New session", "new_session", "Provision a new session"),
-        ("Retry selected session", "retry", "Provision again: failed providers retried, ok ones reused"),
-        ("Show .env of selected session", "env", "Secrets masked; reveal with x / X"),
-        ("Open repository of selected session", "open_repo", "GitHub in the browser, or the local path"),
-        ("Tear down selected session", "teardown", "Delete every resource (asks first)"),
         ("Orphans", "orphans", "Find resources no live session owns"),
         ("Provisioning keys", "keys", "Which keys are set, and where from"),
-        ("Filter sessions", "filter", "Filter the session list"),
+        ("Filter sessions", "filter", "Filter on slug, key, state, provider or provider status"),
+        ("Sort sessions by age", "sort('age')", "Newest first; again: oldest first"),
+        ("Sort sessions by state", "sort('state')", "Alphabetical by state word; again: reversed"),
+        ("Sort sessions by slug", "sort('slug')", "Alphabetical; again: reversed"),
         ("Help", "app.help", "Every key"),
     )
 
     def _available(self) -> Iterable[tuple[str, str, str]]:
+        """The entries that apply now, to the session selected when the palette opened. The
+        palette's own input has the focus meanwhile, so availability is checked as the
+        dashboard would with its list focused."""
         screen = self.screen
         if not isinstance(screen, DashboardScreen):
             return
+        selected = screen.selected
         for title, action, help_text in self.COMMANDS:
-            if action.startswith("app.") or screen.check_action(action, ()) is True:
+            name = action.split("(")[0]
+            if action.startswith("app.") or screen.action_available(name):
+                if "{name}" in title:
+                    if selected is None:
+                        continue
+                    title = title.format(name=selected.resource_name)
                 yield title, action, help_text
 
     def _runner(self, action: str) -> Callable[[], Awaitable[Any]]:
@@ -124,6 +149,9 @@ class Mk0rApp(App[None]):
     SUB_TITLE = "app backends, provisioned live"
     CSS_PATH = stylesheets()
     COMMANDS = App.COMMANDS | {DashboardCommands}
+    #: every screen (modals too) gets -narrow/-medium/-wide and -short/-tall for its size
+    HORIZONTAL_BREAKPOINTS = [(width, f"-{name}") for width, name in LAYOUT_BREAKPOINTS]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (asks first while work is in flight)"),
         Binding("ctrl+c", "interrupt", "Interrupt", id="app.interrupt", show=False, priority=True,
@@ -163,6 +191,13 @@ class Mk0rApp(App[None]):
         self.pool_keeper: PoolKeeper | None = None
         self._pool_task: asyncio.Task[None] | None = None
         self._replayed: dict[str, list[Event]] = {}
+        #: session key → who runs it now (`runner_label` of its live lease), re-read every OWNER_CHECK_S
+        self.runners: dict[str, str] = {}
+        #: the settings file (tui/preferences.py): theme, default target, footer keys
+        self.preferences_file = preferences_path(runtime.settings)
+        self.preferences, self._preferences_problem = read_preferences(self.preferences_file)
+        #: toasts about a session that its next news replaces (a stale "cancelled")
+        self._session_notices: dict[str, list[Any]] = {}
         self.load_ledger()
 
     # -- state -------------------------------------------------------------------------
@@ -180,6 +215,7 @@ class Mk0rApp(App[None]):
             if resource.session_key is not None:
                 resources.setdefault(resource.session_key, []).append(resource)
         sessions = ledger.list_sessions()
+        self.runners = self._read_runners()
         for session in sessions:
             self.sessions[session.key] = from_ledger(session, runs.get(session.key, {}), resources.get(session.key, []))
             if session.state in RUNNING_STATES:
@@ -229,12 +265,14 @@ class Mk0rApp(App[None]):
         import asyncio
 
         self._stop = asyncio.Event()
+        self._apply_preferences()
         self.set_interval(TICK_S, self._tick, name="tick")
         self.set_interval(AGE_REFRESH_S, self.dashboard.refresh_ages, name="ages")
         if not self.read_only:
             self.set_interval(HANDOFF_FOLLOW_S, self.follow_handoffs, name="handoff")
         self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
+        self.set_timer(MODAL_WARM_UP_S, self._warm_up_modals, name="warm-up")
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
@@ -245,6 +283,50 @@ class Mk0rApp(App[None]):
             # the warm pool's refill (issue 14): a task of this app, cancelled at unmount
             self.pool_keeper = PoolKeeper(self.runtime, sink=self._post)
             self._pool_task = asyncio.create_task(self.pool_keeper.run(), name="mk0r-pool-keeper")
+
+    def _warm_up_modals(self) -> None:
+        """Import the modals' modules (and the widgets they use) once the dashboard is up, so
+        the first `n` does not pay for them while the operator waits (bench/modal_open.py)."""
+        import mk0r_tui.tui.screens.help
+        import mk0r_tui.tui.screens.new_session
+        import mk0r_tui.tui.screens.teardown  # noqa: F401
+
+    def _apply_preferences(self) -> None:
+        """The settings file's theme (a problem with the file is said once, as a warning)."""
+        problem = self._preferences_problem
+        theme = self.preferences.theme
+        if theme is not None:
+            if theme in self.available_themes:
+                self.theme = theme
+            else:
+                problem = f"{self.preferences_file}: unknown theme {theme!r}; keeping {self.theme}"
+        if problem:
+            self.notify(problem, title="Settings file", severity="warning", timeout=10)
+        self._preferences_ready = True
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme picked in the palette is the next start's theme too; the list's cells (Rich
+        styles looked up from the theme) are coloured again."""
+        if not getattr(self, "_preferences_ready", False):
+            return
+        self.dashboard.theme_changed()
+        if theme == self.preferences.theme:
+            return
+        from mk0r_tui.core.envfile import EnvWriteError
+
+        self.preferences = self.preferences.with_theme(theme)
+        try:
+            write_preferences(self.preferences_file, self.preferences)
+        except EnvWriteError as exc:
+            self.notify(f"theme not saved: {exc}", title="Settings file", severity="warning")
+
+    @property
+    def default_target(self) -> str:
+        """The new-session dialog's first choice: MK0R_TARGET when set, else the settings file's."""
+        settings = self.runtime.settings
+        if "target" not in settings.model_fields_set and self.preferences.default_target:
+            return self.preferences.default_target
+        return settings.target
 
     def _follow_journal(self, after: int) -> None:
         """Follow the journal every process writes: another process's run (CLI, library, another
@@ -294,13 +376,29 @@ class Mk0rApp(App[None]):
         """The one ticker: spinners and elapsed times of the selected session's running panels."""
         self.dashboard.tick(time.time())  # it returns at once unless the selected session has a running panel
 
+    def _read_runners(self) -> dict[str, str]:
+        """Who runs each session now: the ledger's live leases of other processes (any host).
+        This dashboard's own runs are its busy sessions, known at once (`runner_of`)."""
+        leases = self.runtime.ledger.live_leases(self.runtime.settings.lease_stale_s)
+        return {lease.session_key: runner_label(lease) for lease in leases.values()
+                if not (lease.host == HOST and lease.pid == os.getpid())}
+
+    def runner_of(self, session: SessionState) -> str | None:
+        """Who runs `session` now: another process's `host:pid`, this dashboard, or nobody."""
+        return self.runners.get(session.key) or ("this dashboard" if session.busy else None)
+
     def _check_owners(self) -> None:
         """Sessions whose run's owner is gone get the owner-gone word (core/states.py), written to
-        the ledger so the dashboard, `sessions --json` and the ledger keep agreeing."""
+        the ledger so the dashboard, `sessions --json` and the ledger keep agreeing; and who runs
+        each session now (the leases) reaches the list and the title."""
         try:
             changed = self.runtime.ledger.settle_owner_gone(self.runtime.settings.lease_stale_s)
+            runners = self._read_runners()
         except Exception:  # a ledger that cannot be written now: the next check tries again
             return
+        if runners != self.runners:
+            self.runners = runners
+            self.dashboard.runners_changed()
         for key in changed:
             current = self.sessions.get(key)
             if current is not None and current.busy:
@@ -429,6 +527,11 @@ class Mk0rApp(App[None]):
         row = self.runtime.ledger.get_session(key)
         state = row.state if row else None  # the ledger's word: the engine settled it, even on error
         self._post(WorkEnded(session=key, kind=kind, state=state, error=error))
+        if kind == "teardown" and error is None:
+            self.withdraw_notices(key)
+            word = (state or "unchanged").replace("_", " ")
+            name = self.sessions[key].resource_name if key in self.sessions else key
+            self.notify_about(key, f"Teardown of {name} finished: session {word}", severity="information" if state == "deleted" else "warning")
         if self._draining and not self._work:
             self.exit(message="In-flight work finished and was recorded in the ledger.")
 
@@ -438,21 +541,23 @@ class Mk0rApp(App[None]):
 
     # -- session actions (the dashboard's keys call these) -------------------------------
 
-    def action_new_session(self) -> None:
+    async def action_new_session(self) -> None:
+        """Open the new-session modal and wait until it is mounted with its focus set: the keys
+        typed right after `n` are read only then, so they land in the modal."""
         from mk0r_tui.tui.screens.new_session import NewSessionRequest, NewSessionScreen
 
         if self.read_only:
             return
-        settings, credentials = self.runtime.settings, self.runtime.credentials
+        credentials = self.runtime.credentials
 
         def chosen(request: NewSessionRequest | None) -> None:
             if request is not None:
                 self.start_provision(request.session, request.target)
 
         screen = NewSessionScreen(
-            self.runtime.ledger, default_target=settings.target, e2b_available=credentials.get("E2B_API_KEY").present
+            self.runtime.ledger, default_target=self.default_target, e2b_available=credentials.get("E2B_API_KEY").present
         )
-        self.push_screen(screen, chosen)
+        await self.push_screen(screen, chosen)
 
     def retry_session(self, key: str) -> None:
         session = self.sessions.get(key)
@@ -466,32 +571,34 @@ class Mk0rApp(App[None]):
             return Path(session.env_file)
         return self.runtime.settings.env_file_for(session.slug)
 
-    def show_env(self, key: str) -> None:
+    async def show_env(self, key: str) -> None:
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
 
         path = self.env_path(key)
         if not path.exists():
             self.notify(f"No .env yet at {path}", severity="warning")
             return
-        self.push_screen(EnvScreen(self.sessions[key].slug, path))
+        await self.push_screen(EnvScreen(self.sessions[key].slug, path))
 
-    def show_mailbox(self, key: str) -> None:
+    async def show_mailbox(self, key: str) -> None:
         from mk0r_tui.tui.screens.mailbox import MailboxScreen
 
         session = self.sessions[key]
-        self.push_screen(MailboxScreen(self.runtime.settings.mail_dir, session.resource_name))
+        await self.push_screen(MailboxScreen(self.runtime.settings.mail_dir, session.resource_name))
 
-    def open_repo(self, key: str) -> None:
+    async def open_repo(self, key: str) -> None:
+        from mk0r_tui.tui.screens.repo_path import RepoPathScreen
+
         env = read_env_file(self.env_path(key))
         if env.get("GITHUB_REPO_URL"):
             self.open_url(env["GITHUB_REPO_URL"])
             self.notify(f"Opened {env['GITHUB_REPO_URL']}")
         elif env.get("LOCAL_GIT_REPO"):
-            self.notify(f"Local repository: {env['LOCAL_GIT_REPO']}", title="Repository", timeout=10)
+            await self.push_screen(RepoPathScreen(self.sessions[key].resource_name, env["LOCAL_GIT_REPO"]))
         else:
             self.notify("This session has no repository in its .env", severity="warning")
 
-    def confirm_teardown(self, key: str) -> None:
+    async def confirm_teardown(self, key: str) -> None:
         from mk0r_tui.tui.screens.teardown import TeardownScreen
 
         session = self.sessions.get(key)
@@ -502,16 +609,29 @@ class Mk0rApp(App[None]):
         def confirmed(ok: bool | None) -> None:
             self.pause_refresh(False)
             if ok:
+                self.withdraw_notices(key)  # an earlier "cancelled" must not sit over this teardown's news
                 self.start_teardown(key)
             else:
-                self.notify(f"Teardown of mk0r-{session.slug} cancelled: nothing deleted")
+                self.notify_about(key, f"Teardown of mk0r-{session.slug} cancelled: nothing deleted")
 
         self.pause_refresh(True)
-        self.push_screen(TeardownScreen(session.slug, key, live), confirmed)
+        await self.push_screen(TeardownScreen(session.slug, key, live), confirmed)
+
+    def notify_about(self, key: str, message: str, *, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
+        """A toast about session `key`, withdrawn when newer news of that session comes."""
+        notice = Notification(message, "", severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
+        self._session_notices.setdefault(key, []).append(notice)
+        self.post_message(Notify(notice))  # what App.notify does, keeping the notification to withdraw
+
+    def withdraw_notices(self, key: str) -> None:
+        for notice in self._session_notices.pop(key, []):
+            if notice in self._notifications:
+                self._unnotify(notice, refresh=False)
+        self._refresh_notifications()
 
     # -- hand-off (engine/handoff.py does the work) ------------------------------------
 
-    def confirm_handoff(self, key: str) -> None:
+    async def confirm_handoff(self, key: str) -> None:
         from mk0r_tui.engine.handoff import plan_handoff
         from mk0r_tui.tui.screens.handoff import HandoffScreen
 
@@ -527,7 +647,7 @@ class Mk0rApp(App[None]):
                 self._handoff(key, request)
 
         self.pause_refresh(True)
-        self.push_screen(HandoffScreen(session.slug, key, lambda request: plan_handoff(self.runtime, key, request)), confirmed)
+        await self.push_screen(HandoffScreen(session.slug, key, lambda request: plan_handoff(self.runtime, key, request)), confirmed)
 
     @work(exclusive=False, exit_on_error=False, group="handoff")
     async def _handoff(self, key: str, request: Any) -> None:
@@ -561,17 +681,17 @@ class Mk0rApp(App[None]):
             self._repaint_scheduled = True
             self.call_later(self._repaint_dirty)
 
-    def action_orphans(self) -> None:
+    async def action_orphans(self) -> None:
         from mk0r_tui.tui.screens.orphans import OrphansScreen
 
-        self.push_screen(OrphansScreen(self.runtime, read_only=self.read_only))
+        await self.push_screen(OrphansScreen(self.runtime, read_only=self.read_only))
 
-    def action_keys(self) -> None:
+    async def action_keys(self) -> None:
         from mk0r_tui.tui.screens.keys import KeysScreen
 
-        self.push_screen(KeysScreen(self.runtime, read_only=self.read_only))
+        await self.push_screen(KeysScreen(self.runtime, read_only=self.read_only))
 
-    def action_help(self) -> None:
+    async def action_help(self) -> None:
         from mk0r_tui.tui.screens.env_viewer import EnvScreen
         from mk0r_tui.tui.screens.help import HelpScreen
         from mk0r_tui.tui.screens.mailbox import MailboxScreen
@@ -580,12 +700,14 @@ class Mk0rApp(App[None]):
             """The bindings to list; read-only lists only its screen's READ_ONLY_SAFE actions."""
             return [b for b in bindings if isinstance(b, Binding) and (safe is None or not self.read_only or b.action in safe)]
 
-        dashboard_keys = [b for b in shown(DashboardScreen.BINDINGS, DashboardScreen.READ_ONLY_SAFE) if b.show]
+        from mk0r_tui.tui.widgets.session_list import SessionList
+
+        dashboard_keys = [b for b in shown(DashboardScreen.BINDINGS, DashboardScreen.READ_ONLY_SAFE) if b.show or b.tooltip]
         sections = [
-            ("dashboard", dashboard_keys), ("app", shown(self.BINDINGS)),
+            ("dashboard", dashboard_keys), ("session list", shown(SessionList.BINDINGS)), ("app", shown(self.BINDINGS)),
             (".env viewer", shown(EnvScreen.BINDINGS, EnvScreen.READ_ONLY_SAFE)), ("mailbox", shown(MailboxScreen.BINDINGS)),
         ]
-        self.push_screen(HelpScreen(sections))
+        await self.push_screen(HelpScreen(sections))
 
     # -- quitting ----------------------------------------------------------------------
 

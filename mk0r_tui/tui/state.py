@@ -382,10 +382,39 @@ def newest_first(sessions: Iterable[SessionState]) -> list[SessionState]:
     return sorted(sessions, key=lambda s: s.created_at, reverse=True)
 
 
+#: the session list's sort columns (k9s-style: a key per column, pressing it again reverses)
+SORT_COLUMNS = ("age", "state", "slug")
+
+
+def sorted_sessions(sessions: Iterable[SessionState], column: str = "age", reverse: bool = False) -> list[SessionState]:
+    """The list's order: `age` newest first, `state` by the shown word, `slug` alphabetical;
+    ties newest first. `reverse` flips the column's order."""
+    newest = newest_first(sessions)  # the tie-break: sorted() is stable
+    if column == "state":
+        ordered = sorted(newest, key=lambda s: (s.busy or s.state).replace("_", " "))
+    elif column == "slug":
+        ordered = sorted(newest, key=lambda s: s.slug)
+    else:
+        ordered = newest
+    return list(reversed(ordered)) if reverse else ordered
+
+
+def filter_words(session: SessionState) -> tuple[str, ...]:
+    """What the session-list filter searches: key, slug, the state word (as the list shows it
+    and as the ledger writes it), each provider's name and its status (`failed`, `ok`...)."""
+    state = session.busy or session.state
+    words = [session.key, session.resource_name, state, state.replace("_", " ")]
+    for panel in session.panels:
+        words += [panel.provider, panel.status.value, f"{panel.provider}:{panel.status.value}"]
+    return tuple(words)
+
+
 def matches(session: SessionState, text: str) -> bool:
-    """The session-list filter: a case-insensitive substring of key, slug, state or a provider name."""
-    needle = text.strip().lower()
-    if not needle:
+    """The session-list filter: every space-separated term is a case-insensitive substring of
+    one of `filter_words` (so `failed` finds a session with a failed provider, and `neon failed`
+    one whose neon panel failed or that failed and uses neon)."""
+    terms = text.strip().lower().split()
+    if not terms:
         return True
-    haystack = " ".join((session.key, session.slug, session.state, *session.provider_names)).lower()
-    return needle in haystack
+    haystack = "\n".join(filter_words(session)).lower()
+    return all(term in haystack for term in terms)

@@ -184,7 +184,8 @@ async def test_another_process_retrying_animates_on_screen(mk0r_home, fake):
                 def neon_status() -> str:
                     for widget in app.dashboard.query(ProviderPanel):
                         if widget.panel is not None and widget.panel.provider == "neon":
-                            return str(widget.query_one(".panel-status").render())
+                            # a panel mounted a moment ago may not have composed its lines yet
+                            return "".join(str(status.render()) for status in widget.query(".panel-status"))
                     return ""
 
                 await wait_until(lambda: "retrying 2/" in neon_status(), pilot=pilot, what="retrying on screen")

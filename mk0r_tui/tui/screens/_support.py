@@ -12,9 +12,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Static
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+#: what a copy toast can honestly say: OSC 52 hands the text to the terminal, which may or may
+#: not put it on the clipboard (tmux, a terminal with OSC 52 off...), and nothing answers back
+CLIPBOARD_SENT = "sent to the terminal's clipboard"
 
 
 def styles_dir() -> Path:
@@ -28,6 +32,23 @@ def styles_dir() -> Path:
 
 def stylesheet(name: str) -> str:
     return str(styles_dir() / name)
+
+
+#: how long `caught_up` waits for a widget (a bound: a widget never takes this long for a few keys)
+CATCH_UP_S = 2.0
+
+
+async def caught_up(widget: Widget) -> None:
+    """Wait until `widget` has handled every message queued for it so far (keys typed ahead of
+    a priority binding): a callback queued behind them runs once they are done."""
+    import asyncio
+
+    done = asyncio.Event()
+    if widget.call_later(done.set):
+        try:
+            await asyncio.wait_for(done.wait(), CATCH_UP_S)
+        except TimeoutError:
+            pass
 
 
 def human_age(seconds: float | None) -> str:

@@ -7,7 +7,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -39,6 +39,55 @@ MAIL_POLL_S = 0.5
 
 EMPTY_HINT = "No sessions yet. Press [b]n[/b] to provision one (the local profile needs no keys)."
 EMPTY_HINT_READ_ONLY = "No sessions yet. This dashboard is read-only: provision with `mk0r-tui provision`."
+NO_MATCH_HINT = "No session matches {text!r} ({total} in the ledger). Esc clears the filter."
+#: the dashboard's layouts by terminal width (columns): the list's columns and the panels' grid
+#: follow them (styles/dashboard.tcss reads the screen's -narrow/-medium/-wide class)
+LAYOUT_BREAKPOINTS = ((0, "narrow"), (120, "medium"), (160, "wide"))
+#: actions bound to a letter: while the filter box has the focus, the letter is typed instead
+LETTER_ACTIONS = frozenset({"new_session", "retry", "env", "open_repo", "mailbox", "teardown", "handoff", "orphans", "keys",
+                            "filter", "sort"})
+
+
+#: a panel needs this many columns to sit beside another
+TWO_PANELS_FROM = 76
+
+
+class PanelGrid(VerticalScroll):
+    """The selected session's panels: two side by side when the pane is wide enough, else
+    stacked in one column (a panel 8 columns wide says nothing)."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        columns = 2 if event.size.width >= TWO_PANELS_FROM else 1
+        if self.styles.grid_size_columns != columns:
+            self.styles.grid_size_columns = columns
+
+
+def layout_for(width: int) -> str:
+    return [name for least, name in LAYOUT_BREAKPOINTS if width >= least][-1]
+
+
+def unavailable_reason(session: SessionState | None, action: str) -> str:
+    """Why a session action does nothing now, in a few words (the footer only greys it out)."""
+    if session is None:
+        return "no session selected"
+    name = session.resource_name
+    if session.busy:
+        return f"{name} is {session.busy}: wait for it to finish"
+    if session.deleted:
+        return f"{name} is deleted: nothing left to {ACTION_WORDS.get(action, action)}"
+    if action == "retry":
+        return f"{name} is {session.state.replace('_', ' ')}: nothing to retry"
+    if action == "env":
+        return f"{name} has no .env yet: no provider succeeded"
+    if action == "open_repo":
+        return f"{name} has no repository: its repo provider did not succeed"
+    if action == "mailbox":
+        return f"{name} has no local mailbox"
+    return f"{ACTION_WORDS.get(action, action)} is not available for {name} now"
+
+
+ACTION_WORDS = {"retry": "retry", "env": "show", "open_repo": "open", "teardown": "tear down", "mailbox": "read",
+                "handoff": "hand off"}
 
 
 def panel_class(provider: str) -> str:
@@ -46,11 +95,14 @@ def panel_class(provider: str) -> str:
     return "panel--" + re.sub(r"[^a-zA-Z0-9_-]", "_", provider)
 
 
-def session_title(session: SessionState) -> Content:
+def session_title(session: SessionState, runner: str | None = None) -> Content:
+    """The selected session in one line: name, state, target, who runs it now, key."""
     state = session.busy or session.state.replace("_", " ")
     parts: list[str | tuple[str, str]] = [(session.resource_name, "bold"), ("  ", ""), (state, "$accent")]
     if session.target:
         parts += [("  → ", "$text-muted"), session.target]
+    if runner:
+        parts += [("  run by ", "$text-muted"), (runner, "$warning")]
     parts += [("  key ", "$text-muted"), session.key]
     return Content.assemble(*parts)
 
@@ -60,25 +112,44 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     the footer's keys. The detail pane (the selected session's title, panels and event log,
     with the ledger's history) is mounted in one pass right after that frame."""
 
+    #: Keys that open a screen or move the focus are priority bindings: the app runs them as it
+    #: reads the key, so the screen or widget they switch to is in place before the next key of a
+    #: burst is read (a non-priority binding runs only after the key has travelled to the focused
+    #: widget and back, and the keys read meanwhile went to the old focus). While the filter box
+    #: has the focus they step aside (check_action), so a filter can contain any letter.
     BINDINGS = [
-        Binding("n", "new_session", "New", id="dashboard.new_session", tooltip="Provision a new session"),
-        Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision again: retry what failed, reuse what is ok"),
-        Binding("e", "env", ".env", id="dashboard.env", tooltip="Show the session's .env (secrets masked)"),
-        Binding("o", "open_repo", "Repo", id="dashboard.open_repo", tooltip="Open the session's repository"),
-        Binding("m", "mailbox", "Mail", id="dashboard.mailbox", tooltip="The mail the session's app sent, caught locally"),
-        Binding("t", "teardown", "Teardown", id="dashboard.teardown", tooltip="Delete every resource of the selected session"),
+        Binding("n", "new_session", "New", id="dashboard.new_session", tooltip="Provision a new session", priority=True),
+        Binding("r", "retry", "Retry", id="dashboard.retry", tooltip="Provision again: retry what failed, reuse what is ok",
+                priority=True),
+        Binding("e", "env", ".env", id="dashboard.env", tooltip="Show the session's .env (secrets masked)", priority=True),
+        Binding("o", "open_repo", "Repo", id="dashboard.open_repo", tooltip="Open the session's repository", priority=True),
+        Binding("m", "mailbox", "Mail", id="dashboard.mailbox", tooltip="The mail the session's app sent, caught locally",
+                priority=True),
+        Binding("t", "teardown", "Teardown", id="dashboard.teardown", tooltip="Delete every resource of the selected session",
+                priority=True),
         Binding("h", "handoff", "Hand off", id="dashboard.handoff",
-                tooltip="Give the session's repo and database to the app's creator"),
-        Binding("O", "orphans", "Orphans", id="dashboard.orphans", tooltip="Find resources no live session owns"),
-        Binding("k", "keys", "Keys", id="dashboard.keys", tooltip="Provisioning keys: which are set, and where from"),
-        Binding("slash", "filter", "Filter", id="dashboard.filter", tooltip="Filter the session list"),
-        Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter", show=False),
+                tooltip="Give the session's repo and database to the app's creator", priority=True),
+        Binding("O", "orphans", "Orphans", id="dashboard.orphans", tooltip="Find resources no live session owns", priority=True),
+        Binding("K", "keys", "Keys", id="dashboard.keys", tooltip="Provisioning keys: which are set, and where from",
+                priority=True),
+        Binding("slash", "filter", "Filter", id="dashboard.filter",
+                tooltip="Filter on slug, key, state, provider or provider status", priority=True),
+        Binding("A", "sort('age')", "Sort by age", id="dashboard.sort_age", show=False,
+                tooltip="Sort the list by age (again: reverse)"),
+        Binding("S", "sort('state')", "Sort by state", id="dashboard.sort_state", show=False,
+                tooltip="Sort the list by state (again: reverse)"),
+        Binding("N", "sort('slug')", "Sort by slug", id="dashboard.sort_slug", show=False,
+                tooltip="Sort the list by slug (again: reverse)"),
+        Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter",
+                tooltip="Empty the filter and show every session"),
     ]
 
     #: what --read-only keeps (tui/read_only.py); a new action is refused there until listed here
-    READ_ONLY_SAFE = frozenset({"env", "open_repo", "mailbox", "orphans", "keys", "filter", "clear_filter"})
+    READ_ONLY_SAFE = frozenset({"env", "open_repo", "mailbox", "orphans", "keys", "filter", "clear_filter", "sort"})
 
     selected_key: reactive[str | None] = reactive(None, init=False)
+    #: narrow | medium | wide, from the terminal's width (LAYOUT_BREAKPOINTS)
+    layout_name: reactive[str] = reactive("medium", init=False)
 
     app: Mk0rApp
 
@@ -107,15 +178,28 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         yield Header()
         with Horizontal(id="main"):
             with Vertical(id="sidebar"):
-                yield Input(placeholder="filter: slug, state or provider", id="session-filter")
+                yield Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
                 yield SessionList(id="sessions")
             yield Vertical(id="detail")
-        yield DebouncedFooter()
+            # optional side panels (pool, service...) mount here: `add_side_panel`
+            yield Vertical(id="side-panels")
+        yield DebouncedFooter(shown_actions=self.app.preferences.footer_keys)
+
+    def add_side_panel(self, widget: Widget) -> None:
+        """Mount an optional panel to the right of the detail pane (below it on a narrow
+        terminal); the column shows only once it holds a panel."""
+        column = self.query_one("#side-panels")
+        column.mount(widget)
+        column.add_class("-used")
 
     def on_mount(self) -> None:
         self.query_one("#sidebar").border_title = "sessions"
         session_list = self.query_one(SessionList)
+        self.set_reactive(DashboardScreen.layout_name, layout_for(self.app.size.width))
+        session_list.runner_of = self.app.runner_of
+        session_list.set_layout(self.layout_name, None)
         session_list.show(self.app.sessions.values(), keep=self.selected_key)
+        self._show_list_count()
         session_list.focus()
         self.call_after_refresh(self._show_detail)
         self._mount_pool_panel()
@@ -152,7 +236,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session = self.selected
         self._panels = self._new_panels(session) if session is not None else []
         shown: list[Widget] = [*self._panels] if self._panels else [self._empty_hint()]
-        grid = VerticalScroll(*shown, id="panels")
+        grid = PanelGrid(*shown, id="panels")
         log = EventLog(id="event-log")
         log.border_title = "events"
         if session is not None:
@@ -175,10 +259,54 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     def selected(self) -> SessionState | None:
         return self.app.sessions.get(self.selected_key) if self.selected_key else None
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.layout_name = layout_for(event.size.width)
+
+    def watch_layout_name(self, layout_name: str) -> None:
+        session_list = self._live_list()
+        if session_list is not None:
+            session_list.set_layout(layout_name, self.app.sessions.values())
+
+    def _live_list(self) -> SessionList | None:
+        """The session list, or None once the app is closing (its timers may still fire after
+        the screen's widgets are gone)."""
+        found = self.query(SessionList)
+        return found.first() if found else None
+
+    def _show_list_count(self) -> None:
+        """The list's box says how many sessions the filter shows, and the sort."""
+        session_list = self.query_one(SessionList)
+        shown, total = len(session_list.shown_keys), session_list.total
+        words = [f"{shown} of {total}" if session_list.filter_text else f"{total}"]
+        if session_list.filter_text and not shown:
+            words = ["no match"]
+        words.append(f"by {session_list.sort_column}{' ↑' if session_list.sort_reverse else ''}")
+        self.query_one("#sidebar").border_subtitle = " · ".join(words)
+
+    def theme_changed(self) -> None:
+        session_list = self._live_list()
+        if session_list is None:
+            return
+        session_list.refresh_theme()
+        session_list.show(self.app.sessions.values())
+
+    def runners_changed(self) -> None:
+        """The ledger's leases changed (the app re-reads them): rows and title say who runs what."""
+        session_list = self._live_list()
+        if session_list is None:
+            return
+        for key in session_list.shown_keys:
+            session = self.app.sessions.get(key)
+            if session is not None:
+                session_list.update_session(session)
+        self._render_selected()
+
     def sessions_changed(self, keys: set[str]) -> None:
         """Repaint what changed: rows in place (a rebuild only for rows not shown yet), and the
         panels when the selected session is among `keys`."""
-        session_list = self.query_one(SessionList)
+        session_list = self._live_list()
+        if session_list is None:
+            return
         missing = False
         for key in keys:
             session = self.app.sessions.get(key)
@@ -191,6 +319,8 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
                 self._select_when_shown = None
         if self.selected_key in keys:
             self._render_selected()
+        if missing:
+            self._show_list_count()
         self._refresh_bindings_if_changed()
 
     def _refresh_bindings_if_changed(self) -> None:
@@ -205,7 +335,8 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             self.refresh_bindings()
 
     def event_logged(self, key: str, line: LogLine) -> None:
-        if key == self.selected_key and self._detail_shown:
+        # the log is gone once the app is closing (a late event is dropped, not an error)
+        if key == self.selected_key and self._detail_shown and self.query("#event-log"):
             self._event_log.append(line)
 
     def history_changed(self, provider: str) -> None:
@@ -221,7 +352,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             panel.tick(now)
 
     def refresh_ages(self) -> None:
-        self.query_one(SessionList).refresh_ages(self.app.sessions)
+        session_list = self._live_list()
+        if session_list is not None:
+            session_list.refresh_ages(self.app.sessions)
 
     @on(SessionList.SessionHighlighted)
     def _session_highlighted(self, message: SessionList.SessionHighlighted) -> None:
@@ -250,6 +383,10 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self.query_one("#session-title", Static).update("")
 
     def _empty_hint(self) -> Static:
+        session_list = self.query_one(SessionList)
+        if self.app.sessions and session_list.filter_text:
+            text = NO_MATCH_HINT.format(text=session_list.filter_text, total=len(self.app.sessions))
+            return Static(text, classes="empty-hint -no-match", markup=False)
         return Static(EMPTY_HINT_READ_ONLY if self.app.read_only else EMPTY_HINT, classes="empty-hint")
 
     def _new_panels(self, session: SessionState) -> list[ProviderPanel]:
@@ -265,7 +402,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session = self.selected
         if session is None or not self._detail_shown:
             return
-        self.query_one("#session-title", Static).update(session_title(session))
+        self.query_one("#session-title", Static).update(session_title(session, self.app.runner_of(session)))
         self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
         grid = self.query_one("#panels", VerticalScroll)
         names = tuple(p.panel.provider for p in self._panels if p.panel is not None)
@@ -322,6 +459,19 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only_refuses(action):  # tui/read_only.py: anything not in READ_ONLY_SAFE
             return False
+        if action in LETTER_ACTIONS and isinstance(self.focused, Input):
+            return False  # the letter is typed into the filter
+        if action == "clear_filter":  # in the footer only while there is a filter to clear
+            box = next(self.query("#session-filter").results(Input), None)  # None before compose
+            return box is not None and (box.has_class("-visible") or bool(box.value))
+        return self._action_state(action)
+
+    def action_available(self, action: str) -> bool:
+        """Whether `action` would run for the selection (the command palette asks, whatever has the focus)."""
+        return not self.read_only_refuses(action) and self._action_state(action) is True
+
+    def _action_state(self, action: str) -> bool | None:
+        """True: available; None: shown but not for this session now (the key says why)."""
         if action not in SESSION_ACTIONS:
             return True
         session = self.selected
@@ -341,43 +491,44 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             return True if repo_ok and not session.deleted else None
         return True
 
-    def action_new_session(self) -> None:
-        self.app.action_new_session()
+    async def action_new_session(self) -> None:
+        await self.app.action_new_session()
 
     def action_retry(self) -> None:
         if self.selected is not None:
             self.app.retry_session(self.selected.key)
 
-    def action_env(self) -> None:
+    async def action_env(self) -> None:
         if self.selected is not None:
-            self.app.show_env(self.selected.key)
+            await self.app.show_env(self.selected.key)
 
-    def action_open_repo(self) -> None:
+    async def action_open_repo(self) -> None:
         if self.selected is not None:
-            self.app.open_repo(self.selected.key)
+            await self.app.open_repo(self.selected.key)
 
-    def action_mailbox(self) -> None:
+    async def action_mailbox(self) -> None:
         if self.selected is not None:
-            self.app.show_mailbox(self.selected.key)
+            await self.app.show_mailbox(self.selected.key)
 
-    def action_teardown(self) -> None:
+    async def action_teardown(self) -> None:
         if self.selected is not None:
-            self.app.confirm_teardown(self.selected.key)
+            await self.app.confirm_teardown(self.selected.key)
 
-    def action_handoff(self) -> None:
+    async def action_handoff(self) -> None:
         if self.selected is not None:
-            self.app.confirm_handoff(self.selected.key)
+            await self.app.confirm_handoff(self.selected.key)
 
-    def action_orphans(self) -> None:
-        self.app.action_orphans()
+    async def action_orphans(self) -> None:
+        await self.app.action_orphans()
 
-    def action_keys(self) -> None:
-        self.app.action_keys()
+    async def action_keys(self) -> None:
+        await self.app.action_keys()
 
     def action_filter(self) -> None:
         box = self.query_one("#session-filter", Input)
         box.add_class("-visible")
-        box.focus()
+        self.set_focus(box)  # now, not on the next loop turn: the rest of a burst is the filter's
+        self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#session-filter", Input)
@@ -385,12 +536,31 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             box.value = ""
             box.remove_class("-visible")
             self.query_one(SessionList).show(self.app.sessions.values(), filter_text="")
-            self.query_one(SessionList).focus()
+            self._show_list_count()
+            self.set_focus(self.query_one(SessionList))
+
+    def action_sort(self, column: str) -> None:
+        self.query_one(SessionList).set_sort(column, self.app.sessions.values())
+        self._show_list_count()
 
     @on(Input.Changed, "#session-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.query_one(SessionList).show(self.app.sessions.values(), filter_text=event.value)
+        self._show_list_count()
+        if self.selected_key is None and self._detail_shown:
+            self._show_empty()  # the hint says "no match", not "no sessions yet"
 
     @on(Input.Submitted, "#session-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(SessionList).focus()
+        self.set_focus(self.query_one(SessionList))
+
+    def on_key(self, event: events.Key) -> None:
+        """A session key that does nothing now says why (the footer only greys it out)."""
+        if isinstance(self.focused, Input):
+            return
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            action = binding.action
+            if action in SESSION_ACTIONS and not self.read_only_refuses(action) and self.check_action(action, ()) is None:
+                event.stop()
+                self.notify(unavailable_reason(self.selected, action), title=binding.description, timeout=4)
+                return

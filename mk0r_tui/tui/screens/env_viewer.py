@@ -12,10 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from mk0r_tui.core.envfile import is_secret, mask_value, read_env_file
 from mk0r_tui.tui.read_only import ReadOnlyRule
+from mk0r_tui.tui.screens._support import CLIPBOARD_SENT
+from mk0r_tui.tui.widgets.footer import DebouncedFooter
 
 COLUMNS = (("name", "name"), ("value", "value"), ("secret", ""))
 
@@ -42,7 +44,7 @@ class EnvScreen(ReadOnlyRule, Screen[None]):
         yield Header()
         yield Static(id="env-path")
         yield DataTable(id="env-table", cursor_type="row")
-        yield Footer()
+        yield DebouncedFooter()
 
     def on_mount(self) -> None:
         self.env = read_env_file(self.env_path)
@@ -92,14 +94,15 @@ class EnvScreen(ReadOnlyRule, Screen[None]):
         if name is None:
             return
         self.app.copy_to_clipboard(self.env[name])
-        self.notify(f"Copied {name} to the clipboard" + (" (a secret: paste it with care)" if is_secret(name, self.env[name]) else ""))
+        secret = " (a secret: paste it with care)" if is_secret(name, self.env[name]) else ""
+        self.notify(f"{name}: {CLIPBOARD_SENT}{secret}")
 
     def action_copy_file(self) -> None:
         if not self.env_path.exists():
             self.notify(f"No .env at {self.env_path}", severity="warning")
             return
         self.app.copy_to_clipboard(self.env_path.read_text(encoding="utf-8"))
-        self.notify(f"Copied the whole .env ({len(self.env)} values, secrets included) to the clipboard")
+        self.notify(f"The whole .env ({len(self.env)} values, secrets included): {CLIPBOARD_SENT}")
 
     def action_close(self) -> None:
         self.dismiss()

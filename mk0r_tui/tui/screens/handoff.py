@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
@@ -47,7 +48,7 @@ class HandoffScreen(ModalScreen[HandoffRequest | None]):
                 yield Input(placeholder="or move the Neon project to organization id", id="neon-org")
                 yield Checkbox("Resend: revoke the app's sending key", id="revoke-email")
                 yield Static("", id="handoff-preview")
-            yield Label(f"Type the slug [b]{self.slug}[/b] to confirm")
+            yield Label(Content.assemble("Type the slug ", (self.slug, "bold"), " to confirm"))
             yield Input(placeholder=self.slug, id="confirm-slug", select_on_focus=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Static
+from textual.widgets import Button, DataTable, Input, Static
 from textual.worker import Worker, WorkerState
 
 from mk0r_tui.core.credentials import KEY_NAMES, KEYRING_SERVICE, Credentials, KeyringUnavailable
@@ -26,6 +26,7 @@ from mk0r_tui.core.render import describe_error
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.providers import DEFAULT_REGISTRY, Registry
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, stylesheet
+from mk0r_tui.tui.widgets.footer import DebouncedFooter
 
 #: keys no registry entry is switched on by, but which a provider still reads
 _OPTIONAL_KEY_USES = {"POSTHOG_PROJECT_KEY": "posthog (analytics events)"}
@@ -172,7 +173,7 @@ class KeysScreen(Screen[None]):
     AUTO_FOCUS = "#keys-table"
 
     BINDINGS = [
-        Binding("escape", "back", "Back", id="keys.back"),
+        Binding("escape,q", "back", "Back", id="keys.back"),
         Binding("s", "set_key", "Set in keyring", id="keys.set", tooltip="Store this key in the OS keyring"),
         Binding("d", "delete_key", "Delete from keyring", id="keys.delete", tooltip="Remove this key from the OS keyring"),
         Binding("r", "reload", "Reload", id="keys.reload", tooltip="Look every key up again"),
@@ -222,7 +223,7 @@ class KeysScreen(Screen[None]):
             table.add_column(label, key=key, width=_column_widths()[key])
         yield table
         yield Static("", id="keys-status", markup=False)
-        yield Footer()
+        yield DebouncedFooter()
 
     def on_mount(self) -> None:
         self.palette = self.app.get_css_variables()

@@ -11,9 +11,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from mk0r_tui.providers.mail_catcher import MailStore, MailSummary, text_body
+from mk0r_tui.tui.widgets.footer import DebouncedFooter
 
 SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "X-Mk0r-Bcc", "Subject", "Date", "X-Mk0r-Via", "X-Mk0r-Received-At")
 POLL_S = 0.5
@@ -40,7 +41,7 @@ class MailboxScreen(Screen[None]):
         yield DataTable(id="mail-table", cursor_type="row")
         with VerticalScroll(id="mail-view"):
             yield Static(id="mail-body")
-        yield Footer()
+        yield DebouncedFooter()
 
     def on_mount(self) -> None:
         self.query_one("#mail-view").border_title = "mail"

@@ -11,10 +11,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets._select import SelectOverlay
 
 from mk0r_tui.core.errors import UsageError
 from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import Session
+from mk0r_tui.tui.screens._support import caught_up
 
 TARGET_CHOICES = (("auto: e2b when E2B_API_KEY is set, else local", "auto"), ("local folder", "local"), ("e2b sandbox", "e2b"))
 
@@ -39,7 +41,13 @@ def parse_session_key(text: str, ledger: Ledger) -> Session:
 
 
 class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="new_session.cancel")]
+    #: Enter in the key field and Escape are priority bindings: the app runs them as it reads
+    #: the key, so the modal is gone before the next key of a burst is read (an `n` typed right
+    #: after Enter opens the next modal instead of landing in this one's field)
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="new_session.cancel", priority=True),
+        Binding("enter", "submit", "Provision", id="new_session.submit", priority=True, show=False),
+    ]
 
     def __init__(self, ledger: Ledger, *, default_target: str = "auto", e2b_available: bool = True) -> None:
         super().__init__()
@@ -61,7 +69,19 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = "n · provision"
-        self.query_one("#session-key", Input).focus()
+        self.set_focus(self.query_one("#session-key", Input))  # now: the next key typed is the field's
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "submit":  # Enter on a button or in the open target list does what it does there
+            return self.focused is None or self.focused is self.query_one("#session-key", Input)
+        if action == "cancel":  # Esc in the open target list closes the list, not the dialog
+            return not isinstance(self.focused, SelectOverlay)
+        return True
+
+    async def action_submit(self) -> None:
+        # the field may still hold keys typed just before Enter: let it handle them first
+        await caught_up(self.query_one("#session-key", Input))
+        self._submit()
 
     def _validated(self) -> NewSessionRequest | None:
         text = self.query_one("#session-key", Input).value
@@ -85,7 +105,6 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
         if error.has_class("-visible"):
             self._validated()
 
-    @on(Input.Submitted, "#session-key")
     @on(Button.Pressed, "#provision")
     def _submit(self) -> None:
         request = self._validated()

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import Worker, WorkerState
 
 from mk0r_tui.core.events import Event, ResourceDeleted, TeardownFailed, TeardownStarted
@@ -26,6 +26,7 @@ from mk0r_tui.core.render import describe_error
 from mk0r_tui.engine.orchestrator import OrphanScan, TeardownOutcome, delete_orphans, find_orphans
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, human_age, stylesheet
+from mk0r_tui.tui.widgets.footer import DebouncedFooter
 
 AGE_CHOICES: tuple[tuple[str, float], ...] = (
     ("any age", 0.0),
@@ -121,7 +122,7 @@ class OrphansScreen(Screen[None]):
     AUTO_FOCUS = "#orphans-table"
 
     BINDINGS = [
-        Binding("escape", "back", "Back", id="orphans.back"),
+        Binding("escape,q", "back", "Back", id="orphans.back"),
         Binding("r", "rescan", "Rescan", id="orphans.rescan", tooltip="Scan every provider and the ledger again"),
         Binding("slash", "focus_filter", "Filter", key_display="/", id="orphans.filter", tooltip="Filter by name"),
         Binding("space,m", "toggle_mark", "Mark", key_display="space", id="orphans.mark", tooltip="Mark or unmark this row"),
@@ -196,7 +197,7 @@ class OrphansScreen(Screen[None]):
         yield table
         yield Static("", id="orphans-detail")
         yield Static("", id="orphans-status")
-        yield Footer()
+        yield DebouncedFooter()
 
     def on_mount(self) -> None:
         self.palette = self.app.get_css_variables()

@@ -10,10 +10,14 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from mk0r_tui.core.ledger import ResourceRow
+
+#: below this terminal width the resource table leaves out the remote ids
+NARROW_BELOW = 100
 
 
 class TeardownScreen(ModalScreen[bool]):
@@ -33,8 +37,9 @@ class TeardownScreen(ModalScreen[bool]):
                 yield DataTable(id="doomed", cursor_type="none", show_cursor=False)
             else:
                 yield Static("The ledger holds no live resource for this session: confirming only marks it deleted.")
-            yield Label(f"Type the slug [b]{self.slug}[/b] to confirm")
+            yield Label(Content.assemble("Type the slug ", (self.slug, "bold"), " to confirm"))
             yield Input(placeholder=self.slug, id="confirm-slug", select_on_focus=False)
+            yield Static("", id="slug-mismatch", classes="error-text", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Delete", variant="error", id="delete", disabled=True)
@@ -43,9 +48,13 @@ class TeardownScreen(ModalScreen[bool]):
         self.query_one("#dialog").border_title = "t · teardown"
         if self.resources:
             table = self.query_one("#doomed", DataTable)
-            table.add_columns("provider", "kind", "name", "id", "state")
+            # a narrow terminal drops the id column (the name says what is deleted; the id
+            # would push the state off the dialog)
+            narrow = self.app.size.width < NARROW_BELOW
+            table.add_columns(*(("provider", "kind", "name", "state") if narrow else ("provider", "kind", "name", "id", "state")))
             for row in self.resources:
-                table.add_row(*(Text(v) for v in (row.provider, row.kind, row.name, row.remote_id or "(id unknown)", row.state)))
+                values = (row.provider, row.kind, row.name, *(() if narrow else (row.remote_id or "(id unknown)",)), row.state)
+                table.add_row(*(Text(v) for v in values))
         self.query_one("#cancel", Button).focus()
 
     def on_key(self, event: events.Key) -> None:
@@ -61,11 +70,18 @@ class TeardownScreen(ModalScreen[bool]):
     @on(Input.Changed, "#confirm-slug")
     def _typed(self, event: Input.Changed) -> None:
         self.query_one("#delete", Button).disabled = event.value.strip() != self.slug
+        self.query_one("#slug-mismatch", Static).remove_class("-visible")
 
     @on(Input.Submitted, "#confirm-slug")
     def _submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip() == self.slug:
+        typed = event.value.strip()
+        if typed == self.slug:
             self.dismiss(True)
+            return
+        mismatch = self.query_one("#slug-mismatch", Static)
+        why = "nothing typed" if not typed else f"{typed!r} is not the slug"
+        mismatch.update(f"{why}: type {self.slug} exactly to delete, or Esc to cancel")
+        mismatch.add_class("-visible")
 
     @on(Button.Pressed, "#delete")
     def _delete(self) -> None:

@@ -1,21 +1,35 @@
-"""Every session in the ledger, newest first: slug, state, one glyph per provider, age."""
+"""Every session in the ledger: slug, state, one glyph per provider, age (and who runs it, on a
+wide screen). Newest first unless sorted by another column; the columns collapse on a narrow one."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Unpack
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from mk0r_tui.tui.state import SessionState, matches, newest_first
+from mk0r_tui.tui.state import SessionState, matches, sorted_sessions
 from mk0r_tui.tui.widgets.glyphs import STATUS_COLOUR, STATUS_GLYPH, format_age
 from mk0r_tui.tui.widgets.options import WidgetOptions
 
-COLUMNS = (("busy", " "), ("slug", "session"), ("state", "state"), ("providers", "providers"), ("age", "age"))
+#: every column the list can show, and its header
+COLUMN_LABELS = {"busy": " ", "slug": "session", "state": "state", "providers": "providers", "age": "age", "runner": "run by"}
+#: a narrow list drops the `mk0r-` every session name starts with
+#: the columns per layout (the dashboard picks the layout from the terminal's width): a narrow
+#: list keeps what tells sessions apart and where they stand; the title line above the panels
+#: names the selected session's state and runner in full
+LAYOUT_COLUMNS = {
+    "narrow": ("busy", "slug", "providers", "age"),
+    "medium": ("busy", "slug", "state", "providers", "age"),
+    "wide": ("busy", "slug", "state", "providers", "age", "runner"),
+}
+#: what a sorted column's header gets
+SORT_MARK = {False: " ▼", True: " ▲"}
 
 _STATE_WORD = {
     "tearing_down": "tearing down",
@@ -24,9 +38,18 @@ _STATE_WORD = {
 }
 
 
+def state_word(session: SessionState) -> str:
+    return session.busy or _STATE_WORD.get(session.state, session.state)
+
+
 class SessionList(DataTable[Text]):
-    """A `DataTable` keyed by session key. `show` rebuilds it (new session, filter);
+    """A `DataTable` keyed by session key. `show` rebuilds it (new session, filter, sort);
     `update_session` changes one row's cells in place, which is what bursts of events do."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="sessions.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="sessions.up"),
+    ]
 
     class SessionHighlighted(Message):
         """The cursor moved to another session."""
@@ -40,10 +63,50 @@ class SessionList(DataTable[Text]):
         self._filter = ""
         self._shown: list[str] = []
         self._styles: dict[str, Style] = {}
+        self.layout_name = "medium"
+        self.sort_column = "age"
+        self.sort_reverse = False
+        #: who runs a session now (`host:pid`, `this dashboard`), or None; the app's answer
+        self.runner_of: Callable[[SessionState], str | None] = lambda session: None
+        #: how many sessions the last `show` had before the filter
+        self.total = 0
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
+        self._add_columns()
+
+    @property
+    def columns_shown(self) -> tuple[str, ...]:
+        return LAYOUT_COLUMNS[self.layout_name]
+
+    def _add_columns(self) -> None:
+        for key in self.columns_shown:
+            label = COLUMN_LABELS[key]
+            if key == self.sort_column:
+                label += SORT_MARK[self.sort_reverse]
             self.add_column(label, key=key)
+
+    def set_layout(self, layout_name: str, sessions: Iterable[SessionState] | None) -> None:
+        """Show the columns of `layout_name` (narrow, medium, wide); the rows are rebuilt from
+        `sessions` (None: before the first `show`)."""
+        if layout_name == self.layout_name and self.columns:
+            return
+        keep = self.selected_key  # clearing moves the cursor to the top
+        self.layout_name = layout_name
+        self.clear(columns=True)
+        self._add_columns()
+        if sessions is not None:
+            self.show(sessions, keep=keep)
+
+    def set_sort(self, column: str, sessions: Iterable[SessionState]) -> None:
+        """Sort by `column`; the same column again reverses the order (k9s)."""
+        if column == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = column, False
+        keep = self.selected_key
+        self.clear(columns=True)
+        self._add_columns()
+        self.show(sessions, keep=keep)
 
     def _style(self, variable: str) -> Style:
         """A Rich style for a theme variable ($success...): DataTable cells are Rich renderables."""
@@ -54,9 +117,17 @@ class SessionList(DataTable[Text]):
             self._styles[variable] = style
         return style
 
+    def refresh_theme(self) -> None:
+        """The theme changed: the cells' colours are looked up again."""
+        self._styles.clear()
+
     @property
     def shown_keys(self) -> tuple[str, ...]:
         return tuple(self._shown)
+
+    @property
+    def filter_text(self) -> str:
+        return self._filter
 
     @property
     def selected_key(self) -> str | None:
@@ -69,32 +140,37 @@ class SessionList(DataTable[Text]):
         for panel in session.panels:
             status = panel.status
             glyphs.append(STATUS_GLYPH[status], self._style(STATUS_COLOUR[status]))
-        state = session.busy or _STATE_WORD.get(session.state, session.state)
+        state = state_word(session)
         state_style = {
             "ready": "$success", "partial": "$warning", "failed": "$error", "deleted": "$text-disabled",
             "teardown incomplete": "$error", "handed off": "$accent",
         }.get(state, "$warning" if session.busy else "$text-muted")
         dim = Style(dim=True) if session.deleted else Style()
-        busy = "●" if session.busy else ""
-        return {
+        runner = self.runner_of(session) or ""
+        busy = "●" if runner else ""
+        cells = {
             "busy": Text(busy, self._style("$warning")),
-            "slug": Text(session.resource_name, dim),
+            "slug": Text(session.slug if self.layout_name == "narrow" else session.resource_name, dim),
             "state": Text(state, self._style(state_style) + dim),
             "providers": glyphs,
             "age": Text(format_age(now - session.created_at), Style(dim=True)),
+            "runner": Text(runner, Style(dim=True)),
         }
+        return {key: cells[key] for key in self.columns_shown}
 
     def show(self, sessions: Iterable[SessionState], *, filter_text: str | None = None, keep: str | None = None) -> None:
-        """Rebuild the rows (newest first, filtered), keeping the cursor on `keep` if shown."""
+        """Rebuild the rows (sorted, filtered), keeping the cursor on `keep` if shown."""
         if filter_text is not None:
             self._filter = filter_text
         keep = keep if keep is not None else self.selected_key
         now = time.time()
         self.clear()
         self._shown = []
-        for session in newest_first(s for s in sessions if matches(s, self._filter)):
+        every = list(sessions)
+        self.total = len(every)
+        for session in sorted_sessions((s for s in every if matches(s, self._filter)), self.sort_column, self.sort_reverse):
             cells = self._cells(session, now)
-            self.add_row(*(cells[key] for key, _ in COLUMNS), key=session.key)
+            self.add_row(*(cells[key] for key in self.columns_shown), key=session.key)
             self._shown.append(session.key)
         if keep in self._shown:
             self.move_cursor(row=self._shown.index(keep), animate=False)

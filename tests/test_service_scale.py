@@ -92,8 +92,10 @@ def test_three_servers_150_sessions_one_killed(shared_postgres_dir, pg_ledger_ur
             assert [n for n, count in names.items() if count > 1] == []  # 0 duplicates
             assert len(names) == SESSIONS * 4
             in_flight = {p: state["requests"][p]["max_in_flight"] for p in CLOUD_PROVIDERS}
-            # each process holds its own limit (MK0R_CONCURRENCY); shared budgets across processes tighten this
-            assert all(v <= CONCURRENCY * SERVERS for v in in_flight.values()), in_flight
+            # the budgets are shared by the three servers (core/budgets.py on the team ledger): the
+            # limits hold for them together, not each
+            assert all(v <= CONCURRENCY for v in in_flight.values()), in_flight
+            assert state["requests"]["github"]["max_mutations_in_flight"] == 1
 
             async def delete_all() -> list[dict]:
                 async def one(i: int, k: str) -> dict:

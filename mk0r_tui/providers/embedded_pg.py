@@ -83,7 +83,10 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can the server listen on `port`? Asked as the server binds (SO_REUSEADDR): connections
+    its last run left in TIME_WAIT do not make its own port look taken after a restart."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

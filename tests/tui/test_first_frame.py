@@ -10,6 +10,7 @@ from collections import deque
 import pytest
 from textual.widgets._footer import FooterKey
 from tui_scenarios import DELETED, PARTIAL, READY, seed_ledger
+from waiting import wait_until
 
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.providers import DEFAULT_REGISTRY
@@ -110,14 +111,21 @@ async def test_the_footer_is_rebuilt_only_when_its_keys_change(seeded, footer_re
         await pilot.pause()
         assert screen.selected_key == PARTIAL.key and screen.check_action("retry", ()) is True
         assert len(recomposes) == 1
-        retry = next(key for key in screen.query(FooterKey) if key.description == "Retry")
+
+        def footer_key(description: str) -> FooterKey | None:  # the recompose mounts them on a later turn
+            return next((key for key in screen.query(FooterKey) if key.description == description), None)
+
+        retry = await wait_until(lambda: footer_key("Retry"), pilot=pilot, what="the rebuilt footer's Retry key")
         assert not retry.has_class("-disabled")
 
         session_list.move_cursor(row=session_list.shown_keys.index(DELETED.key), animate=False)
         await pilot.pause()
         assert len(recomposes) == 2
-        dimmed = {key.description for key in screen.query(FooterKey) if key.has_class("-disabled")}
-        assert {"Retry", "Teardown", ".env"} <= dimmed
+
+        def dimmed() -> set[str]:
+            return {key.description for key in screen.query(FooterKey) if key.has_class("-disabled")}
+
+        await wait_until(lambda: {"Retry", "Teardown", ".env"} <= dimmed(), pilot=pilot, what="the deleted session's keys dimmed")
 
 
 def test_backfill_puts_recorded_lines_and_latencies_before_live_ones(seeded):

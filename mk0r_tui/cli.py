@@ -114,12 +114,12 @@ def complete_sessions(incomplete: str) -> list[Any]:
 
     try:
         from mk0r_tui.core.config import load_settings
-        from mk0r_tui.core.ledger import Ledger
+        from mk0r_tui.core.ledger import open_ledger
 
-        path = load_settings().ledger_path
-        if not path.is_file():
-            return []
-        with Ledger(path) as ledger:
+        settings = load_settings()
+        if not settings.ledger_url and not settings.ledger_path.is_file():
+            return []  # no ledger yet: completing must not create one
+        with open_ledger(settings) as ledger:  # the team ledger too (MK0R_LEDGER_URL)
             rows = ledger.list_sessions()
     except Exception:
         return []

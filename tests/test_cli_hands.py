@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from crashkit import cli_command, cli_env
+from ledgerkit import POSTGRES_PASS, open_test_ledger
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
@@ -86,9 +87,8 @@ def test_a_first_ctrl_c_during_provision_lets_creates_finish_and_exits_130(slow_
     assert proc.returncode == 130, err.text
     assert "interrupt: letting in-flight creates finish" in err.text and "Traceback" not in err.text
     # the in-flight create finished and was recorded: nothing is lost
-    from mk0r_tui.core.ledger import Ledger
 
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:
+    with open_test_ledger(mk0r_home) as ledger:
         neon = ledger.resources("interrupt-0001", provider="neon")
     assert [r.state for r in neon] == ["created"]
     assert "session  interrupt-0001" in out
@@ -121,10 +121,9 @@ def test_ctrl_c_at_the_teardown_prompt_exits_130_without_aborted(session_key, mk
 
 
 def nothing_created(home: Path, key: str) -> None:
-    from mk0r_tui.core.ledger import Ledger
 
-    if (home / "ledger.sqlite3").exists():
-        with Ledger(home / "ledger.sqlite3") as ledger:
+    if (home / "ledger.sqlite3").exists() or POSTGRES_PASS:
+        with open_test_ledger(home) as ledger:
             assert ledger.resources(key) == []
     assert not (home / "apps" / key[:12]).exists()
     assert not list((home / "repos").glob(f"*{key[:12]}*")) if (home / "repos").exists() else True
@@ -504,12 +503,11 @@ def test_keys_set_without_a_terminal_reads_stdin_with_no_getpass_warning(mk0r_ho
 
 
 def test_teardown_of_several_sessions_finishes_the_others_when_one_is_busy(mk0r_home):
-    from mk0r_tui.core.ledger import Ledger
 
     keys = ["busy-0001-aaaa", "free-0002-bbbb"]
     for key in keys:
         provision_local(key)
-    with Ledger(mk0r_home / "ledger.sqlite3") as ledger:  # this test process holds the first one's lease
+    with open_test_ledger(mk0r_home) as ledger:  # this test process holds the first one's lease
         assert ledger.acquire_lease("mk0r-busy-0001-aa", keys[0], "provision", "held-by-the-test", stale_s=600) is None
         env = {"MK0R_LEASE_WAIT_S": "0", "MK0R_LEASE_STALE_S": "600"}
         down = mk0r("teardown", *keys, "--yes", "--json", env=env)

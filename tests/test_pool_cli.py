@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 from crashkit import cli_command, cli_env, cli_json, run_cli, upstream_resources
+from ledgerkit import open_test_ledger
 from waiting import wait_until_sync
 
 from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.envfile import is_secret
-from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.pool_crypto import PoolCipher
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def files_under(home: Path, *, skip: tuple[str, ...]) -> dict[Path, bytes]:
 
 def sealed_secrets(home: Path) -> list[str]:
     """Every secret value of every pooled item, opened with the data dir's pool key."""
-    ledger = Ledger(home / "ledger.sqlite3")
+    ledger = open_test_ledger(home)
     try:
         cipher = PoolCipher(load_settings(home=home, no_keyring=True))
         values = []
@@ -75,7 +75,7 @@ def test_pooled_secrets_are_never_in_the_clear_and_a_claim_reports_from_pool(tmp
         assert providers["posthog"]["from_pool"] is False
         assert all(secret not in json.dumps(report) for secret in secrets)  # --json masks
         # the finisher `provision` started renames everything in the background
-        ledger = Ledger(home / "ledger.sqlite3")
+        ledger = open_test_ledger(home)
         try:
             wait_until_sync(lambda: not store.unfinished_claims(ledger), timeout=60, what="the detached finisher")
         finally:
@@ -110,7 +110,7 @@ def test_sigkill_during_fill_leaves_nothing_orphans_cannot_find(tmp_path):
             proc.wait()
         upstream = upstream_resources(fake.state())
         assert upstream, "the kill came before any create"
-        ledger = Ledger(home / "ledger.sqlite3")
+        ledger = open_test_ledger(home)
         try:
             live = {(r.provider, r.kind, r.remote_id) for r in ledger.resources(live_only=True) if r.state == "created"}
             pending = [r for r in ledger.resources(live_only=True) if r.state == "pending"]

@@ -67,6 +67,7 @@ def still_cursor(pilot) -> None:
         box.cursor_blink = False
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_dashboard_mid_provision(snap_compare, seeded_app, frozen):
     app = seeded_app()
 
@@ -82,14 +83,17 @@ def test_dashboard_mid_provision(snap_compare, seeded_app, frozen):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_dashboard_all_ok(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=select(READY.key))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_dashboard_with_a_failure(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=select(PARTIAL.key))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_dashboard_read_only(snap_compare, seeded_app):
     assert snap_compare(seeded_app(read_only=True), terminal_size=SIZE, run_before=select(READY.key))
 
@@ -103,6 +107,7 @@ def test_env_viewer_masked(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_teardown_modal(snap_compare, seeded_app):
     async def run_before(pilot) -> None:
         await select(READY.key)(pilot)
@@ -113,6 +118,7 @@ def test_teardown_modal(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_new_session_modal_with_a_bad_key(snap_compare, seeded_app):
     async def run_before(pilot) -> None:
         await pilot.pause()
@@ -125,10 +131,12 @@ def test_new_session_modal_with_a_bad_key(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_help_screen(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SIZE, press=["question_mark"])
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_quit_while_busy_modal(snap_compare, seeded_app, frozen):
     app = seeded_app()
 

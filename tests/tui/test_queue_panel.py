@@ -4,6 +4,7 @@ used: jobs deferred through the service's own queue code on the team's Postgres,
 from __future__ import annotations
 
 import procrastinate
+import pytest
 from tui_fakes import fake_set
 from waiting import wait_until
 
@@ -37,6 +38,7 @@ async def test_the_queue_panel_counts_the_team_queue(make_app, pg_ledger_url, mo
         assert panel.has_class("-failed")
 
 
+@pytest.mark.sqlite_only("it is about a data dir with no team ledger (the Postgres pass gives every test one)")
 async def test_no_queue_panel_without_a_team_queue(make_app):
     app = make_app(fake_set())
     async with app.run_test(size=(160, 48)) as pilot:

@@ -91,34 +91,42 @@ def inside(widget, width: int, height: int) -> bool:
 # -- snapshots -----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_dashboard_80x24(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=select(READY.key))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_dashboard_80x24_failure(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=select(PARTIAL.key))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_dashboard_160x48_teardown_incomplete(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=LARGE, run_before=select(PARTIAL.key))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_help_scrolled_to_its_end_80x24(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=then(select(READY.key), "question_mark", "end"))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_help_160x48(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=LARGE, run_before=then(select(READY.key), "question_mark"))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_teardown_modal_80x24(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=then(select(READY.key), "t"))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_teardown_modal_160x48(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=LARGE, run_before=then(select(READY.key), "t"))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_new_session_modal_80x24(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=then(select(READY.key), "n"))
 
@@ -127,6 +135,7 @@ def test_snapshot_env_viewer_80x24(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=then(select(READY.key), "e"))
 
 
+@pytest.mark.sqlite_only("the one-machine scene: on a team ledger the dashboard adds the job queue's line (tests/tui/test_queue_panel.py)")
 def test_snapshot_filter_without_a_match_80x24(snap_compare, seeded_app):
     assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=then(select(READY.key), "slash", *"zzz"))
 

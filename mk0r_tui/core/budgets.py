@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mk0r_tui.core.ledger.rows import pid_alive
+
 log = logging.getLogger("mk0r_tui.budgets")
 
 #: a waiter that only a release can let through (a slot) asks again this often, across processes
@@ -114,16 +116,6 @@ class Decision:
 
 def _holder() -> tuple[str, int, str]:
     return socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -243,7 +235,7 @@ class SqlBudgetStore:
         run("DELETE FROM mk0r_budget_starts WHERE at < ?", now - self.horizon_s)
         for table in ("mk0r_budget_slots", "mk0r_budget_tickets"):
             for (pid,) in run(f"SELECT DISTINCT pid FROM {table} WHERE host = ? AND pid <> ?", self.host, self.pid):
-                if not _pid_alive(int(pid)):
+                if not pid_alive(int(pid)):
                     run(f"DELETE FROM {table} WHERE host = ? AND pid = ?", self.host, int(pid))
 
     def _read(self, run: Callable[..., list[tuple[Any, ...]]], lane: str, ticket: int | None, rules: Sequence[Rule],

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from mk0r_tui.core.provider import Provider
@@ -244,9 +245,12 @@ def changed_pictures(committed: Path, fresh: Path) -> list[str]:
             problems.append(f"{path.name}: new picture, not in {committed}")
             continue
         before, after = svg_text(old.read_text(encoding="utf-8")), svg_text(path.read_text(encoding="utf-8"))
-        if before != after:
-            diff = next((f"{a!r} → {b!r}" for a, b in zip(before, after) if a != b), f"{len(before)} → {len(after)} lines")
-            problems.append(f"{path.name}: its text changed, first at {diff}")
+        # the same lines in any order: the scenes' providers run concurrently, so which one's log
+        # line or resource row comes first is theirs to decide, not the app's text changing
+        if sorted(before) != sorted(after):
+            gone, new = Counter(before) - Counter(after), Counter(after) - Counter(before)
+            diff = f"{next(iter(gone), '(nothing)')!r} → {next(iter(new), '(nothing)')!r}"
+            problems.append(f"{path.name}: its text changed: {diff}")
     for path in sorted(committed.glob("*.svg")):
         if not (fresh / path.name).exists():
             problems.append(f"{path.name}: in {committed} but the exporter no longer makes it")

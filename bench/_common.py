@@ -69,13 +69,27 @@ def machine() -> dict[str, Any]:
     }
 
 
+def compile_product() -> int:
+    """Byte-compile mk0r_tui as `pip install` of the wheel does, so a process run from this
+    editable checkout loads cached bytecode as an installed user's does (the baselines' own
+    libraries are compiled by pip). Needed where PYTHONDONTWRITEBYTECODE is set (this machine):
+    there every process would otherwise compile ~50 of our modules from source (~100 ms)."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "mk0r_tui"), quiet=1)
+    return sum(1 for _ in (ROOT / "mk0r_tui").rglob("__pycache__/*.pyc"))
+
+
 def print_header(title: str, script: str) -> dict[str, Any]:
     info = machine()
+    info["product_bytecode_files"] = compile_product()
     print(f"== {title}")
     print(f"machine: {info['nproc']} CPU ({info['cpu']}), {info['mem_total_gib']} GiB RAM, "
           f"Python {info['python']}, {info['platform']}")
     print(f"load average (1 min) at start: {info['loadavg_1m_at_start']:.2f} (other work on the machine skews figures)")
     print(f"reproduce: .venv/bin/python bench/{script}")
+    print(f"mk0r_tui byte-compiled as an installed wheel is ({info['product_bytecode_files']} .pyc files; "
+          f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r} here)")
     print()
     return info
 

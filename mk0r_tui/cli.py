@@ -396,17 +396,14 @@ def _progress_sink(enabled: bool) -> EventSink:
 @click.option("--reveal", is_flag=True, help="Show secret values unmasked in the output.")
 def provision(session_key: str | None, target: str | None, sandbox_id: str | None, as_json: bool, reveal: bool) -> None:
     """Provision every service for a session, in parallel, and write its .env."""
-    from mk0r_tui.core.tls import prefetch_ssl_context
-
-    prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
     from mk0r_tui.core.envfile import masked_env
     from mk0r_tui.core.models import Session
     from mk0r_tui.engine.library import plan_run, provision_report_json
-    from mk0r_tui.engine.orchestrator import provision_services
 
     session = Session.parse(session_key) if session_key is not None else Session.new()
     runtime = _runtime()
     plan = plan_run(runtime, target, sandbox_id)  # once per run: what is printed is what runs
+    from mk0r_tui.engine.orchestrator import provision_services  # while a cloud plan's TLS context builds
     _warn_keyring(runtime)  # after the key look-ups above: only then is a missing keyring known
     show_progress = sys.stderr.isatty() or not as_json
     if show_progress:

@@ -249,3 +249,23 @@ def test_provision_with_keys_in_the_environment_loads_no_keyring_rich_or_httpx_c
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] is True
     assert heavy_in(modules) == set(), sorted(modules)
+
+
+@pytest.mark.slow
+def test_warm_local_provision_loads_no_http_client_or_pgserver(mk0r_home, tmp_path, pg_admin):
+    """The local profile makes no HTTP request: a warm `provision` process must not pay for
+    httpx or pgserver's import (the binaries are found without it); psycopg loads, in a thread
+    beside the server check. (ssl loads with asyncio itself, and the email package with
+    importlib.metadata, which psycopg asks for its version.)"""
+    env = {**os.environ, "MK0R_PROFILE": "local", "MK0R_TARGET": "local"}
+    warm_up = subprocess.run([sys.executable, "-m", "mk0r_tui", "provision", "--json"], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=ROOT)  # starts the mail catcher (the server runs: pg_admin)
+    assert warm_up.returncode == 0, warm_up.stderr
+    code = PROBE.format(heavy=repr({"httpx", "pgserver", "psycopg"}), argv=["provision", "--json"])
+    out = tmp_path / "modules-local.json"
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "MODULES_OUT": str(out)}, capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True, done.stderr
+    modules = set(json.loads(out.read_text()))
+    assert "psycopg" in modules  # the probe sees what loads: the database was made with it
+    assert {m for m in modules if m.split(".")[0] in {"httpx", "pgserver"}} == set(), sorted(modules)

@@ -103,6 +103,12 @@ def plan_run(runtime: Runtime, target: str | None, sandbox_id: str | None) -> Pl
     """The run's plan (resolved once), checked: what is printed or returned is what runs."""
     plan = runtime.plan(target)
     preflight(plan, runtime)
+    if plan.target.name == "e2b" or any(s.cloud and s.name in plan.running for s in runtime.registry.providers):
+        from mk0r_tui.core.tls import prefetch_ssl_context
+
+        # built in a thread (loading the CA bundle releases the GIL) while the providers import;
+        # the local profile opens no TLS connection, so it never imports ssl for nothing
+        prefetch_ssl_context()
     if sandbox_id:
         if plan.target.name != "e2b":
             raise UsageError("--sandbox only applies to the e2b target (set E2B_API_KEY or pass --target e2b)")
@@ -143,9 +149,6 @@ async def provision_async(
     """Provision every service of `session_key` (again: what exists is reused, only failures are
     retried) and return the `provision --json` dict; secret values masked unless `reveal`.
     Raises `Mk0rError` (a `UsageError` or `ConfigError`) when nothing could start."""
-    from mk0r_tui.core.tls import prefetch_ssl_context
-
-    prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
     from mk0r_tui.engine.orchestrator import provision_services
 
     session = Session.parse(session_key)

@@ -40,13 +40,22 @@ class AdminInfo:
 
 
 def _bin_dir() -> Path:
+    """pgserver's `pginstall/bin`, found without importing pgserver (its import asks platformdirs
+    and psutil for things, ~30 ms of every warm `provision` process that only checks the path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("No module named 'pgserver'")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _import_pgserver() -> None:
     import warnings
 
     with warnings.catch_warnings():  # pgserver asks platformdirs for a runtime dir on import
         warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+        import pgserver._commands  # noqa: F401
 
 
 def binaries_missing() -> str | None:
@@ -70,7 +79,7 @@ class _PgserverUtils(Protocol):
 
 
 def _pgserver_utils() -> _PgserverUtils:
-    _bin_dir()  # imports pgserver quietly first
+    _import_pgserver()  # quietly first
     from pgserver import utils
 
     return utils

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
-
-import psycopg
-from psycopg import sql
 
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.credentials import Credentials
@@ -25,7 +23,21 @@ from mk0r_tui.core.models import FoundResource, ProvisionOutcome, ResourceRef, S
 from mk0r_tui.core.provider import Provider, ProvisionContext
 from mk0r_tui.providers.embedded_pg import AdminInfo, EmbeddedPostgres
 
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
 ROLE, DATABASE = "role", "database"
+
+
+def _load_psycopg() -> None:
+    """Bind `psycopg` and `sql` here on first use. Importing psycopg is ~150 ms of CPU, most of a
+    warm local `provision` process; `admin()` runs it in a thread beside the server check, so the
+    loop's other tasks (the bare repo's and the app folder's `git`, the mail catcher, the ledger's
+    writer) start their subprocesses and I/O meanwhile instead of queueing behind it."""
+    global psycopg, sql
+    import psycopg
+    from psycopg import sql
 
 
 def admin_from_url(url: str) -> AdminInfo:
@@ -47,10 +59,15 @@ class LocalPostgresProvider(Provider):
         self.server = None if settings.local_postgres_url else EmbeddedPostgres(settings.postgres_dir)
 
     async def admin(self) -> AdminInfo:
+        """The admin connection's details (the embedded server started if it is not running);
+        psycopg is loaded by the time it returns (every use of it follows this call)."""
         if self.settings.local_postgres_url:
-            return admin_from_url(self.settings.local_postgres_url)
+            info = admin_from_url(self.settings.local_postgres_url)
+            await asyncio.to_thread(_load_psycopg)
+            return info
         assert self.server is not None
-        return await asyncio.to_thread(self.server.ensure_running)
+        info, _ = await asyncio.gather(asyncio.to_thread(self.server.ensure_running), asyncio.to_thread(_load_psycopg))
+        return info
 
     async def _connect(self, admin: AdminInfo) -> psycopg.AsyncConnection:
         try:

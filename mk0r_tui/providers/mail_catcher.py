@@ -40,10 +40,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from email import policy
-from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser, BytesParser
-from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +47,8 @@ from mk0r_tui.core.errors import ConfigError
 from mk0r_tui.core.paths import folder_lock
 
 if TYPE_CHECKING:  # the daemon's libraries, imported at run time only where they are used
+    from email.message import EmailMessage, Message
+
     from aiosmtpd.smtp import SMTP, AuthenticatorType, Envelope, Session
     from jsonschema.protocols import Validator
     from starlette.applications import Starlette
@@ -222,6 +220,8 @@ class MailStore:
     def deliver(self, name: str, message: Message | bytes, *, via: str, envelope_to: tuple[str, ...] = ()) -> str:
         """Store one mail in `name`'s box; returns its id. `envelope_to`: SMTP's RCPT TO, kept
         so a mail with no To header (Bcc only) still says where it was going."""
+        from email import policy  # here, not at import: provisioning never parses a mail
+
         raw = message if isinstance(message, bytes) else message.as_bytes(policy=policy.SMTP)
         mail_id = str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC)
@@ -242,6 +242,10 @@ class MailStore:
 
     @staticmethod
     def _summary(path: Path) -> MailSummary:
+        from email import policy
+        from email.parser import BytesHeaderParser
+        from email.utils import getaddresses
+
         with open(path, "rb") as handle:
             headers = BytesHeaderParser(policy=policy.default).parse(handle)
         to = tuple(addr for _, addr in getaddresses([str(h) for h in headers.get_all("To", [])]) if addr)
@@ -276,6 +280,9 @@ class MailStore:
         return MailboxSummary(len(files), latest)
 
     def read(self, name: str, mail_id: str) -> EmailMessage | None:
+        from email import policy
+        from email.parser import BytesParser
+
         for path in self._files(name):
             if path.name.endswith(f"-{mail_id}.eml"):
                 with open(path, "rb") as handle:
@@ -462,6 +469,9 @@ def _addresses(value: str | list[str] | None) -> list[str]:
 def message_from_request(body: Mapping[str, Any]) -> EmailMessage:
     """An RFC 5322 message for a valid `POST /emails` body."""
     import base64
+    from email import policy
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
 
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = body["from"]
@@ -499,6 +509,8 @@ def message_from_request(body: Mapping[str, Any]) -> EmailMessage:
 
 def email_object(summary: MailSummary, message: EmailMessage) -> dict[str, Any]:
     """`GET /emails/{id}`'s answer, shaped like the spec's `Email`."""
+    from email.utils import getaddresses
+
     html_part = message.get_body(preferencelist=("html",))
     plain_part = message.get_body(preferencelist=("plain",))
     created = summary.at.replace("T", " ")

@@ -192,3 +192,22 @@ def test_a_run_cancelled_midway_ends_its_journal_with_the_ledgers_word(session_k
     last = runtime.ledger.journal(0, session=session.key)[-1]
     assert (last.kind, last.fields["state"]) == ("SessionProvisioned", "interrupted")
     assert runtime.ledger.require_session(session.key).state == "interrupted"
+
+
+def test_journal_commits_skip_the_fsync_and_every_other_write_keeps_it(tmp_path):
+    """The journal is a view: its commits run at synchronous=NORMAL (no fsync of their own, atomic
+    in the WAL), so an intent queued behind a burst of events on the writer thread waits for no
+    disk flush of theirs. Every other write stays synchronous=FULL, before and after."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    db = ledger._backend.db
+    said: list[str] = []
+    db.set_trace_callback(said.append)
+    ledger.append_journal([(time.time(), "key-0000001", "key-0000001", "*", "RunStarted", "{}", "x")])
+    db.set_trace_callback(None)
+    order = [s for s in said if s.startswith(("PRAGMA synchronous", "BEGIN", "COMMIT"))]
+    assert order == ["PRAGMA synchronous=NORMAL", "BEGIN IMMEDIATE", "COMMIT", "PRAGMA synchronous=FULL"]
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for the record
+    ledger.ensure_session(Session.parse("key-0000001"), target="local-folder")
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with Ledger(tmp_path / "ledger.sqlite3") as other:  # committed: another connection reads it
+        assert [r.kind for r in other.journal(0)] == ["RunStarted"]

@@ -81,13 +81,17 @@ class LocalFolderTarget(Provider):
         remote = ctx.env.get("GIT_REMOTE_URL")
         if remote:
             check_remote_url(remote)
+        env_path = folder / ".env"  # written by the orchestrator, the one writer of this file
+        docs = list(render_app_files(ctx.results, ctx.env, name=name).docs())
+
+        async def set_origin(url: str) -> None:
             # a repo made by this run has no remote: one `git remote add`, no listing first
             remotes = [] if fresh else (await run_git("remote", cwd=folder)).split()
             verb = "set-url" if "origin" in remotes else "add"
-            await run_git("remote", verb, "--", "origin", remote, cwd=folder)
-        env_path = folder / ".env"  # written by the orchestrator, the one writer of this file
-        docs = list(render_app_files(ctx.results, ctx.env, name=name).docs())
-        await asyncio.to_thread(_write_docs, folder, docs)
+            await run_git("remote", verb, "--", "origin", url, cwd=folder)
+
+        # the remote (a git process) and the agent's files (a thread) touch different files: together
+        await asyncio.gather(*([set_origin(remote)] if remote else []), asyncio.to_thread(_write_docs, folder, docs))
         await ctx.created(row, str(folder), url=folder.as_uri())
         return ProvisionOutcome(
             env={}, resources=(ResourceRef(self.name, self.kind, name, str(folder), folder.as_uri()),), note=str(env_path)

@@ -261,27 +261,35 @@ class SqliteBackend:
                 raise self.damaged(exc) from None
 
     @contextmanager
-    def transaction(self, lock: int = WRITE_LOCK) -> Iterator[Conn]:
+    def transaction(self, lock: int = WRITE_LOCK, *, durable: bool = True) -> Iterator[Conn]:
         """One `BEGIN IMMEDIATE` transaction: what it reads no other process changes before it
-        commits (SQLite has one write lock: `lock` only matters on Postgres)."""
+        commits (SQLite has one write lock: `lock` only matters on Postgres). Not `durable`: its
+        commit skips the fsync (`synchronous=NORMAL` for it; WAL keeps it atomic and safe from a
+        killed process), and the next durable commit's fsync carries it to disk."""
         with self.lock:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
-            try:
-                yield SqliteConn(self.db)
-            except BaseException as exc:
-                self.db.execute("ROLLBACK")
-                if isinstance(exc, (sqlite3.OperationalError, sqlite3.IntegrityError)):
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
                     raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
-                if isinstance(exc, sqlite3.DatabaseError):
-                    raise self.damaged(exc) from None
-                raise
-            try:
-                self.db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+                try:
+                    yield SqliteConn(self.db)
+                except BaseException as exc:
+                    self.db.execute("ROLLBACK")
+                    if isinstance(exc, (sqlite3.OperationalError, sqlite3.IntegrityError)):
+                        raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+                    if isinstance(exc, sqlite3.DatabaseError):
+                        raise self.damaged(exc) from None
+                    raise
+                try:
+                    self.db.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+            finally:
+                if not durable:
+                    self.db.execute("PRAGMA synchronous=FULL")
 
     def last_id(self, table: str) -> int:
         """The highest id `table` ever handed out (AUTOINCREMENT's memory, pruned rows included)."""
@@ -564,14 +572,18 @@ class PostgresBackend:
             return c.execute(pg_sql(sql), tuple(params) or None).fetchall()
 
     @contextmanager
-    def transaction(self, lock: int = WRITE_LOCK) -> Iterator[Conn]:
+    def transaction(self, lock: int = WRITE_LOCK, *, durable: bool = True) -> Iterator[Conn]:
         """A transaction that first takes the advisory lock `lock` (held to its end): every
-        transaction taking the same lock runs alone, as `BEGIN IMMEDIATE` does on SQLite."""
+        transaction taking the same lock runs alone, as `BEGIN IMMEDIATE` does on SQLite. Not
+        `durable`: an asynchronous commit (`SET LOCAL synchronous_commit = off`: no wait for the
+        WAL flush; a server crash may lose it, never half of it)."""
         with self._any_conn() if lock == SCHEMA_LOCK else self._conn() as c:
             import psycopg
 
             try:
                 with c.transaction():
+                    if not durable:
+                        c.execute("SET LOCAL synchronous_commit = off")
                     c.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, lock))
                     yield PgConn(c)
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:

@@ -198,10 +198,10 @@ class Ledger:
         return self._backend.read(sql, params)
 
     @contextmanager
-    def _transaction(self, lock: int = WRITE_LOCK) -> Iterator[Conn]:
+    def _transaction(self, lock: int = WRITE_LOCK, *, durable: bool = True) -> Iterator[Conn]:
         """One exclusive write transaction: what it reads no other process changes before it
         commits (SQLite: `BEGIN IMMEDIATE`; Postgres: the advisory lock `lock`)."""
-        with self._backend.transaction(lock) as db:
+        with self._backend.transaction(lock, durable=durable) as db:
             yield db
 
     def now(self) -> float:
@@ -473,14 +473,16 @@ class Ledger:
     # journal ----------------------------------------------------------------------------
 
     def append_journal(self, entries: Sequence[tuple[float, str, str, str, str, str, str]]) -> None:
-        """(at, session, slug, provider, kind, fields JSON, origin) rows in one transaction (one
-        fsync per burst, not per event). The fields are scrubbed like every other text here."""
+        """(at, session, slug, provider, kind, fields JSON, origin) rows in one transaction. The
+        journal is a view of the run (the ledger's rows are the record), so its commits do not
+        wait for the disk: an intent queued behind a burst of events on the writer thread used to
+        wait for one fsync per burst. The fields are scrubbed like every other text here."""
         if not entries:
             return
         rows = [(at, session, slug, provider, kind, _clean(data) or "{}", origin) for at, session, slug, provider, kind, data, origin in entries]
         # its own lock on Postgres: ids are handed out and committed in one order, so a follower
         # reading `id > cursor` never passes an id whose transaction commits later
-        with self._transaction(JOURNAL_LOCK) as db:
+        with self._transaction(JOURNAL_LOCK, durable=False) as db:
             db.executemany("INSERT INTO journal(at, session, slug, provider, kind, fields, origin) VALUES (?,?,?,?,?,?,?)", rows)
             self._backend.journal_appended(db)
 

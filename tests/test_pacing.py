@@ -55,6 +55,35 @@ async def test_a_repo_created_after_its_session_timed_out_is_recorded_not_orphan
             runtime.close()
 
 
+RESEND_ONLY = {"RESEND_PROVISIONING_KEY": KEYS["RESEND_PROVISIONING_KEY"]}
+
+
+@pytest.mark.parametrize(("latency_s", "timeout_s", "late_kind"), [(0.8, 0.3, "segment"), (0.6, 0.9, "api-key")])
+async def test_a_resend_segment_or_key_made_after_its_session_gave_up_is_recorded(mk0r_home, latency_s, timeout_s, late_kind):
+    """Resend commits each create at once and answers `latency_s` later. With a 0.3 s timeout the
+    segment's answer comes late; with 0.9 s the segment is in time and the key (sent 0.5 s or more
+    after it, Resend's 2 req/s) comes late. Either way what was made is in the ledger as created
+    with its id: teardown deletes it and orphans does not list it."""
+    with FakeUpstream(config={"latency_ms": {"resend": latency_s * 1000}, "latency_mode": "after"}) as fake:
+        runtime = cloud_runtime(fake, keys=RESEND_ONLY, provider_timeout_s=timeout_s)
+        try:
+            session = Session.new()
+            report = await provision_services(runtime, session, runtime.plan("local"))
+            resend = next(r for r in report.results if r.name == "resend")
+            assert resend.status is Status.FAILED and "timed out" in (resend.error or ""), resend
+
+            made = {"segment": [s["id"] for s in fake.state()["resend"]["segments"]],
+                    "api-key": [k["id"] for k in fake.state()["resend"]["api_keys"]]}
+            rows = {r.kind: r for r in runtime.ledger.resources(session.key) if r.provider == "resend"}
+            assert rows[late_kind].state == ResourceState.CREATED.value
+            assert made[late_kind] == [rows[late_kind].remote_id]
+            scan = await find_orphans(runtime, older_than_s=0)
+            assert not [o for o in scan.ours if o.provider == "resend"]
+        finally:
+            await runtime.aclose()
+            runtime.close()
+
+
 async def test_a_budget_wait_longer_than_the_provider_timeout_fails_no_session(mk0r_home):
     """Eight sessions queue for GitHub's mutation gap (0.3 s start to start, so the last waits
     about 2.1 s) under a 1 s provider timeout: every session is ok, because the timeout counts

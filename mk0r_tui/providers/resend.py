@@ -10,8 +10,9 @@ recovered, so it is deleted and replaced, and the ledger records both steps.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -30,6 +31,9 @@ from mk0r_tui.providers.http import (
     parse_model,
     single_match,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 SEGMENT = "segment"
 API_KEY = "api-key"
@@ -131,9 +135,14 @@ class ResendProvider(CloudProvider):
         if segment_id is not None:
             ctx.progress(f"adopting segment {name!r} made by an earlier run")
         else:
+            async def late(answer: httpx.Response) -> None:
+                """The segment was made after the session gave up: record it (never an orphan)."""
+                with contextlib.suppress(ProviderError):
+                    await ctx.created(row, parse_model(answer, _Created, "POST /segments").id)
+
             async def create() -> str:
                 ctx.progress(f"creating segment {name!r}")
-                response = await self.api.request("POST", "/segments", json={"name": name}, ctx=ctx)
+                response = await self.api.request("POST", "/segments", json={"name": name}, ctx=ctx, late=late)
                 try:
                     return parse_model(response, _Created, "POST /segments").id
                 except ProviderError as exc:
@@ -166,7 +175,7 @@ class ResendProvider(CloudProvider):
                     continue
             try:
                 async with dropped_if_refused(ctx, row):
-                    created = await self._create_key(ctx, name)
+                    created = await self._create_key(ctx, name, row)
             except ProviderError as exc:
                 if not exc.outcome_unknown:
                     raise
@@ -181,10 +190,19 @@ class ResendProvider(CloudProvider):
         raise ProviderError(f"could not create API key {name!r}", call="POST /api-keys",
                             hint=f"gave up after {self.settings.max_attempts} attempts; try again")
 
-    async def _create_key(self, ctx: ProvisionContext, name: str) -> _NewKey:
+    async def _create_key(self, ctx: ProvisionContext, name: str, row: ResourceRow) -> _NewKey:
         ctx.progress(f"creating sending-only API key {name!r}")
         body: dict[str, Any] = {"name": name, "permission": "sending_access", **self._domain()}
-        response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx, main=True)
+
+        async def late(answer: httpx.Response) -> None:
+            """The key was made after the session gave up: its id is recorded, so teardown and
+            orphans know it; its token reached no `.env`, so the next provision replaces it."""
+            with contextlib.suppress(ProviderError):
+                key = parse_model(answer, _NewKey, "POST /api-keys")
+                remember_secrets([key.token])
+                await ctx.created(row, key.id, meta={"permission": "sending_access", "late": "answered after its session gave up"})
+
+        response = await self.api.request("POST", "/api-keys", json=body, ctx=ctx, main=True, late=late)
         try:
             key = parse_model(response, _NewKey, "POST /api-keys")
         except ProviderError as exc:

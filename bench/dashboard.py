@@ -311,7 +311,7 @@ def main() -> int:
                     sum(not ok for ok in result["panels_show_last_event"].values()), 0),
              c.Goal("keys lost", result["keys_sent"] - result["keys_handled"], 0)]
     print()
-    print("the machine is shared (2 CPUs, 8 engineers at work): figures move with the load printed above")
+    print("the machine may be shared: figures move with the load printed above")
     return c.finish("dashboard", info, goals, {
         "first_frame_ms": {k: c.summary(v) for k, v in ff.items()}, "first_frame_runs_ms": ff,
         "first_frame_cpu_ms": frames["cpu_ms"], "ratio": ratio, "load": [load_before, load_after, load_burst],

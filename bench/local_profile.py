@@ -152,7 +152,7 @@ def main() -> int:
     figures.update(warm_product_ms=warm_a, warm_baseline_ms=warm_b, warm_ratio=ratio, warm_cpu_ms={"product": a_cpu, "baseline": b_cpu},
                    cold_product_ms=cold_a, cold_floor_ms=cold_floor, in_process=parts, load_before=load_before, load_after=load_after)
     print()
-    print("the machine is shared (2 CPUs, 8 engineers at work): figures move with the load printed above")
+    print("the machine may be shared: figures move with the load printed above")
     return c.finish("local_profile", info, goals, figures)
 
 

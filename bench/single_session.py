@@ -152,7 +152,7 @@ def main() -> int:
         goals += fan_goals
         figures["fan_out"] = fan_figures
     print()
-    print("the machine is shared (2 CPUs, 8 engineers at work): figures move with the load printed above")
+    print("the machine may be shared: figures move with the load printed above")
     return c.finish("single_session", info, goals, figures)
 
 

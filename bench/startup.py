@@ -76,7 +76,7 @@ def main() -> int:
                med["mk0r-tui sessions --json"] - med["minimal click sessions --json"], 150, " ms"),
     ]
     print()
-    print("the machine is shared (2 CPUs, 8 engineers at work): figures move with the load printed above")
+    print("the machine may be shared: figures move with the load printed above")
     return c.finish("startup", info, goals, {"wall_ms": {n: c.summary(w) for n, w in walls.items()},
                                                "cpu_ms": {n: c.summary(w) for n, w in cpus.items()},
                                                "load_before": load_before, "load_after": load_after})

@@ -396,9 +396,11 @@ def _progress_sink(enabled: bool) -> EventSink:
 @click.option("--reveal", is_flag=True, help="Show secret values unmasked in the output.")
 def provision(session_key: str | None, target: str | None, sandbox_id: str | None, as_json: bool, reveal: bool) -> None:
     """Provision every service for a session, in parallel, and write its .env."""
+    from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.tls import prefetch_ssl_context
 
-    prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
+    if not load_settings().pool_on:  # a claim from the warm pool needs no TLS (a cloud provider built after all prefetches it)
+        prefetch_ssl_context()  # built in a thread while the rest imports (core/tls.py)
     from mk0r_tui.core.envfile import masked_env
     from mk0r_tui.core.models import Session
     from mk0r_tui.engine.library import plan_run, provision_report_json

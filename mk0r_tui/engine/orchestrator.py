@@ -210,8 +210,9 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
         env_path = runtime.settings.env_file_for(session.slug)
         previous_env = await asyncio.to_thread(read_env_file, env_path)
         results: list[ProviderResult | None] = [None] * len(plan.providers)
-        # every provider of the plan is built before anything is created: a broken one stops the run here
-        chosen = [(step, runtime.provider(step.name) if step.runs else None) for step in plan.providers]
+        # every provider of the plan is built before anything is created: a broken one stops the run
+        # here; one that a ready pool item serves as is is not built at all (engine/pool.py)
+        chosen = list(zip(plan.providers, pool.run_providers(runtime, plan, resources), strict=True))
 
         async def settle(index: int, step: PlanStep, provider: Provider | None) -> None:
             if provider is None:

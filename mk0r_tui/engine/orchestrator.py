@@ -244,7 +244,12 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
             record(ProviderFailed(session=session.key, provider=target.name, result=failed))
             delivered = failed
         else:
-            delivered = await _run_provider(runtime, resources, target, record, previous_env, env=env, results=settled)
+            # the providers' finishing touches after the .env (Provider.after_env) beside the delivery
+            async with asyncio.TaskGroup() as group:
+                touched = group.create_task(_after_env(runtime, resources, chosen, results, record))
+                delivering = group.create_task(
+                    _run_provider(runtime, resources, target, record, previous_env, env=env, results=settled))
+            settled, delivered = touched.result(), delivering.result()
         all_results = (*settled, delivered)
         report = ProvisionReport(session, all_results, env, env_file=env_file, target=target.name)
         state = provisioned_state(all_results)
@@ -258,6 +263,36 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
         await writer.run_to_end(ledger.set_session_state, session.key, SessionPhase.INTERRUPTED)
         sink(SessionProvisioned(session=session.key, provider="*", ok=False, state=SessionPhase.INTERRUPTED.value))
         raise
+
+
+async def _after_env(
+    runtime: Runtime, resources: SessionResources, chosen: Sequence[tuple[PlanStep, Provider | None]],
+    results: Sequence[ProviderResult | None], sink: EventSink,
+) -> tuple[ProviderResult, ...]:
+    """Each ok provider's `after_env`, side by side; what it says (or why it failed) is a line on
+    its panel and joins its result's note (`provision --json`). Never fails the run: the `.env`
+    is written and right whatever a finishing touch does."""
+
+    async def one(provider: Provider | None, result: ProviderResult) -> ProviderResult:
+        if provider is None or result.status is not Status.OK:
+            return result
+        ctx = ProvisionContext(session=resources.session, provider=provider.name, settings=runtime.settings,
+                               resources=resources, sink=sink)
+        try:
+            async with asyncio.timeout(provider.timeout_s or runtime.settings.provider_timeout_s):
+                line = await provider.after_env(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else describe_error(exc, runtime.secrets())
+            line = f"after the .env: {why}"
+        if line is None:
+            return result
+        sink(ProviderProgressed(session=resources.session.key, provider=provider.name, message=line))
+        return replace(result, note="; ".join(n for n in (result.note, line) if n))
+
+    pairs = [(provider, result) for (_step, provider), result in zip(chosen, results, strict=True) if result is not None]
+    return tuple(await asyncio.gather(*(one(p, r) for p, r in pairs)))
 
 
 def _open_session(ledger: Ledger, session: Session, target: str) -> None:

@@ -651,6 +651,8 @@ class PoolKeeper:
     async def refill_turn(self) -> None:
         self.ticks += 1
         runtime = self.runtime
+        for line in await refresh_facts(runtime, self.errors):
+            log.info("pool keeper: %s", line)
         await recycle(runtime)
         sizes = {p: runtime.settings.pool_target(p) for p in poolable(runtime)}
         sizes = {p: n for p, n in sizes.items() if n > 0}
@@ -664,6 +666,31 @@ class PoolKeeper:
         found = levels(runtime)
         for name, size in sizes.items():
             self.activity[name] = "full" if found.get(name, Level()).ready >= size else "behind"
+
+
+async def refresh_facts(runtime: Runtime, errors: list[str] | None = None) -> list[str]:
+    """Every running provider's `refresh_pool_facts` (PostHog's key check, core/pool_facts.py),
+    as background work; what each did, failures logged (and added to `errors`)."""
+    if not runtime.settings.pool_on:
+        return []
+    lines: list[str] = []
+    for step in runtime.plan().providers:
+        if not step.runs:
+            continue
+        token = background_work.set(True)
+        try:
+            line = await runtime.provider(step.name).refresh_pool_facts()
+        except Exception as exc:  # the next turn tries again; a claim meanwhile checks in its run
+            text = f"{step.name}: {describe_error(exc, runtime.secrets())}"
+            log.warning("pool fact: %s", text)
+            if errors is not None:
+                errors.append(text)
+            continue
+        finally:
+            background_work.reset(token)
+        if line:
+            lines.append(line)
+    return lines
 
 
 def claim_latency_ms(runtime: Runtime) -> list[float]:

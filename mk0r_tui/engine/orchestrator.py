@@ -295,6 +295,31 @@ async def _after_env(
     return tuple(await asyncio.gather(*(one(p, r) for p, r in pairs)))
 
 
+async def redeliver(
+    runtime: Runtime, session: Session, target_name: str, env: Mapping[str, str], *, sink: EventSink = null_sink
+) -> ProviderResult:
+    """Deliver `env` (what the operator's `.env` holds, written by its one writer) again through
+    the session's target, outside a provisioning run: the warm pool's finisher after a claim's
+    renames changed values (engine/pool.py). The providers' results are the ledger's latest runs
+    with this env's values, as the target's agent files need them. The caller holds the lease."""
+    ledger = runtime.ledger
+    resources = await SessionResources.load(ledger, session, runtime.writer)
+    results: list[ProviderResult] = []
+    for run in ledger.latest_runs(session.key).values():
+        if run.slot == Slot.TARGET.value:
+            continue
+        try:
+            keys: tuple[str, ...] = runtime.provider(run.provider).env_keys
+        except Exception:  # a provider that cannot be built now: its names are left out of the docs
+            keys = ()
+        results.append(ProviderResult(
+            run.provider, Slot(run.slot), Status(run.status), run.latency_ms, run.attempts, error=run.error,
+            note=run.note, env={k: env[k] for k in keys if k in env}, resources=tuple(r.ref for r in resources.rows(run.provider)),
+        ))
+    target = runtime.provider(target_name)
+    return await _run_provider(runtime, resources, target, sink, env, env=env, results=results)
+
+
 def _open_session(ledger: Ledger, session: Session, target: str) -> None:
     ledger.ensure_session(session, target=target)
     ledger.set_session_state(session.key, SessionPhase.PROVISIONING)

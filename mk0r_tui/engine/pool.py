@@ -419,9 +419,11 @@ async def _finish_session(runtime: Runtime, key: str, session_items: Sequence[st
             outcomes.append(FinishOutcome(item.id, item.provider, key, tuple(renamed), error))
         if env_changes:
             try:
-                _rewrite_env(runtime, session, env_changes)
+                env = _rewrite_env(runtime, session, env_changes)
+                if env is not None and found.target:
+                    await _redeliver(runtime, session, found.target, env, journal)
             except Exception as exc:  # the renamed names still redirect: the .env stays usable, retried
-                why = f"the .env could not be rewritten: {describe_error(exc, runtime.secrets())}"
+                why = f"the .env could not be delivered again: {describe_error(exc, runtime.secrets())}"
                 outcomes = [FinishOutcome(o.item, o.provider, o.session, o.renamed, o.error or why) for o in outcomes]
         # done only once the .env says the new names: a reader never sees "done" with an old .env
         for outcome in outcomes:
@@ -434,19 +436,31 @@ async def _finish_session(runtime: Runtime, key: str, session_items: Sequence[st
     return outcomes
 
 
-def _rewrite_env(runtime: Runtime, session: Session, changes: dict[str, str]) -> None:
-    """The operator's `.env` with the renamed values (through its one writer); the local-folder
-    target's `.env` is that same file. A sandbox keeps the pool names' URLs (GitHub redirects
-    them) until `r` delivers again."""
+def _rewrite_env(runtime: Runtime, session: Session, changes: dict[str, str]) -> dict[str, str] | None:
+    """The operator's `.env` with the renamed values (through its one writer; the local-folder
+    target's `.env` is that same file); returns the env it holds now (None: there is none)."""
     from mk0r_tui.engine.orchestrator import write_operator_env
 
     path = runtime.settings.env_file_for(session.slug)
     current = read_env_file(path)
     if not current:
-        return
+        return None
     updated = {**current, **{k: v for k, v in changes.items() if k in current}}
     if updated != current:
         write_operator_env(runtime.settings, session, updated)
+    return updated
+
+
+async def _redeliver(runtime: Runtime, session: Session, target: str, env: dict[str, str], sink: EventSink) -> None:
+    """What the renames changed, delivered again through the session's target (the sandbox's
+    `.env`, its and the local folder's git `origin`, the agent files): until now they held the
+    pool's names. A failed delivery raises: the finish is retried (the keeper), as a failed rename."""
+    from mk0r_tui.core.models import Status
+    from mk0r_tui.engine.orchestrator import redeliver
+
+    result = await redeliver(runtime, session, target, env, sink=sink)
+    if result.status is not Status.OK:
+        raise ConfigError(f"{target}: {result.error or 'not delivered'}")
 
 
 def after_provision(runtime: Runtime, session: Session) -> None:

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 from crashkit import KEYS, PYTHON, cli_env, cloud_runtime, run_cli, upstream_resources
+from ledgerkit import POSTGRES_PASS
 
 from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_store as store
@@ -21,9 +22,11 @@ pytestmark = pytest.mark.slow
 
 FAKE_CONFIG = {"latency_ms": {"neon": 5, "resend": 5, "github": 5, "posthog": 5}, "neon_operation_ms": 0}
 POOLED = ("neon", "resend", "github")
-#: what a provision that claims every cloud slot must not load
-HEAVY = ("httpx", "pydantic", "psycopg", "tenacity", "certifi", "mk0r_tui.providers.http", "mk0r_tui.providers.neon",
-         "mk0r_tui.providers.resend", "mk0r_tui.providers.github", "mk0r_tui.providers.local_postgres")
+#: what a provision that claims every cloud slot must not load (the Postgres driver only when the
+#: ledger itself is not on Postgres)
+HEAVY = ("httpx", "pydantic", "tenacity", "certifi", "mk0r_tui.providers.http", "mk0r_tui.providers.neon",
+         "mk0r_tui.providers.resend", "mk0r_tui.providers.github", "mk0r_tui.providers.local_postgres",
+         *(() if POSTGRES_PASS else ("psycopg",)))
 
 PROBE = (
     "import atexit, json, sys\n"

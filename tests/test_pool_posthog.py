@@ -108,3 +108,14 @@ async def test_the_keeper_refreshes_the_fact_and_a_refused_key_is_checked_again_
     session, report, result, _, _ = await provision(runtime, fake)
     assert result.status is Status.FAILED and "POSTHOG_PROJECT_KEY" in (result.error or "")
     assert "VITE_POSTHOG_KEY" not in read_env_file(runtime.settings.env_file_for(session.slug))
+
+
+async def test_without_a_pool_posthog_checks_and_captures_before_the_env_and_keeps_no_fact(fake, mk0r_home):
+    rt = cloud_runtime(fake)  # MK0R_POOL_SIZE=0
+    try:
+        _, report, result, at_env, _ = await provision(rt, fake)
+        assert report.ok and at_env == (1, 1) and "captured" in (result.note or "")
+        assert not (rt.settings.data_dir / pool_facts.FACTS_FILE).exists()
+    finally:
+        await rt.aclose()
+        rt.close()

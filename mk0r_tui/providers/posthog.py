@@ -164,6 +164,8 @@ class PostHogProvider(Provider):
         self._note_fact(time.time())
 
     def _note_fact(self, checked_at: float | None) -> None:
+        if not self.settings.pool_on:  # only a pool trusts an earlier check: no file without one
+            return
         try:
             if checked_at is None:
                 pool_facts.forget(self.settings, KEY_FACT)

@@ -265,6 +265,13 @@ class Settings(EnvModel):
             return float(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
         return value
 
+    @property
+    def pool_on(self) -> bool:
+        """A pool size above 0, for all providers or one (no ledger read, no key look-up)."""
+        sizes = (self.pool_size, self.neon_pool_size, self.resend_pool_size, self.github_pool_size,
+                 self.local_postgres_pool_size, self.local_git_pool_size)
+        return any((size or 0) > 0 for size in sizes)
+
     def pool_target(self, provider: str) -> int:
         """Ready items this provider's pool keeps (0: none)."""
         override = getattr(self, f"{provider.replace('-', '_')}_pool_size", None)

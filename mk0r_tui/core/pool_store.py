@@ -101,6 +101,11 @@ def any_ready(ledger: Ledger, provider: str) -> bool:
     return bool(ledger._read("SELECT 1 FROM pool_items WHERE provider = ? AND state = ? LIMIT 1", (provider, READY)))
 
 
+def ready_providers(ledger: Ledger) -> set[str]:
+    """The providers with a ready item now (one read: which slots a run may claim)."""
+    return {r["provider"] for r in ledger._read("SELECT DISTINCT provider FROM pool_items WHERE state = ?", (READY,))}
+
+
 def claim(ledger: Ledger, provider: str, session_key: str, *, fresher_than: float) -> PoolItem | None:
     """Take the oldest ready item of `provider` made after `fresher_than` (epoch seconds) for
     `session_key`, in one `BEGIN IMMEDIATE` transaction: the item becomes `claimed` (finish

@@ -109,6 +109,18 @@ class Provider(abc.ABC):
         keeps pooled names (nothing to do)."""
         return None
 
+    async def after_env(self, ctx: ProvisionContext) -> str | None:
+        """A finishing touch within the run but after the session's `.env` is written (beside the
+        target's delivery, off the path to the `.env`): PostHog's bookkeeping capture once the
+        warm pool vouches for its key. Returns a line for the panel and the result's note (None:
+        nothing done); raising says it failed (said the same way). It must not change the env."""
+        return None
+
+    async def refresh_pool_facts(self) -> str | None:
+        """Asked by the warm pool's keeper each refill turn: re-check what `provision` trusts
+        from core/pool_facts.py before it is stale (PostHog: its key). None: nothing to do."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class PoolRename:

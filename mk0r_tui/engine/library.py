@@ -103,11 +103,13 @@ def plan_run(runtime: Runtime, target: str | None, sandbox_id: str | None) -> Pl
     """The run's plan (resolved once), checked: what is printed or returned is what runs."""
     plan = runtime.plan(target)
     preflight(plan, runtime)
-    if plan.target.name == "e2b" or any(s.cloud and s.name in plan.running for s in runtime.registry.providers):
+    cloud = any(s.cloud and s.name in plan.running for s in runtime.registry.providers)
+    if plan.target.name == "e2b" or (cloud and not runtime.settings.pool_on):
         from mk0r_tui.core.tls import prefetch_ssl_context
 
-        # built in a thread (loading the CA bundle releases the GIL) while the providers import;
-        # the local profile opens no TLS connection, so it never imports ssl for nothing
+        # built in a thread (loading the CA bundle releases the GIL) while the providers import.
+        # None for the local profile (no TLS connection), nor when the warm pool may serve the
+        # cloud slots (a claim needs no request; a provider built after all prefetches it)
         prefetch_ssl_context()
     if sandbox_id:
         if plan.target.name != "e2b":

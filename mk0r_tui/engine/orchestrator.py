@@ -210,8 +210,9 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
         env_path = runtime.settings.env_file_for(session.slug)
         previous_env = await asyncio.to_thread(read_env_file, env_path)
         results: list[ProviderResult | None] = [None] * len(plan.providers)
-        # every provider of the plan is built before anything is created: a broken one stops the run here
-        chosen = [(step, runtime.provider(step.name) if step.runs else None) for step in plan.providers]
+        # every provider of the plan is built before anything is created: a broken one stops the run
+        # here; one that a ready pool item serves as is is not built at all (engine/pool.py)
+        chosen = list(zip(plan.providers, pool.run_providers(runtime, plan, resources), strict=True))
 
         async def settle(index: int, step: PlanStep, provider: Provider | None) -> None:
             if provider is None:
@@ -243,7 +244,12 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
             record(ProviderFailed(session=session.key, provider=target.name, result=failed))
             delivered = failed
         else:
-            delivered = await _run_provider(runtime, resources, target, record, previous_env, env=env, results=settled)
+            # the providers' finishing touches after the .env (Provider.after_env) beside the delivery
+            async with asyncio.TaskGroup() as group:
+                touched = group.create_task(_after_env(runtime, resources, chosen, results, record))
+                delivering = group.create_task(
+                    _run_provider(runtime, resources, target, record, previous_env, env=env, results=settled))
+            settled, delivered = touched.result(), delivering.result()
         all_results = (*settled, delivered)
         report = ProvisionReport(session, all_results, env, env_file=env_file, target=target.name)
         state = provisioned_state(all_results)
@@ -257,6 +263,61 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
         await writer.run_to_end(ledger.set_session_state, session.key, SessionPhase.INTERRUPTED)
         sink(SessionProvisioned(session=session.key, provider="*", ok=False, state=SessionPhase.INTERRUPTED.value))
         raise
+
+
+async def _after_env(
+    runtime: Runtime, resources: SessionResources, chosen: Sequence[tuple[PlanStep, Provider | None]],
+    results: Sequence[ProviderResult | None], sink: EventSink,
+) -> tuple[ProviderResult, ...]:
+    """Each ok provider's `after_env`, side by side; what it says (or why it failed) is a line on
+    its panel and joins its result's note (`provision --json`). Never fails the run: the `.env`
+    is written and right whatever a finishing touch does."""
+
+    async def one(provider: Provider | None, result: ProviderResult) -> ProviderResult:
+        if provider is None or result.status is not Status.OK:
+            return result
+        ctx = ProvisionContext(session=resources.session, provider=provider.name, settings=runtime.settings,
+                               resources=resources, sink=sink)
+        try:
+            async with asyncio.timeout(provider.timeout_s or runtime.settings.provider_timeout_s):
+                line = await provider.after_env(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else describe_error(exc, runtime.secrets())
+            line = f"after the .env: {why}"
+        if line is None:
+            return result
+        sink(ProviderProgressed(session=resources.session.key, provider=provider.name, message=line))
+        return replace(result, note="; ".join(n for n in (result.note, line) if n))
+
+    pairs = [(provider, result) for (_step, provider), result in zip(chosen, results, strict=True) if result is not None]
+    return tuple(await asyncio.gather(*(one(p, r) for p, r in pairs)))
+
+
+async def redeliver(
+    runtime: Runtime, session: Session, target_name: str, env: Mapping[str, str], *, sink: EventSink = null_sink
+) -> ProviderResult:
+    """Deliver `env` (what the operator's `.env` holds, written by its one writer) again through
+    the session's target, outside a provisioning run: the warm pool's finisher after a claim's
+    renames changed values (engine/pool.py). The providers' results are the ledger's latest runs
+    with this env's values, as the target's agent files need them. The caller holds the lease."""
+    ledger = runtime.ledger
+    resources = await SessionResources.load(ledger, session, runtime.writer)
+    results: list[ProviderResult] = []
+    for run in ledger.latest_runs(session.key).values():
+        if run.slot == Slot.TARGET.value:
+            continue
+        try:
+            keys: tuple[str, ...] = runtime.provider(run.provider).env_keys
+        except Exception:  # a provider that cannot be built now: its names are left out of the docs
+            keys = ()
+        results.append(ProviderResult(
+            run.provider, Slot(run.slot), Status(run.status), run.latency_ms, run.attempts, error=run.error,
+            note=run.note, env={k: env[k] for k in keys if k in env}, resources=tuple(r.ref for r in resources.rows(run.provider)),
+        ))
+    target = runtime.provider(target_name)
+    return await _run_provider(runtime, resources, target, sink, env, env=env, results=results)
 
 
 def _open_session(ledger: Ledger, session: Session, target: str) -> None:

@@ -45,7 +45,9 @@ from mk0r_tui.core.config import Settings, load_settings
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.errors import ConfigError
 from mk0r_tui.core.events import EventSink, ProviderProgressed, null_sink
-from mk0r_tui.core.models import POOL_KEY_PREFIX, RESOURCE_PREFIX, ProvisionOutcome, Session
+from mk0r_tui.core.ledger import Ledger, ResourceRow
+from mk0r_tui.core.models import POOL_KEY_PREFIX, RESOURCE_PREFIX, FoundResource, ProvisionOutcome, Session, Slot
+from mk0r_tui.core.plan import Plan
 from mk0r_tui.core.pool_crypto import PoolCipher
 from mk0r_tui.core.provider import Provider, ProvisionContext, SessionResources, background_work
 from mk0r_tui.core.render import describe_error
@@ -122,12 +124,7 @@ def sessions_running(runtime: Runtime) -> int:
 
 def pool_configured(settings: Settings) -> bool:
     """A pool size above 0, for all providers or one (no ledger read, no key look-up)."""
-    sizes = [settings.pool_size] + [getattr(settings, f"{n}_pool_size") or 0 for n in POOL_SIZE_OVERRIDES]
-    return any(size > 0 for size in sizes)
-
-
-#: the providers with a `MK0R_POOL_SIZE_<PROVIDER>` setting (core/config.py)
-POOL_SIZE_OVERRIDES = ("neon", "resend", "github", "local_postgres", "local_git")
+    return settings.pool_on
 
 
 def poolable(runtime: Runtime) -> list[str]:
@@ -237,6 +234,70 @@ async def fill(runtime: Runtime, sizes: dict[str, int], *, sink: EventSink = nul
 
 # -- claim ---------------------------------------------------------------------------------
 
+class ClaimStandIn(Provider):
+    """In a run, the place of a provider that a ready pool item will serve and whose claim needs
+    no instance (`ProviderSpec.claims_as_is`: the item's env goes to the `.env` as it is): a run
+    that claims builds no HTTP client, loads no HTTP or TLS stack, no pydantic models (the CLI's
+    `provision` with a ready pool: bench/pool.py part 2). Should the claim fall through (another
+    process took the last item meanwhile, the item cannot be opened), `provision` builds the real
+    provider and creates as without a pool: a provider that cannot be built then fails this slot
+    only, the other slots settle as ever."""
+
+    poolable = True
+
+    def __init__(self, runtime: Runtime, name: str, slot: Slot) -> None:
+        self.name = name
+        self.slot = slot
+        self._runtime = runtime
+
+    @property
+    def real(self) -> Provider:
+        return self._runtime.provider(self.name)
+
+    async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome:
+        return await self.real.provision(ctx)
+
+    async def teardown(self, resource: ResourceRow) -> bool:
+        return await self.real.teardown(resource)
+
+    async def discover(self) -> list[FoundResource]:
+        return await self.real.discover()
+
+
+def run_providers(runtime: Runtime, plan: Plan, resources: SessionResources) -> list[Provider | None]:
+    """The orchestrator's providers for the plan's steps (None: skipped): each built, except one
+    that claims as is (`ProviderSpec.claims_as_is`), has a ready item in the pool and no rows of
+    this session yet (a second provision reuses or repairs through the real one): a stand-in."""
+    ready: set[str] | None = None
+    chosen: list[Provider | None] = []
+    for step in plan.providers:
+        if not step.runs:
+            chosen.append(None)
+            continue
+        try:
+            spec = runtime.registry.spec(step.name)
+        except KeyError:
+            spec = None
+        if spec is not None and spec.claims_as_is and not resources.rows(step.name):
+            if ready is None:
+                ready = store.ready_providers(runtime.ledger)
+            if step.name in ready:
+                chosen.append(ClaimStandIn(runtime, step.name, step.slot))
+                continue
+        chosen.append(runtime.provider(step.name))
+    return chosen
+
+
+def _take(ledger: Ledger, provider: str, session_key: str, fresher_than: float) -> tuple[store.PoolItem | None, list[ResourceRow]]:
+    """On the writer thread: a ready item of `provider` for the session, and its rows now the
+    session's (nothing when none is ready: a cheap read first, no write lock)."""
+    if not store.any_ready(ledger, provider):
+        return None, []
+    item = store.claim(ledger, provider, session_key, fresher_than=fresher_than)
+    if item is None:
+        return None, []
+    return item, ledger.resources(session_key, provider=provider, live_only=True)
+
 async def claim_into(runtime: Runtime, resources: SessionResources, provider: Provider, ctx: ProvisionContext) -> ProvisionOutcome | None:
     """The provider's part of the session from a ready item, or None (no item, a session that
     already has rows of its own, or a claim that failed: the caller creates as without a pool)."""
@@ -244,12 +305,12 @@ async def claim_into(runtime: Runtime, resources: SessionResources, provider: Pr
         return None
     ledger = runtime.ledger
     session = resources.session
-    if not store.any_ready(ledger, provider.name):
-        return None
     started = time.perf_counter()
     fresher_than = time.time() - runtime.settings.pool_max_age_s
     try:
-        item = store.claim(ledger, provider.name, session.key, fresher_than=fresher_than)
+        # the claim's transaction on the ledger's writer thread, like every write of a run: the
+        # event loop (the other providers, the dashboard) never waits on its commit
+        item, rows = await runtime.writer.run(_take, ledger, provider.name, session.key, fresher_than)
     except ConfigError as exc:  # the ledger is busy or broken: create as without a pool
         log.warning("pool claim for %s failed: %s", provider.name, exc)
         return None
@@ -258,7 +319,6 @@ async def claim_into(runtime: Runtime, resources: SessionResources, provider: Pr
     state = _state(runtime)
     if state.keeper is not None:
         state.keeper.wake()
-    rows = ledger.resources(session.key, provider=provider.name, live_only=True)
     resources.claimed(rows)
     try:
         if item.secret is None:
@@ -359,9 +419,11 @@ async def _finish_session(runtime: Runtime, key: str, session_items: Sequence[st
             outcomes.append(FinishOutcome(item.id, item.provider, key, tuple(renamed), error))
         if env_changes:
             try:
-                _rewrite_env(runtime, session, env_changes)
+                env = _rewrite_env(runtime, session, env_changes)
+                if env is not None and found.target:
+                    await _redeliver(runtime, session, found.target, env, journal)
             except Exception as exc:  # the renamed names still redirect: the .env stays usable, retried
-                why = f"the .env could not be rewritten: {describe_error(exc, runtime.secrets())}"
+                why = f"the .env could not be delivered again: {describe_error(exc, runtime.secrets())}"
                 outcomes = [FinishOutcome(o.item, o.provider, o.session, o.renamed, o.error or why) for o in outcomes]
         # done only once the .env says the new names: a reader never sees "done" with an old .env
         for outcome in outcomes:
@@ -374,19 +436,31 @@ async def _finish_session(runtime: Runtime, key: str, session_items: Sequence[st
     return outcomes
 
 
-def _rewrite_env(runtime: Runtime, session: Session, changes: dict[str, str]) -> None:
-    """The operator's `.env` with the renamed values (through its one writer); the local-folder
-    target's `.env` is that same file. A sandbox keeps the pool names' URLs (GitHub redirects
-    them) until `r` delivers again."""
+def _rewrite_env(runtime: Runtime, session: Session, changes: dict[str, str]) -> dict[str, str] | None:
+    """The operator's `.env` with the renamed values (through its one writer; the local-folder
+    target's `.env` is that same file); returns the env it holds now (None: there is none)."""
     from mk0r_tui.engine.orchestrator import write_operator_env
 
     path = runtime.settings.env_file_for(session.slug)
     current = read_env_file(path)
     if not current:
-        return
+        return None
     updated = {**current, **{k: v for k, v in changes.items() if k in current}}
     if updated != current:
         write_operator_env(runtime.settings, session, updated)
+    return updated
+
+
+async def _redeliver(runtime: Runtime, session: Session, target: str, env: dict[str, str], sink: EventSink) -> None:
+    """What the renames changed, delivered again through the session's target (the sandbox's
+    `.env`, its and the local folder's git `origin`, the agent files): until now they held the
+    pool's names. A failed delivery raises: the finish is retried (the keeper), as a failed rename."""
+    from mk0r_tui.core.models import Status
+    from mk0r_tui.engine.orchestrator import redeliver
+
+    result = await redeliver(runtime, session, target, env, sink=sink)
+    if result.status is not Status.OK:
+        raise ConfigError(f"{target}: {result.error or 'not delivered'}")
 
 
 def after_provision(runtime: Runtime, session: Session) -> None:
@@ -591,6 +665,8 @@ class PoolKeeper:
     async def refill_turn(self) -> None:
         self.ticks += 1
         runtime = self.runtime
+        for line in await refresh_facts(runtime, self.errors):
+            log.info("pool keeper: %s", line)
         await recycle(runtime)
         sizes = {p: runtime.settings.pool_target(p) for p in poolable(runtime)}
         sizes = {p: n for p, n in sizes.items() if n > 0}
@@ -604,6 +680,31 @@ class PoolKeeper:
         found = levels(runtime)
         for name, size in sizes.items():
             self.activity[name] = "full" if found.get(name, Level()).ready >= size else "behind"
+
+
+async def refresh_facts(runtime: Runtime, errors: list[str] | None = None) -> list[str]:
+    """Every running provider's `refresh_pool_facts` (PostHog's key check, core/pool_facts.py),
+    as background work; what each did, failures logged (and added to `errors`)."""
+    if not runtime.settings.pool_on:
+        return []
+    lines: list[str] = []
+    for step in runtime.plan().providers:
+        if not step.runs:
+            continue
+        token = background_work.set(True)
+        try:
+            line = await runtime.provider(step.name).refresh_pool_facts()
+        except Exception as exc:  # the next turn tries again; a claim meanwhile checks in its run
+            text = f"{step.name}: {describe_error(exc, runtime.secrets())}"
+            log.warning("pool fact: %s", text)
+            if errors is not None:
+                errors.append(text)
+            continue
+        finally:
+            background_work.reset(token)
+        if line:
+            lines.append(line)
+    return lines
 
 
 def claim_latency_ms(runtime: Runtime) -> list[float]:

@@ -38,6 +38,9 @@ class ProviderSpec:
     factory: Factory
     key_name: str | None = None  # the provisioning key that enables it; None = local, always there
     cloud: bool = False
+    #: the warm pool hands its items over as they are (its `pool_claimed` is the contract's
+    #: default): a claim needs no instance, so a run that claims builds none (engine/pool.py)
+    claims_as_is: bool = False
 
     def build(self, settings: Settings, credentials: Credentials) -> Provider:
         if callable(self.factory):
@@ -75,11 +78,11 @@ class Registry:
 
 PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec("posthog", Slot.ANALYTICS, "mk0r_tui.providers.posthog:PostHogProvider"),
-    ProviderSpec("neon", Slot.DATABASE, "mk0r_tui.providers.neon:NeonProvider", "NEON_PROVISIONING_KEY", cloud=True),
+    ProviderSpec("neon", Slot.DATABASE, "mk0r_tui.providers.neon:NeonProvider", "NEON_PROVISIONING_KEY", cloud=True, claims_as_is=True),
     ProviderSpec("local-postgres", Slot.DATABASE, "mk0r_tui.providers.local_postgres:LocalPostgresProvider"),
-    ProviderSpec("resend", Slot.EMAIL, "mk0r_tui.providers.resend:ResendProvider", "RESEND_PROVISIONING_KEY", cloud=True),
+    ProviderSpec("resend", Slot.EMAIL, "mk0r_tui.providers.resend:ResendProvider", "RESEND_PROVISIONING_KEY", cloud=True, claims_as_is=True),
     ProviderSpec("local-mail", Slot.EMAIL, "mk0r_tui.providers.local_mail:LocalMailProvider"),
-    ProviderSpec("github", Slot.REPO, "mk0r_tui.providers.github:GitHubProvider", "GITHUB_PROVISIONING_TOKEN", cloud=True),
+    ProviderSpec("github", Slot.REPO, "mk0r_tui.providers.github:GitHubProvider", "GITHUB_PROVISIONING_TOKEN", cloud=True, claims_as_is=True),
     ProviderSpec("local-git", Slot.REPO, "mk0r_tui.providers.local_git:LocalGitProvider"),
 )
 

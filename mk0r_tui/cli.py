@@ -8,7 +8,6 @@ only when `mk0r-tui` runs with no command).
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import os
 import re
@@ -42,6 +41,8 @@ _SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)(?<!etc)\.(?=\s|$)")
 def first_sentence(help_text: str) -> str:
     """The first sentence of a help text's first paragraph, whole: click's own short help cuts
     it at a width (`Store NAME (e.g.`, `...`); the listing wraps a long one instead."""
+    import inspect  # here: only a help screen needs it (~6 ms of every command's start otherwise)
+
     paragraph = inspect.cleandoc(help_text).split("\n\n", 1)[0].replace("\b\n", "")
     paragraph = " ".join(paragraph.split())
     match = _SENTENCE_END.search(paragraph)

@@ -269,3 +269,26 @@ def test_warm_local_provision_loads_no_http_client_or_pgserver(mk0r_home, tmp_pa
     modules = set(json.loads(out.read_text()))
     assert "psycopg" in modules  # the probe sees what loads: the database was made with it
     assert {m for m in modules if m.split(".")[0] in {"httpx", "pgserver"}} == set(), sorted(modules)
+
+
+def test_keyrings_own_no_keyring_switch_is_honoured_without_importing_keyring(tmp_path):
+    """PYTHON_KEYRING_BACKEND naming keyring's fail backend says "no keyring": a key looked up
+    in a fresh process is absent with the usual note, and keyring (~25 ms of imports) never loads.
+    A program that chose a backend with `keyring.set_keyring` (keyring imported) is still asked."""
+    code = (
+        "import sys\n"
+        "from mk0r_tui.core.credentials import Credentials\n"
+        "c = Credentials({}, use_keyring=True)\n"
+        "print(c.get('POSTHOG_PROJECT_KEY').present, 'keyring' in sys.modules, c.keyring_problem)\n"
+    )
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stdout.split(maxsplit=2) == ["False", "False", "no recommended backend was found\n"], done.stderr
+
+
+def test_a_backend_set_by_the_program_wins_over_the_no_keyring_switch(memory_keyring, monkeypatch):
+    from mk0r_tui.core.credentials import Credentials
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    memory_keyring.set_password("mk0r-tui", "POSTHOG_PROJECT_KEY", "phc_from_the_program")
+    assert Credentials({}, use_keyring=True).get("POSTHOG_PROJECT_KEY").value == "phc_from_the_program"

@@ -7,11 +7,14 @@ plain words, and work from environment variables.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 KEYRING_SERVICE = "mk0r-tui"
+#: keyring's own "no keyring" backend (`PYTHON_KEYRING_BACKEND`), recognised without importing keyring
+FAIL_BACKEND = "keyring.backends.fail.Keyring"
 
 KEY_NAMES: tuple[str, ...] = (
     "NEON_PROVISIONING_KEY",
@@ -135,6 +138,11 @@ class Credentials:
     def _keyring(self) -> _KeyringApi:
         if not self._use_keyring:
             raise KeyringUnavailable(NO_KEYRING_MESSAGE.format(detail="disabled by MK0R_NO_KEYRING"))
+        if os.environ.get("PYTHON_KEYRING_BACKEND") == FAIL_BACKEND and "keyring" not in sys.modules:
+            # keyring's own switch says "no keyring", and keyring (which reads it first) is not
+            # imported, so no program chose another backend with `set_keyring`: the answer is
+            # known without the import (backends, jaraco, urllib.request: ~25 ms of a process)
+            raise KeyringUnavailable(self._note_problem(RuntimeError("no recommended backend was found")))
         import keyring
         from keyring.backends import fail
 

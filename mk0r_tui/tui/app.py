@@ -770,6 +770,13 @@ class Mk0rApp(App[None]):
 
 def run_dashboard(runtime: Runtime, *, read_only: bool = False) -> None:
     """Open the dashboard (the CLI calls this when `mk0r-tui` runs with no command)."""
+    import gc
+
+    # Everything imported so far (Textual, Rich, our modules: ~400k objects) lives as long as
+    # the process: frozen out of the collector's generations, a full collection no longer walks
+    # it. Without this one full collection lands in the first frame (~20 ms) and later ones on
+    # the event loop while sessions provision.
+    gc.freeze()
     try:
         app = Mk0rApp(runtime, read_only=read_only, close_runtime=True)
         app.run()

@@ -62,8 +62,50 @@ HANDOFF_FOLLOW_S = 60.0
 #: process killed, or silent for MK0R_LEASE_STALE_S) turns `interrupted (owner gone)` within this
 OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
-#: when the modals' modules are imported, after the first frame and what follows it
-MODAL_WARM_UP_S = 1.0
+
+
+#: the stages at which this process has frozen its long-lived objects (`freeze_long_lived`)
+_FROZEN_AT: set[str] = set()
+
+
+def freeze_long_lived(stage: str) -> None:
+    """Move every object alive now out of the garbage collector's generations (`gc.freeze`,
+    O(1)), once per `stage` per process. What the dashboard has at start (Textual, Rich, our
+    modules, the ledger's sessions) and after its first frame (the widgets) lives as long as
+    the process; while it sat in the oldest generation every full collection walked it again:
+    ~20 ms in the first frame, and 130-170 ms each, several a second, on the event loop while
+    20 sessions provision (measured: 7 in 4 s), which is what delayed the modals' keys
+    (bench/modal_open.py). Once per process: a test process's later apps are left alone."""
+    if stage in _FROZEN_AT:
+        return
+    import gc
+
+    _FROZEN_AT.add(stage)
+    gc.freeze()
+
+
+#: imported on a thread right after the first frame (`warm_up_imports`)
+WARM_UP_MODULES = (
+    "mk0r_tui.tui.screens.new_session",
+    "mk0r_tui.tui.screens.help",
+    "mk0r_tui.tui.screens.teardown",
+    "mk0r_tui.engine.orchestrator",
+)
+
+
+def warm_up_imports() -> None:
+    """Import the modals' modules (and the widgets they use) and the engine's run path off the
+    event loop, right after the first frame: the first `n`, `?` or run no longer compiles and
+    executes them on the loop while the operator waits (bench/modal_open.py). A module the
+    loop asks for meanwhile waits for this thread's import of it (Python's import lock), so
+    nothing runs twice; a failure here is the loop's to meet later, not this thread's."""
+    import importlib
+
+    for name in WARM_UP_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the real import on the loop raises it where it is handled
+            return
 
 
 def runner_label(lease: LeaseRow) -> str:
@@ -199,6 +241,7 @@ class Mk0rApp(App[None]):
         #: toasts about a session that its next news replaces (a stale "cancelled")
         self._session_notices: dict[str, list[Any]] = {}
         self.load_ledger()
+        freeze_long_lived("start")
 
     # -- state -------------------------------------------------------------------------
 
@@ -272,7 +315,7 @@ class Mk0rApp(App[None]):
             self.set_interval(HANDOFF_FOLLOW_S, self.follow_handoffs, name="handoff")
         self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
-        self.set_timer(MODAL_WARM_UP_S, self._warm_up_modals, name="warm-up")
+        self.call_after_refresh(self._after_first_frame)
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
@@ -284,12 +327,11 @@ class Mk0rApp(App[None]):
             self.pool_keeper = PoolKeeper(self.runtime, sink=self._post)
             self._pool_task = asyncio.create_task(self.pool_keeper.run(), name="mk0r-pool-keeper")
 
-    def _warm_up_modals(self) -> None:
-        """Import the modals' modules (and the widgets they use) once the dashboard is up, so
-        the first `n` does not pay for them while the operator waits (bench/modal_open.py)."""
-        import mk0r_tui.tui.screens.help
-        import mk0r_tui.tui.screens.new_session
-        import mk0r_tui.tui.screens.teardown  # noqa: F401
+    def _after_first_frame(self) -> None:
+        """The first frame is out: freeze what lives as long as the process out of the GC's
+        generations, and import what the first keys and the first run will need on a thread."""
+        freeze_long_lived("first-frame")
+        threading.Thread(target=warm_up_imports, name="mk0r-warm-up", daemon=True).start()
 
     def _apply_preferences(self) -> None:
         """The settings file's theme (a problem with the file is said once, as a warning)."""
@@ -770,13 +812,6 @@ class Mk0rApp(App[None]):
 
 def run_dashboard(runtime: Runtime, *, read_only: bool = False) -> None:
     """Open the dashboard (the CLI calls this when `mk0r-tui` runs with no command)."""
-    import gc
-
-    # Everything imported so far (Textual, Rich, our modules: ~400k objects) lives as long as
-    # the process: frozen out of the collector's generations, a full collection no longer walks
-    # it. Without this one full collection lands in the first frame (~20 ms) and later ones on
-    # the event loop while sessions provision.
-    gc.freeze()
     try:
         app = Mk0rApp(runtime, read_only=read_only, close_runtime=True)
         app.run()

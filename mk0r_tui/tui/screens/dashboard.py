@@ -161,6 +161,17 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self._action_availability: tuple[bool | None, ...] | None = None
         #: the detail pane's widgets are mounted (right after the first frame)
         self._detail_shown = False
+        #: another screen (a modal, Keys, Orphans...) is on top: repaints wait for it to close.
+        #: Behind a modal every changed row and panel made Textual repaint the modal too (the
+        #: dashboard shows through its translucent background, blended cell by cell), so with
+        #: 20 sessions provisioning the loop was busy painting what nobody can read, and keys
+        #: (the modal's own, or the next `n`) waited behind it (bench/modal_open.py).
+        self._covered = False
+        self._pending_keys: set[str] = set()
+        self._pending_history: set[str] = set()
+        self._pending_log = False
+        self._pending_runners = False
+        self._pending_ages = False
 
     def select_when_shown(self, key: str) -> None:
         """Move the cursor to `key` as soon as its row exists (a session just started)."""
@@ -292,6 +303,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def runners_changed(self) -> None:
         """The ledger's leases changed (the app re-reads them): rows and title say who runs what."""
+        if self._covered:
+            self._pending_runners = True
+            return
         session_list = self._live_list()
         if session_list is None:
             return
@@ -301,9 +315,39 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
                 session_list.update_session(session)
         self._render_selected()
 
+    def on_screen_suspend(self) -> None:
+        self._covered = True
+
+    def on_screen_resume(self) -> None:
+        if self._covered:
+            self._covered = False
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """What changed while another screen covered this one, painted in one pass."""
+        keys, self._pending_keys = self._pending_keys, set()
+        history, self._pending_history = self._pending_history, set()
+        if keys:
+            self.sessions_changed(keys)
+        if self._pending_runners:
+            self._pending_runners = False
+            self.runners_changed()
+        if self._pending_ages:
+            self._pending_ages = False
+            self.refresh_ages()
+        for provider in sorted(history):
+            self.history_changed(provider)
+        if self._pending_log:
+            self._pending_log = False
+            if self._detail_shown and self.selected_key is not None and self.query("#event-log"):
+                self._event_log.show(self.app.logs.get(self.selected_key, ()))
+
     def sessions_changed(self, keys: set[str]) -> None:
         """Repaint what changed: rows in place (a rebuild only for rows not shown yet), and the
         panels when the selected session is among `keys`."""
+        if self._covered:
+            self._pending_keys |= keys
+            return
         session_list = self._live_list()
         if session_list is None:
             return
@@ -336,22 +380,30 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def event_logged(self, key: str, line: LogLine) -> None:
         # the log is gone once the app is closing (a late event is dropped, not an error)
-        if key == self.selected_key and self._detail_shown and self.query("#event-log"):
+        if key == self.selected_key and self._covered:
+            self._pending_log = True  # the app keeps every line: the log shows them on return
+        elif key == self.selected_key and self._detail_shown and self.query("#event-log"):
             self._event_log.append(line)
 
     def history_changed(self, provider: str) -> None:
+        if self._covered:
+            self._pending_history.add(provider)
+            return
         for panel in self._panels:
             if panel.panel is not None and panel.panel.provider == provider:
                 panel.show_history(self.app.history.get(provider, ()))
 
     def tick(self, now: float) -> None:
         session = self.selected
-        if session is None or not any(p.active for p in session.panels):
+        if self._covered or session is None or not any(p.active for p in session.panels):
             return
         for panel in self._panels:
             panel.tick(now)
 
     def refresh_ages(self) -> None:
+        if self._covered:
+            self._pending_ages = True
+            return
         session_list = self._live_list()
         if session_list is not None:
             session_list.refresh_ages(self.app.sessions)

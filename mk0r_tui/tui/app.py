@@ -64,24 +64,34 @@ OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
 
 
-#: the stages at which this process has frozen its long-lived objects (`freeze_long_lived`)
-_FROZEN_AT: set[str] = set()
+#: the stages at which this process has tuned its garbage collector (`settle_gc`)
+_GC_SETTLED_AT: set[str] = set()
+#: allocations between two young collections while the dashboard runs (Python's default: 700)
+GC_YOUNG_THRESHOLD = 10_000
 
 
-def freeze_long_lived(stage: str) -> None:
-    """Move every object alive now out of the garbage collector's generations (`gc.freeze`,
-    O(1)), once per `stage` per process. What the dashboard has at start (Textual, Rich, our
-    modules, the ledger's sessions) and after its first frame (the widgets) lives as long as
-    the process; while it sat in the oldest generation every full collection walked it again:
-    ~20 ms in the first frame, and 130-170 ms each, several a second, on the event loop while
-    20 sessions provision (measured: 7 in 4 s), which is what delayed the modals' keys
-    (bench/modal_open.py). Once per process: a test process's later apps are left alone."""
-    if stage in _FROZEN_AT:
+def settle_gc(stage: str) -> None:
+    """Tune the garbage collector for a long-lived UI, once per `stage` per process.
+
+    Rendering allocates heavily (Textual's segments, strips and their caches). At Python's
+    default of a young collection every 700 allocations, render objects that live a frame or
+    two were promoted to the oldest generation and set off full collections: 7 in 4 s while 20
+    sessions provision, 80-300 ms each on the event loop, which is what delayed the modals'
+    keys (bench/modal_open.py). With 10,000 they die young (measured: no full collection in
+    that window, young pauses <= 10 ms). And what exists at start (Textual, Rich, our modules,
+    the ledger's sessions) and after the first frame (the widgets) lives as long as the
+    process: `gc.freeze` (O(1)) takes it out of the generations, so no collection walks it
+    again (a full collection of it landed in the first frame, ~20 ms). Once per stage: a test
+    process's later apps leave the collector as the first one set it."""
+    if stage in _GC_SETTLED_AT:
         return
     import gc
 
-    _FROZEN_AT.add(stage)
+    _GC_SETTLED_AT.add(stage)
     gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 #: imported on a thread right after the first frame (`warm_up_imports`)
@@ -241,7 +251,7 @@ class Mk0rApp(App[None]):
         #: toasts about a session that its next news replaces (a stale "cancelled")
         self._session_notices: dict[str, list[Any]] = {}
         self.load_ledger()
-        freeze_long_lived("start")
+        settle_gc("start")
 
     # -- state -------------------------------------------------------------------------
 
@@ -328,9 +338,9 @@ class Mk0rApp(App[None]):
             self._pool_task = asyncio.create_task(self.pool_keeper.run(), name="mk0r-pool-keeper")
 
     def _after_first_frame(self) -> None:
-        """The first frame is out: freeze what lives as long as the process out of the GC's
+        """The first frame is out: take what lives as long as the process out of the GC's
         generations, and import what the first keys and the first run will need on a thread."""
-        freeze_long_lived("first-frame")
+        settle_gc("first-frame")
         threading.Thread(target=warm_up_imports, name="mk0r-warm-up", daemon=True).start()
 
     def _apply_preferences(self) -> None:

@@ -25,6 +25,8 @@ from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
 
 if TYPE_CHECKING:
+    from textual.widget import AwaitMount
+
     from mk0r_tui.tui.app import Mk0rApp
     from mk0r_tui.tui.widgets.event_log import EventLog
     from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
@@ -189,7 +191,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         yield Header()
         with Horizontal(id="main"):
             with Vertical(id="sidebar"):
-                yield Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
+                # the filter box (hidden until `/`) joins right after the first frame: `_filter_box`
                 yield SessionList(id="sessions")
             yield Vertical(id="detail")
             # optional side panels (pool, service...) mount here: `add_side_panel`
@@ -239,10 +241,21 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self.query_one("#sidebar").mount(PoolPanel(
             lambda: pool.status(runtime), lambda: dict(keeper.activity) if keeper is not None else {}, id="pool-panel"))
 
+    def _filter_box(self) -> tuple[Input, AwaitMount | None]:
+        """The filter box above the list, mounted on first need (right after the first frame,
+        or by `/` if that comes first: one widget less to mount and style before the operator
+        sees the sessions). The second item is the mount to await when it was mounted now."""
+        box = next(self.query("#session-filter").results(Input), None)
+        if box is not None:
+            return box, None
+        box = Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
+        return box, self.query_one("#sidebar").mount(box, before=self.query_one(SessionList))
+
     def _show_detail(self) -> None:
         """Mount the detail pane with the selected session's panels already in it (one pass)."""
         from mk0r_tui.tui.widgets.event_log import EventLog
 
+        self._filter_box()
         self.app.backfill_from_ledger()
         session = self.selected
         self._panels = self._new_panels(session) if session is not None else []
@@ -576,15 +589,17 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     async def action_keys(self) -> None:
         await self.app.action_keys()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#session-filter", Input)
+    async def action_filter(self) -> None:
+        box, mounting = self._filter_box()
+        if mounting is not None:  # `/` before the box joined: the keys after it wait for it
+            await mounting
         box.add_class("-visible")
         self.set_focus(box)  # now, not on the next loop turn: the rest of a burst is the filter's
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#session-filter", Input)
-        if box.has_class("-visible") or box.value:
+        box = next(self.query("#session-filter").results(Input), None)
+        if box is not None and (box.has_class("-visible") or box.value):
             box.value = ""
             box.remove_class("-visible")
             self.query_one(SessionList).show(self.app.sessions.values(), filter_text="")

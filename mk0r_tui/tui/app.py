@@ -326,6 +326,17 @@ class Mk0rApp(App[None]):
         self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
         self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        """The first frame is out: take what lives as long as the process out of the GC's
+        generations, start the warm pool's keeper, and import what the first keys and the
+        first run will need on a thread."""
+        import asyncio
+
+        settle_gc("first-frame")
+        if not self.is_running:
+            return
+        # from the cursor read with the ledger: what was appended meanwhile is followed, not missed
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
@@ -336,11 +347,6 @@ class Mk0rApp(App[None]):
             # the warm pool's refill (issue 14): a task of this app, cancelled at unmount
             self.pool_keeper = PoolKeeper(self.runtime, sink=self._post)
             self._pool_task = asyncio.create_task(self.pool_keeper.run(), name="mk0r-pool-keeper")
-
-    def _after_first_frame(self) -> None:
-        """The first frame is out: take what lives as long as the process out of the GC's
-        generations, and import what the first keys and the first run will need on a thread."""
-        settle_gc("first-frame")
         threading.Thread(target=warm_up_imports, name="mk0r-warm-up", daemon=True).start()
 
     def _apply_preferences(self) -> None:

@@ -215,7 +215,6 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self._show_list_count()
         session_list.focus()
         self.call_after_refresh(self._show_detail)
-        self._mount_pool_panel()
         self.set_interval(MAIL_POLL_S, self._refresh_mail, name="mail")
         self._mount_queue_panel()
 
@@ -237,9 +236,13 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         runtime = self.app.runtime
         if not pool.pool_configured(runtime.settings):
             return
-        keeper = self.app.pool_keeper
-        self.query_one("#sidebar").mount(PoolPanel(
-            lambda: pool.status(runtime), lambda: dict(keeper.activity) if keeper is not None else {}, id="pool-panel"))
+        app = self.app
+
+        def activity() -> dict[str, str]:  # the keeper starts after the first frame too
+            keeper = app.pool_keeper
+            return dict(keeper.activity) if keeper is not None else {}
+
+        self.query_one("#sidebar").mount(PoolPanel(lambda: pool.status(runtime), activity, id="pool-panel"))
 
     def _filter_box(self) -> tuple[Input, AwaitMount | None]:
         """The filter box above the list, mounted on first need (right after the first frame,
@@ -256,6 +259,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         from mk0r_tui.tui.widgets.event_log import EventLog
 
         self._filter_box()
+        self._mount_pool_panel()  # after the first frame: engine.pool is not the first frame's to import
         self.app.backfill_from_ledger()
         session = self.selected
         self._panels = self._new_panels(session) if session is not None else []

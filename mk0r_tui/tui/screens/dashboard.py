@@ -174,6 +174,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self._pending_log = False
         self._pending_runners = False
         self._pending_ages = False
+        self._log_widget: EventLog | None = None
+        self._list_widget: SessionList | None = None
+        self._parts: tuple[Static, Widget, VerticalScroll] | None = None
 
     def select_when_shown(self, key: str) -> None:
         """Move the cursor to `key` as soon as its row exists (a session just started)."""
@@ -252,7 +255,10 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         if box is not None:
             return box, None
         box = Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
-        return box, self.query_one("#sidebar").mount(box, before=self.query_one(SessionList))
+        sidebar = self.query_one("#sidebar")
+        if not sidebar.is_attached:  # the app is closing before the box joined: nothing to show it in
+            return box, None
+        return box, sidebar.mount(box, before=self.query_one(SessionList))
 
     def _show_detail(self) -> None:
         """Mount the detail pane with the selected session's panels already in it (one pass)."""
@@ -266,6 +272,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         shown: list[Widget] = [*self._panels] if self._panels else [self._empty_hint()]
         grid = PanelGrid(*shown, id="panels")
         log = EventLog(id="event-log")
+        self._log_widget = log
         log.border_title = "events"
         if session is not None:
             log.show(self.app.logs.get(session.key, ()))
@@ -281,7 +288,24 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     @property
     def _event_log(self) -> EventLog:
-        return self.query_one("#event-log")  # type: ignore[return-value]
+        if self._log_widget is None:
+            self._log_widget = self.query_one("#event-log")  # type: ignore[assignment]
+        return self._log_widget  # type: ignore[return-value]
+
+    def _detail_parts(self) -> tuple[Static, Widget, VerticalScroll]:
+        """The title, the detail pane and the panels' grid: looked up once (repainting the
+        selected session under a stream of events queried the DOM three times a repaint)."""
+        if self._parts is None:
+            self._parts = (self.query_one("#session-title", Static), self.query_one("#detail"),
+                           self.query_one("#panels", VerticalScroll))
+        return self._parts
+
+    def _live_log(self) -> EventLog | None:
+        """The event log, or None before the detail pane or once the app is closing. Kept, not
+        queried: a DOM query per event (selector matching over the tree) was a third of the
+        loop's time under a burst of 2,000 events/s (bench/dashboard.py)."""
+        log = self._log_widget
+        return log if log is not None and log.is_attached else None
 
     @property
     def selected(self) -> SessionState | None:
@@ -297,9 +321,12 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def _live_list(self) -> SessionList | None:
         """The session list, or None once the app is closing (its timers may still fire after
-        the screen's widgets are gone)."""
-        found = self.query(SessionList)
-        return found.first() if found else None
+        the screen's widgets are gone). Kept from the first look-up, as the log is."""
+        if self._list_widget is None:
+            found = self.query(SessionList)
+            self._list_widget = found.first() if found else None
+        widget = self._list_widget
+        return widget if widget is not None and widget.is_attached else None
 
     def _show_list_count(self) -> None:
         """The list's box says how many sessions the filter shows, and the sort."""
@@ -356,8 +383,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             self.history_changed(provider)
         if self._pending_log:
             self._pending_log = False
-            if self._detail_shown and self.selected_key is not None and self.query("#event-log"):
-                self._event_log.show(self.app.logs.get(self.selected_key, ()))
+            log = self._live_log()
+            if log is not None and self.selected_key is not None:
+                log.show(self.app.logs.get(self.selected_key, ()))
 
     def sessions_changed(self, keys: set[str]) -> None:
         """Repaint what changed: rows in place (a rebuild only for rows not shown yet), and the
@@ -399,8 +427,10 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         # the log is gone once the app is closing (a late event is dropped, not an error)
         if key == self.selected_key and self._covered:
             self._pending_log = True  # the app keeps every line: the log shows them on return
-        elif key == self.selected_key and self._detail_shown and self.query("#event-log"):
-            self._event_log.append(line)
+        elif key == self.selected_key:
+            log = self._live_log()
+            if log is not None:
+                log.append(line)
 
     def history_changed(self, provider: str) -> None:
         if self._covered:
@@ -471,9 +501,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session = self.selected
         if session is None or not self._detail_shown:
             return
-        self.query_one("#session-title", Static).update(session_title(session, self.app.runner_of(session)))
-        self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
-        grid = self.query_one("#panels", VerticalScroll)
+        title, detail, grid = self._detail_parts()
+        title.update(session_title(session, self.app.runner_of(session)))
+        detail.set_class(session.deleted or session.busy == "tearing down", "-dimmed")
         names = tuple(p.panel.provider for p in self._panels if p.panel is not None)
         if rebuild or names != session.provider_names or not self._panels:
             grid.remove_children()

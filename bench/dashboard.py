@@ -178,7 +178,7 @@ async def burst(rate: int, seconds: float, home) -> dict:
     for event in burst_events(keys, providers, total):
         expected[(event.session, event.provider)] = getattr(event, "message", None) or event.reason
 
-    posted = {"count": 0, "started": 0.0, "ended": 0.0}
+    posted = {"count": 0, "started": 0.0, "ended": 0.0, "worst_lag": 0.0}
 
     def produce() -> None:
         """Paced in 5 ms slices against absolute deadlines, so the rate holds on average."""
@@ -194,6 +194,8 @@ async def burst(rate: int, seconds: float, home) -> dict:
                 delay = next_at - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
+                else:  # behind its schedule: how far is what tells a starved producer
+                    posted["worst_lag"] = max(posted["worst_lag"], -delay)
         posted["ended"] = time.perf_counter()
 
     async with app.run_test(size=SIZE) as pilot:
@@ -208,6 +210,7 @@ async def burst(rate: int, seconds: float, home) -> dict:
 
         producer = threading.Thread(target=produce, name="bench-producer")
         sent: list[float] = []
+        loop_cpu_before, wall_before = time.thread_time(), time.perf_counter()
         producer.start()
         while producer.is_alive():
             key_event = textual_events.Key("f9", None)
@@ -216,6 +219,9 @@ async def burst(rate: int, seconds: float, home) -> dict:
             app._driver.send_message(key_event)
             await asyncio.sleep(0.05)
         producer.join()
+        #: the event loop's thread: CPU it used / wall time of the burst (1.0: saturated, the app's
+        #: handling is the limit; well below 1 with a shortfall: the producer was starved)
+        loop_busy = (time.thread_time() - loop_cpu_before) / (time.perf_counter() - wall_before)
 
         deadline = time.perf_counter() + 30
         def matches() -> bool:
@@ -247,7 +253,7 @@ async def burst(rate: int, seconds: float, home) -> dict:
         "rate": posted["count"] / (posted["ended"] - posted["started"]),
         "drained_s": drained_s, "state_ok": state_ok, "selected_is_burst_session": selected in keys,
         "panels_show_last_event": shown, "keys_sent": len(sent), "keys_handled": len(handled),
-        "input_latency_ms": latencies,
+        "input_latency_ms": latencies, "loop_busy": loop_busy, "producer_worst_lag_s": posted["worst_lag"],
     }
 
 
@@ -296,6 +302,8 @@ def main() -> int:
     print(f"burst (in process, {load_burst} after): {result['events']} events in {result['seconds']:.2f} s = "
           f"{result['rate']:.0f} events/s (10 sessions x 5 providers; progress lines, a retry every 97th)")
     print(c.table(["figure", "value"], [
+        ["event loop thread busy during the burst (CPU / wall)", result["loop_busy"]],
+        ["producer's worst lag behind its schedule, s", result["producer_worst_lag_s"]],
         ["state drained after the last post, s", result["drained_s"]],
         ["every session's state = last event per provider", result["state_ok"]],
         ["selected panels show the last event", all(result["panels_show_last_event"].values())],

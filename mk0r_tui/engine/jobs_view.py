@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
-
 from mk0r_tui.core.config import Settings
 
 QUEUE = "mk0r"
@@ -55,6 +53,8 @@ def queue_location(settings: Settings) -> str | None:
 def read_queue_counts(url: str, *, timeout_s: int = 3) -> QueueCounts | None:
     """The queue's counts, or None when it has no jobs table yet (no service ever ran there).
     Raises `psycopg.Error` when the database cannot be reached."""
+    import psycopg  # here, not at the top: the dashboard's first frame asks `queue_location` (~80 ms of import)
+
     with psycopg.connect(url, autocommit=True, connect_timeout=timeout_s) as conn:
         exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AND to_regclass('mk0r_job_results') IS NOT NULL").fetchone()
         if not (exists and exists[0]):

@@ -62,8 +62,60 @@ HANDOFF_FOLLOW_S = 60.0
 #: process killed, or silent for MK0R_LEASE_STALE_S) turns `interrupted (owner gone)` within this
 OWNER_CHECK_S = 2.0
 TARGET_CHOICE_OF = {"local-folder": "local", "e2b": "e2b"}
-#: when the modals' modules are imported, after the first frame and what follows it
-MODAL_WARM_UP_S = 1.0
+
+
+#: the stages at which this process has tuned its garbage collector (`settle_gc`)
+_GC_SETTLED_AT: set[str] = set()
+#: allocations between two young collections while the dashboard runs (Python's default: 700)
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_gc(stage: str) -> None:
+    """Tune the garbage collector for a long-lived UI, once per `stage` per process.
+
+    Rendering allocates heavily (Textual's segments, strips and their caches). At Python's
+    default of a young collection every 700 allocations, render objects that live a frame or
+    two were promoted to the oldest generation and set off full collections: 7 in 4 s while 20
+    sessions provision, 80-300 ms each on the event loop, which is what delayed the modals'
+    keys (bench/modal_open.py). With 10,000 they die young (measured: no full collection in
+    that window, young pauses <= 10 ms). And what exists at start (Textual, Rich, our modules,
+    the ledger's sessions) and after the first frame (the widgets) lives as long as the
+    process: `gc.freeze` (O(1)) takes it out of the generations, so no collection walks it
+    again (a full collection of it landed in the first frame, ~20 ms). Once per stage: a test
+    process's later apps leave the collector as the first one set it."""
+    if stage in _GC_SETTLED_AT:
+        return
+    import gc
+
+    _GC_SETTLED_AT.add(stage)
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+#: imported on a thread right after the first frame (`warm_up_imports`)
+WARM_UP_MODULES = (
+    "mk0r_tui.tui.screens.new_session",
+    "mk0r_tui.tui.screens.help",
+    "mk0r_tui.tui.screens.teardown",
+    "mk0r_tui.engine.orchestrator",
+)
+
+
+def warm_up_imports() -> None:
+    """Import the modals' modules (and the widgets they use) and the engine's run path off the
+    event loop, right after the first frame: the first `n`, `?` or run no longer compiles and
+    executes them on the loop while the operator waits (bench/modal_open.py). A module the
+    loop asks for meanwhile waits for this thread's import of it (Python's import lock), so
+    nothing runs twice; a failure here is the loop's to meet later, not this thread's."""
+    import importlib
+
+    for name in WARM_UP_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the real import on the loop raises it where it is handled
+            return
 
 
 def runner_label(lease: LeaseRow) -> str:
@@ -199,6 +251,7 @@ class Mk0rApp(App[None]):
         #: toasts about a session that its next news replaces (a stale "cancelled")
         self._session_notices: dict[str, list[Any]] = {}
         self.load_ledger()
+        settle_gc("start")
 
     # -- state -------------------------------------------------------------------------
 
@@ -272,7 +325,18 @@ class Mk0rApp(App[None]):
             self.set_interval(HANDOFF_FOLLOW_S, self.follow_handoffs, name="handoff")
         self.set_interval(OWNER_CHECK_S, self._check_owners, name="owners")
         self.call_after_refresh(self._check_keys)
-        self.set_timer(MODAL_WARM_UP_S, self._warm_up_modals, name="warm-up")
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        """The first frame is out: take what lives as long as the process out of the GC's
+        generations, start the warm pool's keeper, and import what the first keys and the
+        first run will need on a thread."""
+        import asyncio
+
+        settle_gc("first-frame")
+        if not self.is_running:
+            return
+        # from the cursor read with the ledger: what was appended meanwhile is followed, not missed
         self._follower = threading.Thread(
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
@@ -283,13 +347,7 @@ class Mk0rApp(App[None]):
             # the warm pool's refill (issue 14): a task of this app, cancelled at unmount
             self.pool_keeper = PoolKeeper(self.runtime, sink=self._post)
             self._pool_task = asyncio.create_task(self.pool_keeper.run(), name="mk0r-pool-keeper")
-
-    def _warm_up_modals(self) -> None:
-        """Import the modals' modules (and the widgets they use) once the dashboard is up, so
-        the first `n` does not pay for them while the operator waits (bench/modal_open.py)."""
-        import mk0r_tui.tui.screens.help
-        import mk0r_tui.tui.screens.new_session
-        import mk0r_tui.tui.screens.teardown  # noqa: F401
+        threading.Thread(target=warm_up_imports, name="mk0r-warm-up", daemon=True).start()
 
     def _apply_preferences(self) -> None:
         """The settings file's theme (a problem with the file is said once, as a warning)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,10 +52,16 @@ def preferences_path(settings: Settings, environ: Mapping[str, str] = os.environ
 def read_preferences(path: Path) -> tuple[Preferences, str | None]:
     """The preferences in `path` (defaults when it does not exist) and a one-line problem, if any."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Preferences(), None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        return Preferences(), f"{path}: not read ({exc}); the defaults apply"
+    import tomllib  # only when there is a file: a few ms off the first frame otherwise
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         return Preferences(), f"{path}: not read ({exc}); the defaults apply"
     problems: list[str] = []
     theme = raw.pop("theme", None)

@@ -25,6 +25,8 @@ from mk0r_tui.tui.widgets.footer import DebouncedFooter
 from mk0r_tui.tui.widgets.session_list import SessionList
 
 if TYPE_CHECKING:
+    from textual.widget import AwaitMount
+
     from mk0r_tui.tui.app import Mk0rApp
     from mk0r_tui.tui.widgets.event_log import EventLog
     from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
@@ -161,6 +163,20 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self._action_availability: tuple[bool | None, ...] | None = None
         #: the detail pane's widgets are mounted (right after the first frame)
         self._detail_shown = False
+        #: another screen (a modal, Keys, Orphans...) is on top: repaints wait for it to close.
+        #: Behind a modal every changed row and panel made Textual repaint the modal too (the
+        #: dashboard shows through its translucent background, blended cell by cell), so with
+        #: 20 sessions provisioning the loop was busy painting what nobody can read, and keys
+        #: (the modal's own, or the next `n`) waited behind it (bench/modal_open.py).
+        self._covered = False
+        self._pending_keys: set[str] = set()
+        self._pending_history: set[str] = set()
+        self._pending_log = False
+        self._pending_runners = False
+        self._pending_ages = False
+        self._log_widget: EventLog | None = None
+        self._list_widget: SessionList | None = None
+        self._parts: tuple[Static, Widget, VerticalScroll] | None = None
 
     def select_when_shown(self, key: str) -> None:
         """Move the cursor to `key` as soon as its row exists (a session just started)."""
@@ -178,7 +194,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         yield Header()
         with Horizontal(id="main"):
             with Vertical(id="sidebar"):
-                yield Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
+                # the filter box (hidden until `/`) joins right after the first frame: `_filter_box`
                 yield SessionList(id="sessions")
             yield Vertical(id="detail")
             # optional side panels (pool, service...) mount here: `add_side_panel`
@@ -202,7 +218,6 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         self._show_list_count()
         session_list.focus()
         self.call_after_refresh(self._show_detail)
-        self._mount_pool_panel()
         self.set_interval(MAIL_POLL_S, self._refresh_mail, name="mail")
         self._mount_queue_panel()
 
@@ -224,20 +239,40 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         runtime = self.app.runtime
         if not pool.pool_configured(runtime.settings):
             return
-        keeper = self.app.pool_keeper
-        self.query_one("#sidebar").mount(PoolPanel(
-            lambda: pool.status(runtime), lambda: dict(keeper.activity) if keeper is not None else {}, id="pool-panel"))
+        app = self.app
+
+        def activity() -> dict[str, str]:  # the keeper starts after the first frame too
+            keeper = app.pool_keeper
+            return dict(keeper.activity) if keeper is not None else {}
+
+        self.query_one("#sidebar").mount(PoolPanel(lambda: pool.status(runtime), activity, id="pool-panel"))
+
+    def _filter_box(self) -> tuple[Input, AwaitMount | None]:
+        """The filter box above the list, mounted on first need (right after the first frame,
+        or by `/` if that comes first: one widget less to mount and style before the operator
+        sees the sessions). The second item is the mount to await when it was mounted now."""
+        box = next(self.query("#session-filter").results(Input), None)
+        if box is not None:
+            return box, None
+        box = Input(placeholder="filter: slug, key, state, provider, status", id="session-filter", compact=True)
+        sidebar = self.query_one("#sidebar")
+        if not sidebar.is_attached:  # the app is closing before the box joined: nothing to show it in
+            return box, None
+        return box, sidebar.mount(box, before=self.query_one(SessionList))
 
     def _show_detail(self) -> None:
         """Mount the detail pane with the selected session's panels already in it (one pass)."""
         from mk0r_tui.tui.widgets.event_log import EventLog
 
+        self._filter_box()
+        self._mount_pool_panel()  # after the first frame: engine.pool is not the first frame's to import
         self.app.backfill_from_ledger()
         session = self.selected
         self._panels = self._new_panels(session) if session is not None else []
         shown: list[Widget] = [*self._panels] if self._panels else [self._empty_hint()]
         grid = PanelGrid(*shown, id="panels")
         log = EventLog(id="event-log")
+        self._log_widget = log
         log.border_title = "events"
         if session is not None:
             log.show(self.app.logs.get(session.key, ()))
@@ -253,7 +288,24 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     @property
     def _event_log(self) -> EventLog:
-        return self.query_one("#event-log")  # type: ignore[return-value]
+        if self._log_widget is None:
+            self._log_widget = self.query_one("#event-log")  # type: ignore[assignment]
+        return self._log_widget  # type: ignore[return-value]
+
+    def _detail_parts(self) -> tuple[Static, Widget, VerticalScroll]:
+        """The title, the detail pane and the panels' grid: looked up once (repainting the
+        selected session under a stream of events queried the DOM three times a repaint)."""
+        if self._parts is None:
+            self._parts = (self.query_one("#session-title", Static), self.query_one("#detail"),
+                           self.query_one("#panels", VerticalScroll))
+        return self._parts
+
+    def _live_log(self) -> EventLog | None:
+        """The event log, or None before the detail pane or once the app is closing. Kept, not
+        queried: a DOM query per event (selector matching over the tree) was a third of the
+        loop's time under a burst of 2,000 events/s (bench/dashboard.py)."""
+        log = self._log_widget
+        return log if log is not None and log.is_attached else None
 
     @property
     def selected(self) -> SessionState | None:
@@ -269,9 +321,12 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def _live_list(self) -> SessionList | None:
         """The session list, or None once the app is closing (its timers may still fire after
-        the screen's widgets are gone)."""
-        found = self.query(SessionList)
-        return found.first() if found else None
+        the screen's widgets are gone). Kept from the first look-up, as the log is."""
+        if self._list_widget is None:
+            found = self.query(SessionList)
+            self._list_widget = found.first() if found else None
+        widget = self._list_widget
+        return widget if widget is not None and widget.is_attached else None
 
     def _show_list_count(self) -> None:
         """The list's box says how many sessions the filter shows, and the sort."""
@@ -292,6 +347,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def runners_changed(self) -> None:
         """The ledger's leases changed (the app re-reads them): rows and title say who runs what."""
+        if self._covered:
+            self._pending_runners = True
+            return
         session_list = self._live_list()
         if session_list is None:
             return
@@ -301,9 +359,40 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
                 session_list.update_session(session)
         self._render_selected()
 
+    def on_screen_suspend(self) -> None:
+        self._covered = True
+
+    def on_screen_resume(self) -> None:
+        if self._covered:
+            self._covered = False
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """What changed while another screen covered this one, painted in one pass."""
+        keys, self._pending_keys = self._pending_keys, set()
+        history, self._pending_history = self._pending_history, set()
+        if keys:
+            self.sessions_changed(keys)
+        if self._pending_runners:
+            self._pending_runners = False
+            self.runners_changed()
+        if self._pending_ages:
+            self._pending_ages = False
+            self.refresh_ages()
+        for provider in sorted(history):
+            self.history_changed(provider)
+        if self._pending_log:
+            self._pending_log = False
+            log = self._live_log()
+            if log is not None and self.selected_key is not None:
+                log.show(self.app.logs.get(self.selected_key, ()))
+
     def sessions_changed(self, keys: set[str]) -> None:
         """Repaint what changed: rows in place (a rebuild only for rows not shown yet), and the
         panels when the selected session is among `keys`."""
+        if self._covered:
+            self._pending_keys |= keys
+            return
         session_list = self._live_list()
         if session_list is None:
             return
@@ -336,22 +425,32 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def event_logged(self, key: str, line: LogLine) -> None:
         # the log is gone once the app is closing (a late event is dropped, not an error)
-        if key == self.selected_key and self._detail_shown and self.query("#event-log"):
-            self._event_log.append(line)
+        if key == self.selected_key and self._covered:
+            self._pending_log = True  # the app keeps every line: the log shows them on return
+        elif key == self.selected_key:
+            log = self._live_log()
+            if log is not None:
+                log.append(line)
 
     def history_changed(self, provider: str) -> None:
+        if self._covered:
+            self._pending_history.add(provider)
+            return
         for panel in self._panels:
             if panel.panel is not None and panel.panel.provider == provider:
                 panel.show_history(self.app.history.get(provider, ()))
 
     def tick(self, now: float) -> None:
         session = self.selected
-        if session is None or not any(p.active for p in session.panels):
+        if self._covered or session is None or not any(p.active for p in session.panels):
             return
         for panel in self._panels:
             panel.tick(now)
 
     def refresh_ages(self) -> None:
+        if self._covered:
+            self._pending_ages = True
+            return
         session_list = self._live_list()
         if session_list is not None:
             session_list.refresh_ages(self.app.sessions)
@@ -402,9 +501,9 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
         session = self.selected
         if session is None or not self._detail_shown:
             return
-        self.query_one("#session-title", Static).update(session_title(session, self.app.runner_of(session)))
-        self.query_one("#detail").set_class(session.deleted or session.busy == "tearing down", "-dimmed")
-        grid = self.query_one("#panels", VerticalScroll)
+        title, detail, grid = self._detail_parts()
+        title.update(session_title(session, self.app.runner_of(session)))
+        detail.set_class(session.deleted or session.busy == "tearing down", "-dimmed")
         names = tuple(p.panel.provider for p in self._panels if p.panel is not None)
         if rebuild or names != session.provider_names or not self._panels:
             grid.remove_children()
@@ -524,15 +623,17 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
     async def action_keys(self) -> None:
         await self.app.action_keys()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#session-filter", Input)
+    async def action_filter(self) -> None:
+        box, mounting = self._filter_box()
+        if mounting is not None:  # `/` before the box joined: the keys after it wait for it
+            await mounting
         box.add_class("-visible")
         self.set_focus(box)  # now, not on the next loop turn: the rest of a burst is the filter's
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#session-filter", Input)
-        if box.has_class("-visible") or box.value:
+        box = next(self.query("#session-filter").results(Input), None)
+        if box is not None and (box.has_class("-visible") or box.value):
             box.value = ""
             box.remove_class("-visible")
             self.query_one(SessionList).show(self.app.sessions.values(), filter_text="")

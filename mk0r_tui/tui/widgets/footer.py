@@ -92,10 +92,16 @@ class DebouncedFooter(Footer):
         self.set_reactive(Footer.compact, compact)
         self.set_class(compact, "-compact")
         for binding, enabled, tooltip in entries:
-            yield FooterKey(
+            key = FooterKey(
                 binding.key, self.app.get_key_display(binding), binding.description, binding.action,
                 disabled=not enabled, tooltip=tooltip,
-            ).data_bind(compact=Footer.compact)
+            )
+            # FooterKey.compact starts True and the binding sets it only after mount: each key
+            # then gains and loses `-compact`, two restylings against the whole stylesheet per
+            # key (~25 of them in the first frame). Starting at the footer's value makes both no-ops.
+            key.set_reactive(FooterKey.compact, compact)
+            key.set_class(compact, "-compact", update=False)
+            yield key.data_bind(compact=Footer.compact)
         if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE and not compact:
             try:
                 _node, binding, enabled, tooltip = self.screen.active_bindings[self.app.COMMAND_PALETTE_BINDING]

@@ -205,3 +205,20 @@ async def test_the_palette_lists_the_selected_sessions_actions_by_name(make_app,
             assert entry in titles, titles
         assert f"Retry {name}" not in titles, "nothing to retry: a ready session"
         await pilot.press("escape")
+
+
+def test_the_teardown_modal_lists_a_sessions_resources_in_one_order_whatever_order_they_were_made():
+    """Providers run concurrently, so the ledger's ids (the order intents arrived) differ from run
+    to run; the confirmation reads the same every time: by provider, kind, name."""
+    from mk0r_tui.core.ledger import ResourceRow
+    from mk0r_tui.tui.screens.teardown import TeardownScreen
+
+    rows = [ResourceRow(i, "k", provider, kind, "mk0r-x", None, None, "created")
+            for i, (provider, kind) in enumerate([("local-mail", "mailbox"), ("local-git", "bare-repo"),
+                                                  ("local-folder", "app-folder"), ("local-postgres", "role"),
+                                                  ("local-postgres", "database")])]
+    one = TeardownScreen("x", "k", rows).resources
+    other = TeardownScreen("x", "k", list(reversed(rows))).resources
+    assert [(r.provider, r.kind) for r in one] == [(r.provider, r.kind) for r in other] == [
+        ("local-folder", "app-folder"), ("local-git", "bare-repo"), ("local-mail", "mailbox"),
+        ("local-postgres", "database"), ("local-postgres", "role")]

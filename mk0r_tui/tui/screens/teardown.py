@@ -27,7 +27,9 @@ class TeardownScreen(ModalScreen[bool]):
         super().__init__()
         self.slug = slug
         self.session_key = session_key
-        self.resources = tuple(resources)
+        # one order whatever order the providers' intents happened to reach the ledger in (they
+        # run concurrently): by provider, kind, name, so the same session always reads the same
+        self.resources = tuple(sorted(resources, key=lambda r: (r.provider, r.kind, r.name)))
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -51,9 +53,10 @@ class TeardownScreen(ModalScreen[bool]):
             # a narrow terminal drops the id column (the name says what is deleted; the id
             # would push the state off the dialog)
             narrow = self.app.size.width < NARROW_BELOW
-            table.add_columns(*(("provider", "kind", "name", "state") if narrow else ("provider", "kind", "name", "id", "state")))
+            # the id last: the longest column (a path) is the one a wide row cuts, never the state
+            table.add_columns(*(("provider", "kind", "name", "state") if narrow else ("provider", "kind", "name", "state", "id")))
             for row in self.resources:
-                values = (row.provider, row.kind, row.name, *(() if narrow else (row.remote_id or "(id unknown)",)), row.state)
+                values = (row.provider, row.kind, row.name, row.state, *(() if narrow else (row.remote_id or "(id unknown)",)))
                 table.add_row(*(Text(v) for v in values))
         self.query_one("#cancel", Button).focus()
 

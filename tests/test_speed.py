@@ -279,11 +279,17 @@ def test_keyrings_own_no_keyring_switch_is_honoured_without_importing_keyring(tm
         "import sys\n"
         "from mk0r_tui.core.credentials import Credentials\n"
         "c = Credentials({}, use_keyring=True)\n"
-        "print(c.get('POSTHOG_PROJECT_KEY').present, 'keyring' in sys.modules, c.keyring_problem)\n"
+        "from mk0r_tui.core.config import load_settings\n"
+        "from mk0r_tui.core.pool_crypto import PoolCipher\n"
+        "source = PoolCipher(load_settings()).source\n"
+        "print(c.get('POSTHOG_PROJECT_KEY').present, 'keyring' in sys.modules, source, c.keyring_problem)\n"
     )
-    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "MK0R_HOME": str(tmp_path)}
+    env.pop("MK0R_NO_KEYRING", None)
+    env.pop("MK0R_POOL_KEY", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert done.stdout.split(maxsplit=2) == ["False", "False", "no recommended backend was found\n"], done.stderr
+    # the key, and the warm pool's key (then kept in a 0600 file), asked without importing keyring
+    assert done.stdout.split(maxsplit=3) == ["False", "False", "file", "no recommended backend was found\n"], done.stderr
 
 
 def test_a_backend_set_by_the_program_wins_over_the_no_keyring_switch(memory_keyring, monkeypatch):

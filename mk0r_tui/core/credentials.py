@@ -16,6 +16,14 @@ KEYRING_SERVICE = "mk0r-tui"
 #: keyring's own "no keyring" backend (`PYTHON_KEYRING_BACKEND`), recognised without importing keyring
 FAIL_BACKEND = "keyring.backends.fail.Keyring"
 
+def keyring_switched_off() -> bool:
+    """keyring's own switch (`PYTHON_KEYRING_BACKEND`) names its fail backend and keyring, which
+    reads that switch first, is not imported, so no program chose another backend with
+    `set_keyring`: "no keyring" is known without the import (its backends, jaraco and
+    urllib.request: ~25 ms of every process that asks for a key)."""
+    return os.environ.get("PYTHON_KEYRING_BACKEND") == FAIL_BACKEND and "keyring" not in sys.modules
+
+
 KEY_NAMES: tuple[str, ...] = (
     "NEON_PROVISIONING_KEY",
     "RESEND_PROVISIONING_KEY",
@@ -138,10 +146,7 @@ class Credentials:
     def _keyring(self) -> _KeyringApi:
         if not self._use_keyring:
             raise KeyringUnavailable(NO_KEYRING_MESSAGE.format(detail="disabled by MK0R_NO_KEYRING"))
-        if os.environ.get("PYTHON_KEYRING_BACKEND") == FAIL_BACKEND and "keyring" not in sys.modules:
-            # keyring's own switch says "no keyring", and keyring (which reads it first) is not
-            # imported, so no program chose another backend with `set_keyring`: the answer is
-            # known without the import (backends, jaraco, urllib.request: ~25 ms of a process)
+        if keyring_switched_off():
             raise KeyringUnavailable(self._note_problem(RuntimeError("no recommended backend was found")))
         import keyring
         from keyring.backends import fail

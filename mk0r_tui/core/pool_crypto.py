@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mk0r_tui.core.config import Settings
-from mk0r_tui.core.credentials import KEYRING_SERVICE
+from mk0r_tui.core.credentials import KEYRING_SERVICE, keyring_switched_off
 from mk0r_tui.core.envfile import is_secret, remember_secrets
 from mk0r_tui.core.errors import ConfigError
 from mk0r_tui.core.paths import refuse_link
@@ -48,7 +48,7 @@ def _checked(key: str, where: str) -> Fernet:
 
 
 def _from_keyring(settings: Settings) -> str | None:
-    if settings.no_keyring:
+    if settings.no_keyring or keyring_switched_off():
         return None
     try:
         import keyring

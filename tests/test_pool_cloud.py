@@ -7,9 +7,9 @@ fake empty; pooled items are never orphans."""
 from __future__ import annotations
 
 import pytest
-from crashkit import cloud_runtime, upstream_resources
+from crashkit import upstream_resources
+from poolkit import FAKE_CONFIG, POOLED, fake, runtime  # noqa: F401  (fixtures)
 
-from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.models import Session
@@ -18,22 +18,8 @@ from mk0r_tui.engine.orchestrator import find_orphans, provision_services, teard
 
 pytestmark = pytest.mark.slow
 
-FAKE_CONFIG = {"latency_ms": {"neon": 5, "resend": 5, "github": 5, "posthog": 5}, "neon_operation_ms": 0}
-POOLED = ("neon", "resend", "github")
 
 
-@pytest.fixture
-def fake():
-    with FakeUpstream(config=FAKE_CONFIG) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-async def runtime(fake, mk0r_home):
-    rt = cloud_runtime(fake, pool_size=1)
-    yield rt
-    await rt.aclose()
-    rt.close()
 
 
 def names(state: dict) -> dict[str, list[str]]:

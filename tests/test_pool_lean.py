@@ -9,8 +9,9 @@ import json
 import subprocess
 
 import pytest
-from crashkit import KEYS, PYTHON, cli_env, cloud_runtime, run_cli, upstream_resources
+from crashkit import KEYS, PYTHON, cli_env, run_cli, upstream_resources
 from ledgerkit import POSTGRES_PASS
+from poolkit import FAKE_CONFIG, POOLED, fake, runtime  # noqa: F401  (fixtures)
 
 from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_store as store
@@ -20,8 +21,6 @@ from mk0r_tui.engine.orchestrator import provision_services, teardown_session
 
 pytestmark = pytest.mark.slow
 
-FAKE_CONFIG = {"latency_ms": {"neon": 5, "resend": 5, "github": 5, "posthog": 5}, "neon_operation_ms": 0}
-POOLED = ("neon", "resend", "github")
 #: what a provision that claims every cloud slot must not load (the Postgres driver only when the
 #: ledger itself is not on Postgres)
 HEAVY = ("httpx", "pydantic", "tenacity", "certifi", "mk0r_tui.providers.http", "mk0r_tui.providers.neon",
@@ -86,18 +85,6 @@ def test_a_spec_that_claims_as_is_is_a_poolable_provider_with_the_default_claim(
         assert cls.poolable and cls.pool_claimed is Provider.pool_claimed, spec.name
 
 
-@pytest.fixture
-def fake():
-    with FakeUpstream(config=FAKE_CONFIG) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-async def runtime(fake, mk0r_home):
-    rt = cloud_runtime(fake, pool_size=1)
-    yield rt
-    await rt.aclose()
-    rt.close()
 
 
 async def test_a_claim_that_falls_through_creates_through_the_provider_built_then(runtime, fake, session_key, monkeypatch):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from crashkit import cloud_runtime, route_count
+from poolkit import FAKE_CONFIG, POOLED, fake, runtime  # noqa: F401  (fixtures)
 
-from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_facts
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import ProviderProgressed, ProviderStarted
@@ -20,22 +19,6 @@ from mk0r_tui.core.models import Session, Status
 from mk0r_tui.engine import pool
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.providers import posthog
-
-FAKE_CONFIG = {"latency_ms": {"neon": 5, "resend": 5, "github": 5, "posthog": 5}, "neon_operation_ms": 0}
-
-
-@pytest.fixture
-def fake():
-    with FakeUpstream(config=FAKE_CONFIG) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-async def runtime(fake, mk0r_home):
-    rt = cloud_runtime(fake, pool_size=1)
-    yield rt
-    await rt.aclose()
-    rt.close()
 
 
 def counts(fake) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import pytest
 from fakes import FakeProvider, failing, plan_of, registry_of, skipped_step
 
 from mk0r_tui.core.config import load_settings
@@ -18,10 +19,24 @@ from mk0r_tui.core.plan import PlanStep
 from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
 from mk0r_tui.engine.runtime import Runtime
 
+_opened: list[Runtime] = []
+
+
+@pytest.fixture(autouse=True)
+def close_runtimes():
+    """Every runtime a test made is closed after it: its ledger (on the Postgres pass a
+    connection pool) must not be left to the garbage collector, which may run the pool's
+    finaliser on one of the pool's own threads ("cannot join current thread")."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
 
 def make_runtime(*fakes, **settings):
     """A runtime whose registry holds `fakes` (beside the real local folder target)."""
-    return Runtime(load_settings(**settings), registry=registry_of(*fakes))
+    runtime = Runtime(load_settings(**settings), registry=registry_of(*fakes))
+    _opened.append(runtime)
+    return runtime
 
 
 async def run(runtime, session, selection, sink=None):

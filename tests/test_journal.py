@@ -211,3 +211,23 @@ def test_journal_commits_skip_the_fsync_and_every_other_write_keeps_it(tmp_path)
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
     with Ledger(tmp_path / "ledger.sqlite3") as other:  # committed: another connection reads it
         assert [r.kind for r in other.journal(0)] == ["RunStarted"]
+
+
+def test_a_runs_provider_records_skip_the_fsync_and_its_final_state_keeps_it(tmp_path):
+    """A run's per-provider records are history, flushed by the run's last, durable write (the
+    session's state): on SQLite they run at synchronous=NORMAL, the state write at FULL."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    session = Session.parse("key-0000001")
+    ledger.ensure_session(session, target="local-folder")
+    db = ledger._backend.db
+    said: list[str] = []
+    db.set_trace_callback(said.append)
+    ledger.record_run(session.key, ProviderResult("neon", Slot.DATABASE, Status.OK, 12.0, 1, None))
+    record = [s for s in said if s.startswith("PRAGMA synchronous")]
+    said.clear()
+    ledger.set_session_state(session.key, "ready")
+    db.set_trace_callback(None)
+    assert record == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+    assert not [s for s in said if s.startswith("PRAGMA synchronous")]  # the state write: FULL, as set
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert ledger.latest_runs(session.key)["neon"].status == "ok"

@@ -237,8 +237,12 @@ class SqliteBackend:
     def now(self, conn: Conn | None = None) -> float:
         return time.time()
 
-    def write(self, sql: str, params: Iterable[Any] = ()) -> Written:
+    def write(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> Written:
+        """One statement, its own transaction. Not `durable`: no fsync of its own
+        (`synchronous=NORMAL` for it); the next durable commit's flush of the WAL carries it."""
         with self.lock:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
             try:
                 cur = self.db.execute(sql, tuple(params))
                 rows = cur.fetchall() if cur.description else []
@@ -247,6 +251,9 @@ class SqliteBackend:
                 raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
             except sqlite3.DatabaseError as exc:
                 raise self.damaged(exc) from None
+            finally:
+                if not durable:
+                    self.db.execute("PRAGMA synchronous=FULL")
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         with self.lock:
@@ -548,7 +555,9 @@ class PostgresBackend:
             row = c.execute(sql).fetchone()
             return float(row[0]) if row else time.time()
 
-    def write(self, sql: str, params: Iterable[Any] = ()) -> Written:
+    def write(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> Written:
+        """One statement, its own transaction (`durable` changes nothing here: a commit waits
+        for the server's WAL flush, one round trip on the server's disk)."""
         with self._conn() as c:
             cur = c.execute(pg_sql(sql), tuple(params) or None)
             rows = cur.fetchall() if cur.description else []

@@ -191,8 +191,8 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, sql: str, params: Iterable[Any] = ()) -> Written:
-        return self._backend.write(sql, params)
+    def _write(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> Written:
+        return self._backend.write(sql, params, durable=durable)
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         return self._backend.read(sql, params)
@@ -431,6 +431,9 @@ class Ledger:
     # runs -------------------------------------------------------------------------------
 
     def record_run(self, session_key: str, result: ProviderResult) -> None:
+        """One provider's result of a run, not durable on its own (as the journal: on SQLite no
+        fsync of its own): the run ends with the session's state, a durable commit whose flush
+        of the WAL carries these rows to disk too."""
         self._write(
             "INSERT INTO runs(session_key, provider, slot, status, latency_ms, attempts, error, note, finished_at)"
             " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -445,6 +448,7 @@ class Ledger:
                 _clean(result.note),
                 time.time(),
             ),
+            durable=False,
         )
 
     def latest_runs(self, session_key: str) -> dict[str, RunRow]:

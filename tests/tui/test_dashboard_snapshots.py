@@ -3,53 +3,21 @@ proof that no secret value reaches any of them."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from textual.widgets import Input
 from tui_fakes import FAKE_SECRETS, FAKE_SMTP_PASSWORD, fake_set
-from tui_scenarios import LIVE, PARTIAL, READY, live_events, seed_ledger
+from tui_scenarios import LIVE, PARTIAL, READY, live_events
 
 from mk0r_tui.core.models import Session
-from mk0r_tui.engine.runtime import Runtime
-from mk0r_tui.providers import DEFAULT_REGISTRY
-from mk0r_tui.tui.app import Mk0rApp
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.widgets.session_list import SessionList
 
-FROZEN = dt.datetime(2025, 5, 14, 9, 30, 0, tzinfo=ZoneInfo("UTC"))
 SIZE = (150, 44)
 SNAPSHOT_DIR = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
-
-
-@pytest.fixture(autouse=True)
-def working_keyring(memory_keyring):
-    """Snapshots show a machine with a keyring (no "no keyring" notice on screen)."""
-    return memory_keyring
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(FROZEN, tick=False):
-        yield FROZEN.timestamp()
-
-
-@pytest.fixture
-def seeded_app(frozen, mk0r_home):
-    runtimes: list[Runtime] = []
-
-    def make(*, read_only: bool = False) -> Mk0rApp:
-        runtime = Runtime(registry=DEFAULT_REGISTRY)
-        runtimes.append(runtime)
-        seed_ledger(runtime, frozen)
-        return Mk0rApp(runtime, read_only=read_only)
-
-    yield make
-    for runtime in runtimes:
-        runtime.close()
+# snapshots show a machine with a keyring (no "no keyring" notice on screen); seeded_app, frozen: conftest
+pytestmark = pytest.mark.usefixtures("working_keyring")
 
 
 def select(key: str):

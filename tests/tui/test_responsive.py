@@ -5,56 +5,29 @@ next to the assertions on the widgets' geometry."""
 
 from __future__ import annotations
 
-import datetime as dt
-from zoneinfo import ZoneInfo
+import functools
 
 import pytest
-import time_machine
 from textual.containers import VerticalScroll
 from textual.widgets import Button, Input
 from textual.widgets._footer import FooterKey
-from tui_scenarios import PARTIAL, READY, seed_ledger
+from tui_scenarios import PARTIAL, READY
 
-from mk0r_tui.engine.runtime import Runtime
-from mk0r_tui.providers import DEFAULT_REGISTRY
-from mk0r_tui.tui.app import Mk0rApp
 from mk0r_tui.tui.screens.dashboard import DashboardScreen
 from mk0r_tui.tui.widgets.event_log import EventLog
 from mk0r_tui.tui.widgets.provider_panel import ProviderPanel
 from mk0r_tui.tui.widgets.session_list import SessionList
 
-FROZEN = dt.datetime(2025, 5, 14, 9, 30, 0, tzinfo=ZoneInfo("UTC"))
 SMALL = (80, 24)
 LARGE = (160, 48)
 PARTIAL_ERROR = "connect → cannot connect to Postgres at 127.0.0.1:5432: connection refused (check MK0R_LOCAL_POSTGRES_URL)"
-
-
-@pytest.fixture(autouse=True)
-def working_keyring(memory_keyring):
-    return memory_keyring
+pytestmark = pytest.mark.usefixtures("working_keyring")
 
 
 @pytest.fixture
-def frozen():
-    with time_machine.travel(FROZEN, tick=False):
-        yield FROZEN.timestamp()
-
-
-@pytest.fixture
-def seeded_app(frozen, mk0r_home):
-    """The snapshot scenes' ledger; the partial session's teardown left something behind."""
-    runtimes: list[Runtime] = []
-
-    def make(*, read_only: bool = False) -> Mk0rApp:
-        runtime = Runtime(registry=DEFAULT_REGISTRY)
-        runtimes.append(runtime)
-        seed_ledger(runtime, frozen)
-        runtime.ledger.set_session_state(PARTIAL.key, "teardown_incomplete")
-        return Mk0rApp(runtime, read_only=read_only)
-
-    yield make
-    for runtime in runtimes:
-        runtime.close()
+def seeded_app(seeded_app):
+    """The snapshot scenes' ledger (conftest); the partial session's teardown left something behind."""
+    return functools.partial(seeded_app, partial_state="teardown_incomplete")
 
 
 def select(key: str):
@@ -241,14 +214,14 @@ async def test_the_event_log_keeps_every_word_through_wrapping_and_resizes(seede
             assert PARTIAL_ERROR in log_text(log), f"the error lost words at {size}"
 
 
-async def test_the_event_log_keeps_time_order(seeded_app):
+async def test_the_event_log_keeps_time_order(seeded_app, frozen):
     from mk0r_tui.tui.log_lines import LogLine
 
     app = seeded_app()
     async with app.run_test(size=LARGE) as pilot:
         await select(READY.key)(pilot)
         log = app.screen.query_one(EventLog)
-        now = FROZEN.timestamp()
+        now = frozen
         log.append(LogLine(now + 10, "later line"))
         log.append(LogLine(now + 5, "earlier line, arrived late"))
         await pilot.pause()

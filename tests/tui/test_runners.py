@@ -4,10 +4,8 @@ released lease leaves both within the dashboard's lease check."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from tui_fakes import fake_set
+from tui_scenarios import provisioning_elsewhere
 from waiting import wait_until
 
 from mk0r_tui.core.ledger import HOST
@@ -19,12 +17,7 @@ async def test_the_host_and_pid_running_a_session_show_in_the_list_and_title(mak
     app = make_app(fake_set())
     ledger = app.runtime.ledger
     session = Session.parse("runnerxx0001-test")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        ledger.ensure_session(session)
-        ledger.set_session_state(session.key, "provisioning")
-        assert ledger.acquire_lease(session.resource_name, session.key, "provision", "tok", stale_s=15) is None
-        ledger._write("UPDATE leases SET pid = ?", (other.pid,))  # another process's run
+    with provisioning_elsewhere(ledger, session) as other:
         app.load_ledger()
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.pause()
@@ -36,9 +29,6 @@ async def test_the_host_and_pid_running_a_session_show_in_the_list_and_title(mak
             await wait_until(lambda: str(session_list.get_cell(session.key, "runner")) == "", pilot=pilot, timeout=10,
                              what="the released lease to leave the list")
             assert "run by" not in str(app.screen.query_one("#session-title").render())
-    finally:
-        other.kill()
-        other.wait()
 
 
 async def test_this_dashboards_own_run_says_so(make_app):

@@ -3,6 +3,11 @@ frozen clock) and hand-made events injected into the app, so every pixel is repr
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+
 from tui_fakes import FAKE_API_KEY, FAKE_DB_PASSWORD, FAKE_SMTP_PASSWORD
 
 from mk0r_tui.core.envfile import write_env_file
@@ -12,6 +17,7 @@ from mk0r_tui.core.events import (
     ProviderStarted,
     ProviderSucceeded,
 )
+from mk0r_tui.core.ledger import Ledger
 from mk0r_tui.core.models import ProviderResult, ResourceRef, ResourceState, Session, Slot, Status
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.tui.state import WorkStarted
@@ -124,3 +130,19 @@ def live_events(now: float) -> list:
                          reason="connection refused: the server is still starting", at=now - 1.5),
         ProviderProgressed(session=key, provider="local-git", message="git init --bare mk0r-e9a4b6f0-liv.git", at=now - 0.8),
     ]
+
+
+@contextlib.contextmanager
+def provisioning_elsewhere(ledger: Ledger, session: Session) -> Iterator[subprocess.Popen]:
+    """`session` provisioning, its lease held by another live process (yielded; killed after)."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ledger.ensure_session(session)
+        ledger.set_session_state(session.key, "provisioning")
+        assert ledger.acquire_lease(session.resource_name, session.key, "provision", "tok", stale_s=15) is None
+        ledger._write("UPDATE leases SET pid = ?", (owner.pid,))  # the run is that other process's
+        yield owner
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()

@@ -237,12 +237,24 @@ class SqliteBackend:
     def now(self, conn: Conn | None = None) -> float:
         return time.time()
 
-    def write(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> Written:
-        """One statement, its own transaction. Not `durable`: no fsync of its own
-        (`synchronous=NORMAL` for it); the next durable commit's flush of the WAL carries it."""
+    @contextmanager
+    def _writing(self, durable: bool) -> Iterator[None]:
+        """The connection, alone; not `durable`: what commits meanwhile gets no fsync of its own
+        (`synchronous=NORMAL`; the WAL keeps it atomic and safe from a killed process), and the
+        next durable commit's flush of the WAL carries it to disk."""
         with self.lock:
-            if not durable:
-                self.db.execute("PRAGMA synchronous=NORMAL")
+            if durable:
+                yield
+                return
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                yield
+            finally:
+                self.db.execute("PRAGMA synchronous=FULL")
+
+    def write(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> Written:
+        """One statement, its own transaction (`durable`: see `_writing`)."""
+        with self._writing(durable):
             try:
                 cur = self.db.execute(sql, tuple(params))
                 rows = cur.fetchall() if cur.description else []
@@ -251,9 +263,6 @@ class SqliteBackend:
                 raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
             except sqlite3.DatabaseError as exc:
                 raise self.damaged(exc) from None
-            finally:
-                if not durable:
-                    self.db.execute("PRAGMA synchronous=FULL")
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         with self.lock:
@@ -270,33 +279,26 @@ class SqliteBackend:
     @contextmanager
     def transaction(self, lock: int = WRITE_LOCK, *, durable: bool = True) -> Iterator[Conn]:
         """One `BEGIN IMMEDIATE` transaction: what it reads no other process changes before it
-        commits (SQLite has one write lock: `lock` only matters on Postgres). Not `durable`: its
-        commit skips the fsync (`synchronous=NORMAL` for it; WAL keeps it atomic and safe from a
-        killed process), and the next durable commit's fsync carries it to disk."""
-        with self.lock:
-            if not durable:
-                self.db.execute("PRAGMA synchronous=NORMAL")
+        commits (SQLite has one write lock: `lock` only matters on Postgres). `durable`: see
+        `_writing`."""
+        with self._writing(durable):
             try:
-                try:
-                    self.db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
+            try:
+                yield SqliteConn(self.db)
+            except BaseException as exc:
+                self.db.execute("ROLLBACK")
+                if isinstance(exc, (sqlite3.OperationalError, sqlite3.IntegrityError)):
                     raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
-                try:
-                    yield SqliteConn(self.db)
-                except BaseException as exc:
-                    self.db.execute("ROLLBACK")
-                    if isinstance(exc, (sqlite3.OperationalError, sqlite3.IntegrityError)):
-                        raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
-                    if isinstance(exc, sqlite3.DatabaseError):
-                        raise self.damaged(exc) from None
-                    raise
-                try:
-                    self.db.execute("COMMIT")
-                except sqlite3.OperationalError as exc:
-                    raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
-            finally:
-                if not durable:
-                    self.db.execute("PRAGMA synchronous=FULL")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self.damaged(exc) from None
+                raise
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise ConfigError(f"cannot write the ledger at {self.path}: {exc}") from None
 
     def last_id(self, table: str) -> int:
         """The highest id `table` ever handed out (AUTOINCREMENT's memory, pruned rows included)."""

@@ -50,6 +50,11 @@ def _bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def binary(exe: str) -> Path:
+    """One of the embedded server's programs (`psql`, `pg_ctl`...)."""
+    return _bin_dir() / exe
+
+
 def _import_pgserver() -> None:
     import warnings
 
@@ -64,7 +69,7 @@ def binaries_missing() -> str | None:
         bin_dir = _bin_dir()
     except ImportError as exc:
         return f"the pgserver package is not importable ({exc}); reinstall mk0r-tui"
-    missing = [exe for exe in ("initdb", "pg_ctl", "postgres") if not os.access(bin_dir / exe, os.X_OK)]
+    missing = [exe for exe in ("initdb", "pg_ctl", "postgres", "psql") if not os.access(bin_dir / exe, os.X_OK)]
     if missing:
         return f"{', '.join(missing)} not found in {bin_dir}; reinstall the pgserver wheel"
     return None

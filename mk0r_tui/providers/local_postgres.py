@@ -3,15 +3,17 @@ operator's own server (`MK0R_LOCAL_POSTGRES_URL`, an admin URL).
 
 Identifiers come from the slug (`mk0r_<slug>` with `-` → `_`), so they only hold [a-z0-9_];
 they are quoted anyway. The password is hashed client-side (SCRAM) before it is sent, so the
-server never sees or logs it in clear.
+server never sees or logs it in clear. The SQL runs through `psql` (providers/psql.py says why
+not psycopg): one process and one connection per operation, its script on stdin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from mk0r_tui.core.config import Settings
@@ -21,23 +23,14 @@ from mk0r_tui.core.errors import ProviderError
 from mk0r_tui.core.ledger import ResourceRow
 from mk0r_tui.core.models import FoundResource, ProvisionOutcome, ResourceRef, Slot
 from mk0r_tui.core.provider import Provider, ProvisionContext
-from mk0r_tui.providers.embedded_pg import AdminInfo, EmbeddedPostgres
-
-if TYPE_CHECKING:
-    import psycopg
-    from psycopg import sql
+from mk0r_tui.providers import psql
+from mk0r_tui.providers.embedded_pg import AdminInfo, EmbeddedPostgres, binary
+from mk0r_tui.providers.psql import PsqlRun, ScriptError, Target, ident, literal, scram_sha_256_secret
 
 ROLE, DATABASE = "role", "database"
-
-
-def _load_psycopg() -> None:
-    """Bind `psycopg` and `sql` here on first use. Importing psycopg is ~150 ms of CPU, most of a
-    warm local `provision` process; `admin()` runs it in a thread beside the server check, so the
-    loop's other tasks (the bare repo's and the app folder's `git`, the mail catcher, the ledger's
-    writer) start their subprocesses and I/O meanwhile instead of queueing behind it."""
-    global psycopg, sql
-    import psycopg
-    from psycopg import sql
+#: SQLSTATE duplicate_object: CREATE ROLE of a name that exists
+DUPLICATE_OBJECT = "42710"
+_NAME = re.compile(r"^mk0r_[a-z0-9_]+$")
 
 
 def admin_from_url(url: str) -> AdminInfo:
@@ -45,6 +38,39 @@ def admin_from_url(url: str) -> AdminInfo:
     if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
         raise ProviderError("MK0R_LOCAL_POSTGRES_URL must look like postgresql://admin:password@host:5432/postgres")
     return AdminInfo(parts.hostname, parts.port or 5432, parts.username or "postgres", parts.password or "")
+
+
+def _checked_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ProviderError(f"refusing {name!r}: not an mk0r Postgres name")
+    return name
+
+
+def provision_script(name: str, secret: str, *, may_alter: bool) -> str:
+    """The role (created, or given the new password when the ledger says an existing one is this
+    session's) and its database (created unless it exists), closed to PUBLIC. A marker follows
+    each thing that now exists, so a script that stops half-way says what it made."""
+    quoted = ident(name)
+    if may_alter:
+        make_role = (f"SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(name)}) AS role_exists \\gset\n"
+                     "\\if :role_exists\n"
+                     f"\\echo {psql.MARK}role-existed\n"
+                     f"ALTER ROLE {quoted} WITH LOGIN PASSWORD {literal(secret)};\n"
+                     "\\else\n"
+                     f"CREATE ROLE {quoted} WITH LOGIN PASSWORD {literal(secret)};\n"
+                     "\\endif\n")
+    else:  # an existing role is someone else's: CREATE fails with 42710 and nothing else runs
+        make_role = f"CREATE ROLE {quoted} WITH LOGIN PASSWORD {literal(secret)};\n"
+    return (
+        make_role
+        + f"\\echo {psql.MARK}{ROLE}\n"
+        + f"SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {literal(name)}) AS db_missing \\gset\n"
+        + "\\if :db_missing\n"
+        + f"CREATE DATABASE {quoted} OWNER {quoted};\n"
+        + "\\endif\n"
+        + f"\\echo {psql.MARK}{DATABASE}\n"
+        + f"REVOKE ALL ON DATABASE {quoted} FROM PUBLIC;\n"
+    )
 
 
 class LocalPostgresProvider(Provider):
@@ -59,79 +85,79 @@ class LocalPostgresProvider(Provider):
         self.server = None if settings.local_postgres_url else EmbeddedPostgres(settings.postgres_dir)
 
     async def admin(self) -> AdminInfo:
-        """The admin connection's details (the embedded server started if it is not running);
-        psycopg is loaded by the time it returns (every use of it follows this call)."""
+        """The admin connection's details (the embedded server started if it is not running)."""
         if self.settings.local_postgres_url:
-            info = admin_from_url(self.settings.local_postgres_url)
-            await asyncio.to_thread(_load_psycopg)
-            return info
+            return admin_from_url(self.settings.local_postgres_url)
         assert self.server is not None
-        info, _ = await asyncio.gather(asyncio.to_thread(self.server.ensure_running), asyncio.to_thread(_load_psycopg))
-        return info
+        return await asyncio.to_thread(self.server.ensure_running)
 
-    async def _connect(self, admin: AdminInfo) -> psycopg.AsyncConnection:
-        try:
-            return await psycopg.AsyncConnection.connect(admin.dsn(), autocommit=True)
-        except psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ProviderError(
-                f"cannot connect to Postgres at {admin.host}:{admin.port}: {first}",
-                call="connect",
-                hint="check MK0R_LOCAL_POSTGRES_URL" if self.settings.local_postgres_url else None,
-            ) from None
+    @property
+    def psql(self) -> Path:
+        return binary("psql")
+
+    def _admin_run(self, admin: AdminInfo, call: str) -> PsqlRun:
+        return PsqlRun(self.psql, Target(admin.host, admin.port, admin.user, admin.password), call=call)
+
+    def _hint(self, exc: ScriptError) -> ScriptError:
+        if exc.call == "connect" and self.settings.local_postgres_url:
+            exc.hint = "check MK0R_LOCAL_POSTGRES_URL"
+        return exc
 
     async def provision(self, ctx: ProvisionContext) -> ProvisionOutcome:
-        ident = ctx.session.pg_identifier
+        name = _checked_name(ctx.session.pg_identifier)
         for kind in (ROLE, DATABASE):
-            other = ctx.owned_by_other_session(kind, ident)
+            other = ctx.owned_by_other_session(kind, name)
             if other:
-                raise ProviderError(f"{kind} {ident} belongs to session {other!r}")
+                raise ProviderError(f"{kind} {name} belongs to session {other!r}")
         ctx.progress("starting embedded Postgres" if self.server else "connecting to Postgres")
         admin = await self.admin()
         ctx.attempt()
         password = secrets.token_urlsafe(24)
         remember_secrets([password])  # an error that echoes it is scrubbed everywhere
-        conn = await self._connect(admin)
+        secret = scram_sha_256_secret(password)
+        prior = ctx.existing(ROLE, name)
+        # psql connects and authenticates while the intents become durable; its script (the
+        # creates) is only sent once they are
+        run = await self._admin_run(admin, "postgres").start()
         try:
-            prior = ctx.existing(ROLE, ident)
-            role_row = await ctx.intend(ROLE, ident)
-            role_exists = await self._exists(conn, "pg_roles", "rolname", ident)
-            if role_exists and prior is not None:
-                # ours (the ledger says so): we cannot read the old password back, so set a new one
-                ctx.progress(f"role {ident} exists (this session's): new password")
-                verb = "ALTER ROLE {} WITH LOGIN PASSWORD {}"
-            elif role_exists:
-                raise ProviderError(f"role {ident} already exists and the ledger does not say it is this session's")
-            else:
-                verb = "CREATE ROLE {} WITH LOGIN PASSWORD {}"
-            hashed = conn.pgconn.encrypt_password(password.encode(), ident.encode(), b"scram-sha-256").decode()
-            await conn.execute(sql.SQL(verb).format(sql.Identifier(ident), sql.Literal(hashed)))
-            await ctx.created(role_row, ident)
+            role_row = await ctx.intend(ROLE, name)
+            db_row = await ctx.intend(DATABASE, name)
+        except BaseException:
+            await run.abandon()
+            raise
+        ctx.progress(f"creating role and database {name}")
+        try:
+            outcome = await run.run(provision_script(name, secret, may_alter=prior is not None))
+        except ScriptError as exc:
+            # the server answered: what has no marker was not made (the failed statement rolled
+            # back, the rest never ran), so its intent is closed rather than left to `orphans`
+            made = set(exc.marks)
+            for kind, row in ((ROLE, role_row), (DATABASE, db_row)):
+                if kind in made:
+                    await ctx.created(row, name)
+                else:
+                    await ctx.dropped(row, f"not created: {exc}")
+            if exc.sqlstate == DUPLICATE_OBJECT and ROLE not in made:
+                raise ProviderError(f"role {name} already exists and the ledger does not say it is this session's") from None
+            raise self._hint(exc) from None
+        if "role-existed" in outcome.marks:
+            ctx.progress(f"role {name} existed (this session's): new password")
+        await ctx.created(role_row, name)
+        await ctx.created(db_row, name)
 
-            db_row = await ctx.intend(DATABASE, ident)
-            if not await self._exists(conn, "pg_database", "datname", ident):
-                ctx.progress(f"creating database {ident}")
-                await conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(ident), sql.Identifier(ident)))
-            await conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(ident)))
-            await ctx.created(db_row, ident)
-        except psycopg.Error as exc:
-            raise ProviderError(_pg_message(exc), call="postgres") from None
-        finally:
-            await conn.close()
-
-        url = f"postgresql://{ident}:{quote(password, safe='')}@{admin.host}:{admin.port}/{ident}"
+        url = f"postgresql://{name}:{quote(password, safe='')}@{admin.host}:{admin.port}/{name}"
         env = {
             "DATABASE_URL": url,
             "PGHOST": admin.host,
             "PGPORT": str(admin.port),
-            "PGUSER": ident,
+            "PGUSER": name,
             "PGPASSWORD": password,
-            "PGDATABASE": ident,
+            "PGDATABASE": name,
         }
         where = f"{admin.host}:{admin.port}"
         return ProvisionOutcome(
             env=env,
-            resources=(ResourceRef(self.name, ROLE, ident, ident), ResourceRef(self.name, DATABASE, ident, ident, where)),
+            resources=(ResourceRef(self.name, ROLE, name, name), ResourceRef(self.name, DATABASE, name, name, where)),
         )
 
     async def pool_claimed(self, ctx: ProvisionContext, env: Mapping[str, str]) -> Mapping[str, str]:
@@ -139,32 +165,38 @@ class LocalPostgresProvider(Provider):
         renamed to the session's identifier and the role given a new password, so the pool's
         name, role and password work for no one afterwards (the pooled password was sealed in the
         ledger; this one exists only in the session's `.env`)."""
-        ident = ctx.session.pg_identifier
+        name = _checked_name(ctx.session.pg_identifier)
         rows = {r.kind: r for r in ctx.resources.rows(self.name)}
         role_row, db_row = rows.get(ROLE), rows.get(DATABASE)
         if role_row is None or db_row is None:
             raise ProviderError("the pooled local database has no role or database row", call="pool claim")
-        old = role_row.name
+        old = _checked_name(role_row.name)
         admin = await self.admin()
         password = secrets.token_urlsafe(24)
         remember_secrets([password])
-        conn = await self._connect(admin)
+        script, marks = "", []
+        if old != name:
+            # nobody may be connected to a database that is renamed; a pooled one has no users
+            script += (f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {literal(old)};\n"
+                       f"ALTER DATABASE {ident(old)} RENAME TO {ident(name)};\n"
+                       f"\\echo {psql.MARK}{DATABASE}\n"
+                       f"ALTER ROLE {ident(old)} RENAME TO {ident(name)};\n"
+                       f"\\echo {psql.MARK}{ROLE}\n")
+        script += f"ALTER ROLE {ident(name)} WITH LOGIN PASSWORD {literal(scram_sha_256_secret(password))};\n"
         try:
-            if old != ident:
-                # nobody may be connected to a database that is renamed; a pooled one has no users
-                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (old,))
-                await conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(ident)))
-                db_row = ctx.resources.renamed(db_row, ident, ident, f"{admin.host}:{admin.port}")
-                await conn.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(ident)))
-                role_row = ctx.resources.renamed(role_row, ident, ident)
-            hashed = conn.pgconn.encrypt_password(password.encode(), ident.encode(), b"scram-sha-256").decode()
-            await conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(ident), sql.Literal(hashed)))
-        except psycopg.Error as exc:
-            raise ProviderError(_pg_message(exc), call="pool claim") from None
+            marks = (await self._admin_run(admin, "pool claim").run(script)).marks
+        except ScriptError as exc:
+            marks = exc.marks
+            raise self._hint(exc) from None
         finally:
-            await conn.close()
-        url = f"postgresql://{ident}:{quote(password, safe='')}@{admin.host}:{admin.port}/{ident}"
-        return {**env, "DATABASE_URL": url, "PGUSER": ident, "PGPASSWORD": password, "PGDATABASE": ident,
+            # the ledger follows each rename the server made, even when a later statement failed
+            # (a cancelled claim leaves the rows as they were: the claim's repair looks again)
+            if DATABASE in marks:
+                ctx.resources.renamed(db_row, name, name, f"{admin.host}:{admin.port}")
+            if ROLE in marks:
+                ctx.resources.renamed(role_row, name, name)
+        url = f"postgresql://{name}:{quote(password, safe='')}@{admin.host}:{admin.port}/{name}"
+        return {**env, "DATABASE_URL": url, "PGUSER": name, "PGPASSWORD": password, "PGDATABASE": name,
                 "PGHOST": admin.host, "PGPORT": str(admin.port)}
 
     async def not_reusable(self, env: Mapping[str, str], rows: Sequence[ResourceRow]) -> str | None:
@@ -177,66 +209,43 @@ class LocalPostgresProvider(Provider):
         if not url:
             return "the env has no DATABASE_URL"
         try:
-            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            return f"the database does not answer: {_pg_message(exc)}"
-        try:
-            await conn.execute("SELECT 1")
-        except psycopg.Error as exc:
-            return f"the database does not answer: {_pg_message(exc)}"
-        finally:
-            await conn.close()
+            await psql.run(self.psql, Target.from_url(url), "SELECT 1;\n", call="reuse check")
+        except ProviderError as exc:
+            return f"the database does not answer: {exc.args[0]}"
         return None
 
-    @staticmethod
-    async def _exists(conn: psycopg.AsyncConnection, table: str, column: str, value: str) -> bool:
-        query = sql.SQL("SELECT 1 FROM {} WHERE {} = %s").format(sql.Identifier(table), sql.Identifier(column))
-        cur = await conn.execute(query, (value,))
-        return await cur.fetchone() is not None
-
     async def teardown(self, resource: ResourceRow) -> bool:
-        ident = resource.name
-        if not ident.startswith("mk0r_"):
-            raise ProviderError(f"refusing to drop {ident!r}: not an mk0r name")
-        admin = await self.admin()
-        conn = await self._connect(admin)
-        try:
-            if resource.kind == DATABASE:
-                if not await self._exists(conn, "pg_database", "datname", ident):
-                    return False
-                await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(ident)))
-                return True
-            if not await self._exists(conn, "pg_roles", "rolname", ident):
-                return False
+        name = resource.name
+        if not name.startswith("mk0r_"):
+            raise ProviderError(f"refusing to drop {name!r}: not an mk0r name")
+        _checked_name(name)
+        if resource.kind == DATABASE:
+            found = f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {literal(name)}) AS found \\gset\n"
+            drop = f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE);\n"
+        else:
             # the role's database must go first; drop it here too so order never matters
-            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(ident)))
-            await conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ident)))
-            return True
-        except psycopg.Error as exc:
-            raise ProviderError(_pg_message(exc), call=f"drop {resource.kind} {ident}") from None
-        finally:
-            await conn.close()
+            found = f"SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(name)}) AS found \\gset\n"
+            drop = f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE);\nDROP ROLE IF EXISTS {ident(name)};\n"
+        script = found + "\\if :found\n" + drop + f"\\echo {psql.MARK}dropped\n" + "\\endif\n"
+        admin = await self.admin()
+        try:
+            outcome = await self._admin_run(admin, f"drop {resource.kind} {name}").run(script)
+        except ScriptError as exc:
+            raise self._hint(exc) from None
+        return "dropped" in outcome.marks
 
     async def discover(self) -> list[FoundResource]:
         if self.server is not None and not (self.server.pgdata / "PG_VERSION").exists():
             return []
         admin = await self.admin()
-        conn = await self._connect(admin)
+        script = ("SELECT 'database', datname FROM pg_database WHERE datname LIKE 'mk0r\\_%'\n"
+                  "UNION ALL SELECT 'role', rolname FROM pg_roles WHERE rolname LIKE 'mk0r\\_%' ORDER BY 1, 2;\n")
         try:
-            found = []
-            cur = await conn.execute(r"SELECT datname FROM pg_database WHERE datname LIKE 'mk0r\_%' ORDER BY 1")
-            found += [FoundResource(self.name, DATABASE, r[0], r[0]) for r in await cur.fetchall()]
-            cur = await conn.execute(r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'mk0r\_%' ORDER BY 1")
-            found += [FoundResource(self.name, ROLE, r[0], r[0]) for r in await cur.fetchall()]
-            return found
-        finally:
-            await conn.close()
+            outcome = await self._admin_run(admin, "discover").run(script)
+        except ScriptError as exc:
+            raise self._hint(exc) from None
+        kinds = {"database": DATABASE, "role": ROLE}
+        return [FoundResource(self.name, kinds[kind], found, found) for kind, found in outcome.rows]
 
     async def aclose(self) -> None:
         return None
-
-
-def _pg_message(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag else None
-    return primary or (str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)

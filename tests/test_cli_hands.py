@@ -256,6 +256,21 @@ def test_doctor_checks_the_local_profile_and_fails_when_it_is_broken(tmp_path, m
     assert {c["part"]: c["status"] for c in json.loads(broken_pg.stdout)["local"]}["postgres"] == "failing"
 
 
+
+def test_doctor_asks_the_server_through_psql_and_names_a_refused_password(mk0r_home, pg_admin):
+    """The check runs what provisioning runs (`psql`): an operator's server URL with the wrong
+    password fails with the server's own reason, and the password is not shown."""
+    url = f"postgresql://postgres:not-the-right-one@{pg_admin.host}:{pg_admin.port}/postgres"
+    result = mk0r("doctor", "--json", env={"MK0R_LOCAL_POSTGRES_URL": url})
+    assert result.returncode == 1, result.stderr
+    check = next(c for c in json.loads(result.stdout)["local"] if c["part"] == "postgres")
+    assert check["status"] == "failing"
+    assert f"cannot connect to Postgres at {pg_admin.host}:{pg_admin.port}" in check["detail"]
+    assert "password authentication failed" in check["detail"] and "not-the-right-one" not in result.stdout
+    good = f"postgresql://postgres:{pg_admin.password}@{pg_admin.host}:{pg_admin.port}/postgres"
+    ok = mk0r("doctor", "--json", env={"MK0R_LOCAL_POSTGRES_URL": good})
+    assert {c["part"]: c["status"] for c in json.loads(ok.stdout)["local"]}["postgres"] == "ok"
+
 # -- the keyring: checked before a prompt, its note said once ---------------------------------------
 
 

@@ -145,9 +145,9 @@ async def _check_git() -> LocalCheck:
 
 
 async def _check_postgres(settings: Settings) -> LocalCheck:
-    import psycopg
-
-    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres, binaries_missing
+    """The server answers `SELECT 1` through `psql`, the client provisioning uses."""
+    from mk0r_tui.providers import psql
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres, binaries_missing, binary
     from mk0r_tui.providers.local_postgres import admin_from_url
 
     started = ""
@@ -164,12 +164,9 @@ async def _check_postgres(settings: Settings) -> LocalCheck:
             admin = await asyncio.to_thread(server.ensure_running)
             what = f"the embedded server on {admin.host}:{admin.port} ({settings.postgres_dir})"
             started = "" if was_running else " (it was stopped: started it)"
-        conn = await psycopg.AsyncConnection.connect(admin.dsn(), autocommit=True)
-        try:
-            await conn.execute("SELECT 1")
-        finally:
-            await conn.close()
-    except (Mk0rError, psycopg.Error, OSError) as exc:
+        target = psql.Target(admin.host, admin.port, admin.user, admin.password)
+        await psql.run(binary("psql"), target, "SELECT 1;\n", call="SELECT 1")
+    except (Mk0rError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return LocalCheck("postgres", "failing", scrub(first))
     return LocalCheck("postgres", "ok", f"{what} answers{started}")

@@ -420,6 +420,9 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
 
     gc.freeze()
     gc.enable()
+    from mk0r_tui.engine import pool
+
+    pool.finisher_after_exit()  # a claim's detached finisher starts once this process has exited
 
     async def run(stop: asyncio.Event) -> ProvisionReport:
         try:

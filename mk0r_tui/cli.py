@@ -451,6 +451,9 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         shown = report.env if reveal else masked_env(report.env)
         for key, value in shown.items():
             click.echo(f"{key}={value}")
+    # closed here, not by the collector at exit: the start-up's objects (the runtime among them)
+    # were frozen out of its reach above, and the ledger's close is its WAL checkpoint
+    runtime.close()
     sys.exit(_exit_code(report.ok, interrupted))
 
 

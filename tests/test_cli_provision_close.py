@@ -1,0 +1,27 @@
+"""The CLI's `provision` takes its start-up objects out of the collector's reach (`gc.freeze`), so
+it closes its runtime itself: the ledger's last close is its WAL checkpoint, and the next process
+on the data dir must not find the run's writes left in the WAL for it to recover and checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+from crashkit import KEYS, cli_env, run_cli
+
+from fakeupstream import FakeUpstream
+
+
+def test_provision_closes_the_ledger_before_it_exits(tmp_path):
+    home = tmp_path / "home"
+    keys = {k: v for k, v in KEYS.items() if k != "POSTHOG_PROJECT_KEY"}
+    with FakeUpstream(config={"latency_ms": {"neon": 1, "resend": 1, "github": 1, "posthog": 1}, "neon_operation_ms": 0}) as fake:
+        env = cli_env(fake, home, keys=keys, MK0R_TARGET="local")
+        done = run_cli(env, "provision", "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["ok"]
+        # the only connection was the provision's: its close checkpointed the WAL and removed it
+        wal = home / "ledger.sqlite3-wal"
+        assert not wal.exists() or wal.stat().st_size == 0
+        torn = run_cli(env, "teardown", report["session"], "--yes")
+        assert torn.returncode == 0, torn.stderr

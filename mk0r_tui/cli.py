@@ -430,11 +430,15 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         finally:
             await runtime.aclose()
 
-    report, interrupted = run_interruptible(
-        run,
-        on_first="interrupt: letting in-flight creates finish and recording them (Ctrl+C again to exit now)",
-        on_second=lambda: f"exiting: resources of mk0r-{session.slug} may be left; run `mk0r-tui orphans`",
-    )
+    try:
+        report, interrupted = run_interruptible(
+            run,
+            on_first="interrupt: letting in-flight creates finish and recording them (Ctrl+C again to exit now)",
+            on_second=lambda: f"exiting: resources of mk0r-{session.slug} may be left; run `mk0r-tui orphans`",
+        )
+    except BaseException:
+        runtime.close()  # e.g. a busy session: closed all the same (see below)
+        raise
     if as_json:
         _emit(provision_report_json(report, reveal=reveal))
     else:

@@ -25,3 +25,19 @@ def test_provision_closes_the_ledger_before_it_exits(tmp_path):
         assert not wal.exists() or wal.stat().st_size == 0
         torn = run_cli(env, "teardown", report["session"], "--yes")
         assert torn.returncode == 0, torn.stderr
+
+
+def test_a_provision_that_fails_in_its_run_closes_the_ledger_too(tmp_path):
+    home = tmp_path / "home"
+    keys = {k: v for k, v in KEYS.items() if k != "POSTHOG_PROJECT_KEY"}
+    with FakeUpstream(config={"latency_ms": {"neon": 1, "resend": 1, "github": 1, "posthog": 1}, "neon_operation_ms": 0}) as fake:
+        env = cli_env(fake, home, keys=keys, MK0R_TARGET="local")
+        first = run_cli(env, "provision", "--json", "--session", "abcdefabcdef-one")
+        assert first.returncode == 0, first.stderr
+        # the same slug for another key: refused inside the run (the session's row), exit 2
+        second = run_cli(env, "provision", "--json", "--session", "abcdefabcdef-two")
+        assert second.returncode == 2 and "already belongs to session" in second.stderr, second.stderr
+        wal = home / "ledger.sqlite3-wal"
+        assert not wal.exists() or wal.stat().st_size == 0
+        torn = run_cli(env, "teardown", "abcdefabcdef-one", "--yes")
+        assert torn.returncode == 0, torn.stderr

@@ -403,8 +403,10 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
     # exits: no collection runs while it is made, and none walks it afterwards (`gc.freeze`
     # before the run); the run's own garbage is collected as ever. The collections during the
     # imports (~57 per run, pauses of 1-2 ms) were 7% of a pool-served provision's instructions
-    # (cachegrind: 669M -> 621M; bench/pool.py part 2).
-    gc.disable()
+    # (cachegrind: 669M -> 621M; bench/pool.py part 2). Only when the command is the process.
+    whole_process = WHOLE_PROCESS["on"]
+    if whole_process:
+        gc.disable()
     from mk0r_tui.core.envfile import masked_env
     from mk0r_tui.core.models import Session
     from mk0r_tui.engine.library import plan_run, provision_report_json
@@ -418,11 +420,12 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
     if show_progress:
         click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {plan.target.name}", err=True)
 
-    gc.freeze()
-    gc.enable()
-    from mk0r_tui.engine import pool
+    if whole_process:
+        from mk0r_tui.engine import pool
 
-    pool.finisher_after_exit()  # a claim's detached finisher starts once this process has exited
+        gc.freeze()
+        gc.enable()
+        pool.finisher_after_exit()  # a claim's detached finisher starts once this process has exited
 
     async def run(stop: asyncio.Event) -> ProvisionReport:
         try:
@@ -1323,7 +1326,14 @@ def pool_finish(session_key: str | None, as_json: bool) -> None:
     sys.exit(0 if all(o.error is None for o in outcomes) else 1)
 
 
+#: the command is this whole process (`main`: the console script, `python -m mk0r_tui`), not a call
+#: from another program (click's test runner): `provision` may then tune the process's collector
+#: and hold its detached finisher back until the process exits
+WHOLE_PROCESS = {"on": False}
+
+
 def main() -> None:
+    WHOLE_PROCESS["on"] = True
     cli(prog_name="mk0r-tui")
 
 

@@ -5,6 +5,7 @@ on the data dir must not find the run's writes left in the WAL for it to recover
 from __future__ import annotations
 
 import json
+import os
 
 from crashkit import KEYS, cli_env, run_cli
 
@@ -40,4 +41,33 @@ def test_a_provision_that_fails_in_its_run_closes_the_ledger_too(tmp_path):
         wal = home / "ledger.sqlite3-wal"
         assert not wal.exists() or wal.stat().st_size == 0
         torn = run_cli(env, "teardown", "abcdefabcdef-one", "--yes")
+        assert torn.returncode == 0, torn.stderr
+
+
+def test_provision_called_from_another_program_leaves_its_collector_alone(tmp_path, monkeypatch):
+    """The collector tuning and the held-back finisher are for a process that is the command
+    (`main`); click's runner in this process must find its garbage collector as it was."""
+    import gc
+    import logging
+
+    from click.testing import CliRunner
+
+    from mk0r_tui.cli import cli
+    from mk0r_tui.engine import pool
+
+    keys = {k: v for k, v in KEYS.items() if k != "POSTHOG_PROJECT_KEY"}
+    logger = logging.getLogger("mk0r_tui")  # the CLI configures it for its process: give it back after
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "level", logger.level)
+    with FakeUpstream(config={"latency_ms": {"neon": 1, "resend": 1, "github": 1, "posthog": 1}, "neon_operation_ms": 0}) as fake:
+        for name, value in cli_env(fake, tmp_path / "home", keys=keys, MK0R_TARGET="local").items():
+            monkeypatch.setenv(name, value)
+        frozen = gc.get_freeze_count()
+        result = CliRunner().invoke(cli, ["provision", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        assert pool._after_exit["on"] is False
+        report = json.loads(result.output)
+        torn = run_cli(dict(os.environ), "teardown", report["session"], "--yes")
         assert torn.returncode == 0, torn.stderr

@@ -421,11 +421,8 @@ def provision(session_key: str | None, target: str | None, sandbox_id: str | Non
         click.echo(f"provisioning session {session.key} (mk0r-{session.slug}) → {plan.target.name}", err=True)
 
     if whole_process:
-        from mk0r_tui.engine import pool
-
         gc.freeze()
         gc.enable()
-        pool.finisher_after_exit()  # a claim's detached finisher starts once this process has exited
 
     async def run(stop: asyncio.Event) -> ProvisionReport:
         try:
@@ -1328,7 +1325,6 @@ def pool_finish(session_key: str | None, as_json: bool) -> None:
 
 #: the command is this whole process (`main`: the console script, `python -m mk0r_tui`), not a call
 #: from another program (click's test runner): `provision` may then tune the process's collector
-#: and hold its detached finisher back until the process exits
 WHOLE_PROCESS = {"on": False}
 
 

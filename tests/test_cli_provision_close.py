@@ -45,15 +45,14 @@ def test_a_provision_that_fails_in_its_run_closes_the_ledger_too(tmp_path):
 
 
 def test_provision_called_from_another_program_leaves_its_collector_alone(tmp_path, monkeypatch):
-    """The collector tuning and the held-back finisher are for a process that is the command
-    (`main`); click's runner in this process must find its garbage collector as it was."""
+    """The collector tuning is for a process that is the command (`main`); click's runner in
+    this process must find its garbage collector as it was."""
     import gc
     import logging
 
     from click.testing import CliRunner
 
     from mk0r_tui.cli import cli
-    from mk0r_tui.engine import pool
 
     keys = {k: v for k, v in KEYS.items() if k != "POSTHOG_PROJECT_KEY"}
     logger = logging.getLogger("mk0r_tui")  # the CLI configures it for its process: give it back after
@@ -67,7 +66,6 @@ def test_provision_called_from_another_program_leaves_its_collector_alone(tmp_pa
         result = CliRunner().invoke(cli, ["provision", "--json"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         assert gc.isenabled() and gc.get_freeze_count() == frozen
-        assert pool._after_exit["on"] is False
         report = json.loads(result.output)
         torn = run_cli(dict(os.environ), "teardown", report["session"], "--yes")
         assert torn.returncode == 0, torn.stderr

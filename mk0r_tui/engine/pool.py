@@ -475,29 +475,11 @@ async def _redeliver(runtime: Runtime, session: Session, target: str, env: dict[
         raise ConfigError(f"{target}: {result.error or 'not delivered'}")
 
 
-#: set by a process that exits right after its run (`finisher_after_exit`: the CLI's `provision`)
-_after_exit = {"on": False}
-#: the write ends of the held-back finishers' pipes: never written, never closed (the exit does)
-_holding: list[int] = []
-#: the shell that holds a detached finisher back until this process has exited: `read` returns
-#: at the end of its stdin, a pipe whose only writer is this process (closed by its exit)
-HOLD_BACK = 'read -r _; exec "$@" </dev/null'
-
-
-def finisher_after_exit(on: bool = True) -> None:
-    """This process ends right after its run (the CLI's `provision`): a detached finisher it
-    starts waits for its exit before it starts Python (its start-up, ~150 ms of CPU, no longer
-    runs beside this process's last milliseconds: bench/pool.py part 2). The renames wait for
-    this run's lease anyway; a long-lived process (the library's caller) starts it at once."""
-    _after_exit["on"] = on
-
-
 def after_provision(runtime: Runtime, session: Session) -> None:
     """A run claimed from the pool: its finishing touches go to this process's keeper, else to a
     detached `mk0r-tui pool finish` (only when this process's settings are the environment's,
-    so the finisher sees the same ledger and providers; held back until this process exits
-    when it said so, `finisher_after_exit`), else they wait for a keeper (`pool keep`, the
-    dashboard), which finishes every unfinished claim it finds."""
+    so the finisher sees the same ledger and providers), else they wait for a keeper (`pool keep`,
+    the dashboard), which finishes every unfinished claim it finds."""
     state = _state(runtime)
     if state.keeper is not None:
         state.keeper.wake()
@@ -508,22 +490,14 @@ def after_provision(runtime: Runtime, session: Session) -> None:
         same = False
     if not same:
         return
-    command = [sys.executable, "-m", "mk0r_tui", "pool", "finish", "--session", session.key]
-    stdin: int = subprocess.DEVNULL
-    held = _after_exit["on"] and os.name == "posix" and os.path.exists("/bin/sh")
-    if held:
-        # the write end is not inherited (os.pipe) and stays open in this process until it exits
-        stdin, writer = os.pipe()
-        _holding.append(writer)
-        command = ["/bin/sh", "-c", HOLD_BACK, "mk0r-tui-pool-finish", *command]
     try:
-        subprocess.Popen(command, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, env=dict(os.environ))
+        subprocess.Popen(
+            [sys.executable, "-m", "mk0r_tui", "pool", "finish", "--session", session.key],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, env=dict(os.environ),
+        )
     except OSError as exc:
         log.warning("could not start the pool finisher: %s (a keeper will finish it)", exc)
-    finally:
-        if held:
-            os.close(stdin)
 
 
 # -- drain, recycle ------------------------------------------------------------------------

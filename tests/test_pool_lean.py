@@ -16,6 +16,7 @@ from poolkit import FAKE_CONFIG, POOLED, fake, runtime  # noqa: F401  (fixtures)
 from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.models import Session
+from mk0r_tui.core.provider import SessionResources
 from mk0r_tui.engine import pool
 from mk0r_tui.engine.orchestrator import provision_services, teardown_session
 
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.slow
 #: ledger itself is not on Postgres)
 HEAVY = ("httpx", "pydantic", "tenacity", "certifi", "mk0r_tui.providers.http", "mk0r_tui.providers.neon",
          "mk0r_tui.providers.resend", "mk0r_tui.providers.github", "mk0r_tui.providers.local_postgres",
+         # the budget store (no request waits for a budget): the orchestrator needs only core.budget_clock
+         "mk0r_tui.core.budgets",
          *(() if POSTGRES_PASS else ("psycopg",)))
 
 PROBE = (
@@ -69,6 +72,7 @@ def test_a_provision_the_pool_serves_whole_loads_no_http_stack(tmp_path):
         by_name = {p["name"]: p for p in report["providers"]}
         assert report["ok"] and by_name["github"]["from_pool"] is False and by_name["neon"]["from_pool"] is True
         assert "httpx" in heavy and "mk0r_tui.providers.github" in heavy and "mk0r_tui.providers.neon" not in heavy
+        assert "mk0r_tui.core.budgets" in heavy  # a create waits for GitHub's budget
 
 
 def test_a_spec_that_claims_as_is_is_a_poolable_provider_with_the_default_claim():
@@ -101,6 +105,34 @@ async def test_a_claim_that_falls_through_creates_through_the_provider_built_the
     made = {u.name for u in upstream_resources(fake.state())}
     assert {session.resource_name, f"{session.resource_name} Users"} <= made
     monkeypatch.undo()
+    assert (await teardown_session(runtime, session.key)).ok
+    await pool.drain(runtime)
+    assert upstream_resources(fake.state()) == []
+
+
+async def test_with_a_ready_pool_the_target_prepares_before_the_claims(runtime, fake, session_key):
+    """A run the pool serves starts the target's `prepare` (the local folder's `git init`, another
+    process) first, so that it works while the claims' transactions and the items' decryption
+    run: its intent is written before any claim (one writer thread, first in first out). Without a
+    pool it starts last (no provider's first request waits behind it)."""
+    await pool.fill(runtime, {p: 1 for p in POOLED})
+    session = Session.parse(session_key)
+    report = await provision_services(runtime, session, runtime.plan())
+    assert report.ok, report.errors
+    assert all(r.from_pool for r in report.results if r.name in POOLED)
+    folder = next(r for r in runtime.ledger.resources(session.key) if r.provider == "local-folder")
+    claimed = [i.claimed_at for i in store.items(runtime.ledger, states=(store.CLAIMED,)) if i.claimed_by == session.key]
+    assert len(claimed) == len(POOLED)
+    assert folder.created_at < min(c for c in claimed if c is not None)
+
+    # the pool empty now: a run is not served by it (its target prepares after the providers start)
+    providers = [runtime.provider(p) for p in POOLED]
+    assert not pool.serves_run(runtime, providers, SessionResources(runtime.ledger, Session.new()))
+    # refilled, it serves a new session, not one whose slots have rows of their own (it reuses them)
+    await pool.fill(runtime, {p: 1 for p in POOLED})
+    assert pool.serves_run(runtime, providers, SessionResources(runtime.ledger, Session.new()))
+    assert not pool.serves_run(runtime, providers, await SessionResources.load(runtime.ledger, session, runtime.writer))
+    await pool.finish_claims(runtime)
     assert (await teardown_session(runtime, session.key)).ok
     await pool.drain(runtime)
     assert upstream_resources(fake.state()) == []

@@ -45,7 +45,10 @@ def prefetch_ssl_context() -> None:
     global _thread
     with _lock:
         if _thread is None and not _context:
-            _thread = threading.Thread(target=_build, name="mk0r-tls-context", daemon=True)
+            # not a daemon: a process that exits while it loads the CA bundle (an error right after
+            # the plan, e.g. a busy session) waits for it; a daemon thread inside OpenSSL then met
+            # the exit's OpenSSL clean-up and the process died of SIGSEGV (1 exit in 6 here)
+            _thread = threading.Thread(target=_build, name="mk0r-tls-context", daemon=False)
             _thread.start()
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mk0r_tui.core.budgets import budget_timeout, late_answers, settle_late_answers
+from mk0r_tui.core.budget_clock import budget_timeout, late_answers, settle_late_answers
 from mk0r_tui.core.config import Settings
 from mk0r_tui.core.envfile import EnvWriteError, read_env_file, write_env_file
 from mk0r_tui.core.errors import Mk0rError, ProviderError
@@ -224,14 +224,21 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
 
         # Tasks start in order: the analytics tag, which never waits, settles first. The target
         # prepares what needs no provider's answer (the local folder's git init) meanwhile,
-        # started last so that no provider's first request waits behind it. A create whose
-        # provider gave up (timeout) after sending it runs on; its answer is recorded before the
-        # run ends (core/budgets.py: late answers), so nothing it made is orphaned.
+        # started last so that no provider's first request waits behind it; but first when the
+        # warm pool serves a slot: a claim sends no request, and its transaction and the item's
+        # decryption (milliseconds) then run while the `git init` process works instead of
+        # before it. A create whose provider gave up (timeout) after sending it runs on; its
+        # answer is recorded before the run ends (core/budget_clock.py: late answers), so
+        # nothing it made is orphaned.
+        prepare_first = pool.serves_run(runtime, [provider for _step, provider in chosen], resources)
         with late_answers() as late:
             async with asyncio.TaskGroup() as group:
+                if prepare_first:
+                    group.create_task(_prepare(runtime, resources, target, sink, previous_env))
                 for index, (step, provider) in enumerate(chosen):
                     group.create_task(settle(index, step, provider))
-                group.create_task(_prepare(runtime, resources, target, sink, previous_env))
+                if not prepare_first:
+                    group.create_task(_prepare(runtime, resources, target, sink, previous_env))
             await settle_late_answers(late, runtime.settings.http_timeout_s)
         settled = tuple(r for r in results if r is not None)
         env = flatten_env(settled)

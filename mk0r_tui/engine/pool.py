@@ -288,6 +288,18 @@ def run_providers(runtime: Runtime, plan: Plan, resources: SessionResources) -> 
     return chosen
 
 
+def serves_run(runtime: Runtime, chosen: Sequence[Provider | None], resources: SessionResources) -> bool:
+    """Whether a ready item will serve a slot of this run: a poolable provider with no rows of
+    this session yet (a stand-in, or a built provider) whose pool has a ready item (one read)."""
+    candidates = [p for p in chosen if p is not None and p.poolable and not resources.rows(p.name)]
+    if any(isinstance(p, ClaimStandIn) for p in candidates):
+        return True
+    if not candidates:
+        return False
+    ready = store.ready_providers(runtime.ledger)
+    return any(p.name in ready for p in candidates)
+
+
 def _take(ledger: Ledger, provider: str, session_key: str, fresher_than: float) -> tuple[store.PoolItem | None, list[ResourceRow]]:
     """On the writer thread: a ready item of `provider` for the session, and its rows now the
     session's (nothing when none is ready: a cheap read first, no write lock)."""

@@ -373,3 +373,19 @@ def test_processes_opening_a_fresh_postgres_ledger_at_once_all_get_it(pg_ledger_
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
     assert all(out.split()[1] == str(SCHEMA_VERSION) for out, _ in outs)
+
+
+def test_a_non_durable_write_inside_an_open_sqlite_transaction_joins_it(tmp_path):
+    """A run record (not durable on its own: `synchronous=NORMAL` for its commit) written inside
+    a transaction someone opened on the connection (the benches batch their fills so) joins that
+    transaction, whose commit decides: SQLite refuses to change the safety level inside one."""
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        ledger.ensure_session(session("abcdef123456-x"), target="local-folder")
+        db = ledger._db
+        db.execute("BEGIN")
+        ledger.record_run("abcdef123456-x", ProviderResult("neon", Slot.DATABASE, Status.OK, 10.0, 1))
+        db.execute("ROLLBACK")
+        assert ledger.latest_runs("abcdef123456-x") == {}  # it was the transaction's
+        ledger.record_run("abcdef123456-x", ProviderResult("neon", Slot.DATABASE, Status.OK, 10.0, 1))
+        assert set(ledger.latest_runs("abcdef123456-x")) == {"neon"}
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after its own commit

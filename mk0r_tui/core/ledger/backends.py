@@ -243,7 +243,7 @@ class SqliteBackend:
         (`synchronous=NORMAL`; the WAL keeps it atomic and safe from a killed process), and the
         next durable commit's flush of the WAL carries it to disk."""
         with self.lock:
-            if durable:
+            if durable or self.db.in_transaction:  # inside a transaction its commit decides
                 yield
                 return
             self.db.execute("PRAGMA synchronous=NORMAL")

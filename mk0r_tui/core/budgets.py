@@ -341,7 +341,11 @@ class SqlBudgetStore:
         so the next one's gap is counted from there (a mutation's slot is held until then)."""
         if not holds and not (starts and sent_after_s > 0):
             return
-        with self._tx(lock=False) as run:
+        # under the budgets' lock like every decision: a release touches several rows, and the
+        # purge (expired slots and starts, in its own order) runs under that lock; without it
+        # the two could each hold a row the other wanted (Postgres: "deadlock detected", seen
+        # once in CI as an `orphans` discovery failing beside a racing provision)
+        with self._tx() as run:
             for hold in holds:
                 run("DELETE FROM mk0r_budget_slots WHERE id = ?", hold)
             if sent_after_s > 0:

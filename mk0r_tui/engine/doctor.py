@@ -146,9 +146,8 @@ async def _check_git() -> LocalCheck:
 
 async def _check_postgres(settings: Settings) -> LocalCheck:
     """The server answers `SELECT 1` through `psql`, the client provisioning uses."""
-    from mk0r_tui.providers import psql
-    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres, binaries_missing, binary
-    from mk0r_tui.providers.local_postgres import admin_from_url
+    from mk0r_tui.providers.embedded_pg import EmbeddedPostgres, binaries_missing
+    from mk0r_tui.providers.local_postgres import admin_from_url, admin_psql
 
     started = ""
     try:
@@ -164,8 +163,7 @@ async def _check_postgres(settings: Settings) -> LocalCheck:
             admin = await asyncio.to_thread(server.ensure_running)
             what = f"the embedded server on {admin.host}:{admin.port} ({settings.postgres_dir})"
             started = "" if was_running else " (it was stopped: started it)"
-        target = psql.Target(admin.host, admin.port, admin.user, admin.password)
-        await psql.run(binary("psql"), target, "SELECT 1;\n", call="SELECT 1")
+        await admin_psql(admin, "SELECT 1").run("SELECT 1;\n")
     except (Mk0rError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return LocalCheck("postgres", "failing", scrub(first))

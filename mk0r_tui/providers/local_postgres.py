@@ -40,6 +40,11 @@ def admin_from_url(url: str) -> AdminInfo:
     return AdminInfo(parts.hostname, parts.port or 5432, parts.username or "postgres", parts.password or "")
 
 
+def admin_psql(admin: AdminInfo, call: str) -> PsqlRun:
+    """A `psql` run as the server's admin (what provisioning, teardown and `doctor` use)."""
+    return PsqlRun(binary("psql"), Target(admin.host, admin.port, admin.user, admin.password), call=call)
+
+
 def _checked_name(name: str) -> str:
     if not _NAME.match(name):
         raise ProviderError(f"refusing {name!r}: not an mk0r Postgres name")
@@ -95,9 +100,6 @@ class LocalPostgresProvider(Provider):
     def psql(self) -> Path:
         return binary("psql")
 
-    def _admin_run(self, admin: AdminInfo, call: str) -> PsqlRun:
-        return PsqlRun(self.psql, Target(admin.host, admin.port, admin.user, admin.password), call=call)
-
     def _hint(self, exc: ScriptError) -> ScriptError:
         if exc.call == "connect" and self.settings.local_postgres_url:
             exc.hint = "check MK0R_LOCAL_POSTGRES_URL"
@@ -118,7 +120,7 @@ class LocalPostgresProvider(Provider):
         prior = ctx.existing(ROLE, name)
         # psql connects and authenticates while the intents become durable; its script (the
         # creates) is only sent once they are
-        run = await self._admin_run(admin, "postgres").start()
+        run = await admin_psql(admin, "postgres").start()
         try:
             role_row = await ctx.intend(ROLE, name)
             db_row = await ctx.intend(DATABASE, name)
@@ -184,7 +186,7 @@ class LocalPostgresProvider(Provider):
                        f"\\echo {psql.MARK}{ROLE}\n")
         script += f"ALTER ROLE {ident(name)} WITH LOGIN PASSWORD {literal(scram_sha_256_secret(password))};\n"
         try:
-            marks = (await self._admin_run(admin, "pool claim").run(script)).marks
+            marks = (await admin_psql(admin, "pool claim").run(script)).marks
         except ScriptError as exc:
             marks = exc.marks
             raise self._hint(exc) from None
@@ -216,9 +218,8 @@ class LocalPostgresProvider(Provider):
 
     async def teardown(self, resource: ResourceRow) -> bool:
         name = resource.name
-        if not name.startswith("mk0r_"):
+        if not _NAME.match(name):
             raise ProviderError(f"refusing to drop {name!r}: not an mk0r name")
-        _checked_name(name)
         if resource.kind == DATABASE:
             found = f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {literal(name)}) AS found \\gset\n"
             drop = f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE);\n"
@@ -229,7 +230,7 @@ class LocalPostgresProvider(Provider):
         script = found + "\\if :found\n" + drop + f"\\echo {psql.MARK}dropped\n" + "\\endif\n"
         admin = await self.admin()
         try:
-            outcome = await self._admin_run(admin, f"drop {resource.kind} {name}").run(script)
+            outcome = await admin_psql(admin, f"drop {resource.kind} {name}").run(script)
         except ScriptError as exc:
             raise self._hint(exc) from None
         return "dropped" in outcome.marks
@@ -241,7 +242,7 @@ class LocalPostgresProvider(Provider):
         script = ("SELECT 'database', datname FROM pg_database WHERE datname LIKE 'mk0r\\_%'\n"
                   "UNION ALL SELECT 'role', rolname FROM pg_roles WHERE rolname LIKE 'mk0r\\_%' ORDER BY 1, 2;\n")
         try:
-            outcome = await self._admin_run(admin, "discover").run(script)
+            outcome = await admin_psql(admin, "discover").run(script)
         except ScriptError as exc:
             raise self._hint(exc) from None
         kinds = {"database": DATABASE, "role": ROLE}

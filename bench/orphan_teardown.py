@@ -22,7 +22,7 @@ import httpx
 
 from fakeupstream.pacing import pacing_report
 from mk0r_tui.core.config import Settings
-from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
+from mk0r_tui.engine.teardown import delete_orphans, find_orphans
 
 sys.path.insert(0, str(c.ROOT / "tests"))  # _common.cloud_settings imports the test kit
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mk0r_tui.core.events import Event, EventSink
     from mk0r_tui.core.ledger import JournalRow
     from mk0r_tui.core.models import ProvisionReport
-    from mk0r_tui.engine.orchestrator import OrphanScan, TeardownOutcome, TeardownReport
+    from mk0r_tui.engine.teardown import OrphanScan, TeardownOutcome, TeardownReport
     from mk0r_tui.engine.runtime import Runtime
 
 T = TypeVar("T")
@@ -575,7 +575,7 @@ def teardown(sessions: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """
     from mk0r_tui.core.ledger import SessionRow
     from mk0r_tui.engine.library import teardown_report_json
-    from mk0r_tui.engine.orchestrator import teardown_session
+    from mk0r_tui.engine.teardown import teardown_session
 
     runtime = _runtime()
     rows: list[SessionRow] = []
@@ -748,7 +748,7 @@ def prune(older_than: str) -> None:
 def orphans(older_than: str | None, as_json: bool, only: tuple[str, ...], delete: bool, yes: bool, include_foreign: bool) -> None:
     """Find resources named mk0r-* that no live session owns, and pending rows left by a crash.
     Those not in this ledger are listed apart and deleted only with --include-foreign."""
-    from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans
+    from mk0r_tui.engine.teardown import delete_orphans, find_orphans
 
     if yes and not delete:
         raise UsageError("--yes confirms a delete, and there is none: add --delete to delete what is found, or drop --yes")

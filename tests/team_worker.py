@@ -20,7 +20,8 @@ from pathlib import Path
 
 from mk0r_tui.core.models import Session
 from mk0r_tui.engine.library import open_runtime, plan_run
-from mk0r_tui.engine.orchestrator import provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import teardown_session
 
 
 async def run(provision: list[str], teardown: list[str]) -> dict:

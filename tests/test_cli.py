@@ -119,7 +119,7 @@ def test_unknown_session_is_a_usage_error(mk0r_home):
 
 def test_the_cli_path_never_imports_textual():
     code = (
-        "import sys, mk0r_tui.cli, mk0r_tui.engine.orchestrator, mk0r_tui.engine.doctor, mk0r_tui.providers, mk0r_tui.targets.local;"
+        "import sys, mk0r_tui.cli, mk0r_tui.engine.orchestrator, mk0r_tui.engine.teardown, mk0r_tui.engine.doctor, mk0r_tui.providers, mk0r_tui.targets.local;"
         "from mk0r_tui.providers import DEFAULT_REGISTRY;"
         "[__import__(s.factory.split(':')[0]) for s in DEFAULT_REGISTRY.specs];"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'textual' or m in ('rich.live', 'rich.progress'));"

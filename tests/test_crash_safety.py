@@ -32,7 +32,7 @@ from ledgerkit import open_test_ledger
 
 from fakeupstream import FakeUpstream
 from mk0r_tui.core.models import ResourceState
-from mk0r_tui.engine.orchestrator import teardown_session
+from mk0r_tui.engine.teardown import teardown_session
 
 LATENCY_MS = {"neon": 60, "resend": 40, "github": 80, "posthog": 30}
 FAKE_CONFIG = {"latency_ms": LATENCY_MS, "latency_mode": "split", "neon_operation_ms": 0}

@@ -51,7 +51,8 @@ from mk0r_tui.core import envfile
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderProgressed, ProviderRetrying, ResourceDeleted, TeardownFailed
 from mk0r_tui.core.models import ResourceState, Session, Status
-from mk0r_tui.engine.orchestrator import find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import find_orphans, teardown_session
 
 FAST_FAKE = {"neon_operation_ms": 0}
 

@@ -30,7 +30,8 @@ from test_cloud_orchestrator import APP_TOKEN, KEYS, PID, build_runtime, mock_al
 from mk0r_tui.cli import cli
 from mk0r_tui.core.models import Session
 from mk0r_tui.engine.handoff import HandoffRequest, follow_handoff, run_handoff
-from mk0r_tui.engine.orchestrator import find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import find_orphans, teardown_session
 
 REPO_ID = 1296269  # github_repo's id
 REQUEST_ID = "6f1c2a3b-0000-4000-8000-00000000beef"

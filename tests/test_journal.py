@@ -34,7 +34,8 @@ from mk0r_tui.core.events import (
 from mk0r_tui.core.ledger import SCHEMA, Ledger
 from mk0r_tui.core.models import ProviderResult, ResourceRef, Session, Slot, Status
 from mk0r_tui.engine.journal import SqliteJournal, follow
-from mk0r_tui.engine.orchestrator import provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import teardown_session
 from mk0r_tui.engine.runtime import Runtime
 
 REF = ResourceRef("neon", "project", "mk0r-abc", "proj-1", "https://console.neon.tech/x")

@@ -17,7 +17,8 @@ from dotenv import dotenv_values
 from ledgerkit import open_test_ledger
 
 from mk0r_tui.core.models import Session, Status
-from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 from mk0r_tui.providers.mail_catcher import MailCatcher, MailStore, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import pytest
 from dotenv import dotenv_values
 
 from mk0r_tui.core.models import Session, Status
-from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 
 
 def git(*args, cwd):

@@ -16,7 +16,8 @@ from mk0r_tui.core.events import (
 )
 from mk0r_tui.core.models import Session, Slot, Status
 from mk0r_tui.core.plan import PlanStep
-from mk0r_tui.engine.orchestrator import delete_orphans, find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
 
 _opened: list[Runtime] = []

@@ -15,7 +15,8 @@ from crashkit import KEYS, cloud_runtime
 from fakeupstream import FakeUpstream
 from fakeupstream.pacing import pacing_report
 from mk0r_tui.core.models import ResourceState, Session, Status
-from mk0r_tui.engine.orchestrator import find_orphans, provision_services
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import find_orphans
 
 GITHUB_ONLY = {"GITHUB_PROVISIONING_TOKEN": KEYS["GITHUB_PROVISIONING_TOKEN"]}
 

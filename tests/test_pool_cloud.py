@@ -14,7 +14,8 @@ from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.models import Session
 from mk0r_tui.engine import pool
-from mk0r_tui.engine.orchestrator import find_orphans, provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import find_orphans, teardown_session
 
 pytestmark = pytest.mark.slow
 

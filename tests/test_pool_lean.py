@@ -18,7 +18,8 @@ from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.models import Session
 from mk0r_tui.core.provider import SessionResources
 from mk0r_tui.engine import pool
-from mk0r_tui.engine.orchestrator import provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import teardown_session
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from mk0r_tui.core.models import Session, Status
-from mk0r_tui.engine.orchestrator import provision_services, teardown_session
+from mk0r_tui.engine.orchestrator import provision_services
+from mk0r_tui.engine.teardown import teardown_session
 from mk0r_tui.providers import psql
 from mk0r_tui.providers.embedded_pg import binary
 from mk0r_tui.providers.psql import PsqlRun, ScriptError, Target, scram_sha_256_secret

@@ -24,7 +24,7 @@ from mk0r_tui.core.plan import Plan
 
 if TYPE_CHECKING:
     from mk0r_tui.core.config import Settings
-    from mk0r_tui.engine.orchestrator import TeardownReport
+    from mk0r_tui.engine.teardown import TeardownReport
     from mk0r_tui.engine.runtime import Runtime
 
 T = TypeVar("T")
@@ -173,7 +173,7 @@ async def provision_async(
 async def teardown_async(session_key: str, *, sink: EventSink = null_sink) -> dict[str, Any]:
     """Delete every resource of a session (idempotent) and return the `teardown --json` dict.
     No confirmation is asked: the call is the confirmation."""
-    from mk0r_tui.engine.orchestrator import teardown_session
+    from mk0r_tui.engine.teardown import teardown_session
 
     runtime = open_runtime()
     try:

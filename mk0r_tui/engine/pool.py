@@ -504,7 +504,7 @@ def after_provision(runtime: Runtime, session: Session) -> None:
 
 async def _drain_items(runtime: Runtime, found: Sequence[store.PoolItem | None]) -> list[str]:
     """Delete the resources of unclaimed items (marked `draining` first, so no claim takes one)."""
-    from mk0r_tui.engine.orchestrator import teardown_session
+    from mk0r_tui.engine.teardown import teardown_session
 
     ledger = runtime.ledger
     taken = store.take_for_drain(ledger, [i.id for i in found if i is not None])

@@ -71,7 +71,7 @@ class JobRunner:
         return provision_report_json(report, reveal=False), dict(report.env)
 
     async def teardown(self, key: str) -> dict[str, Any]:
-        from mk0r_tui.engine.orchestrator import teardown_session
+        from mk0r_tui.engine.teardown import teardown_session
 
         row = self.runtime.ledger.require_session(key)
         try:

@@ -100,6 +100,7 @@ WARM_UP_MODULES = (
     "mk0r_tui.tui.screens.help",
     "mk0r_tui.tui.screens.teardown",
     "mk0r_tui.engine.orchestrator",
+    "mk0r_tui.engine.teardown",
 )
 
 
@@ -565,7 +566,7 @@ class Mk0rApp(App[None]):
 
     @work(exclusive=False, exit_on_error=False, group="teardown")
     async def _teardown(self, key: str) -> None:
-        from mk0r_tui.engine.orchestrator import teardown_session
+        from mk0r_tui.engine.teardown import teardown_session
 
         await teardown_session(self.runtime, key, sink=self._post, stop=self._stop)
 

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from mk0r_tui.core.events import Event, EventSink
     from mk0r_tui.core.ledger import JournalRow
     from mk0r_tui.core.models import ProvisionReport
-    from mk0r_tui.engine.teardown import OrphanScan, TeardownOutcome, TeardownReport
     from mk0r_tui.engine.runtime import Runtime
+    from mk0r_tui.engine.teardown import OrphanScan, TeardownOutcome, TeardownReport
 
 T = TypeVar("T")
 

@@ -29,8 +29,8 @@ from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import Collector, ProviderSkipped
 from mk0r_tui.core.models import Session, Status
 from mk0r_tui.engine.orchestrator import provision_services
-from mk0r_tui.engine.teardown import teardown_session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import teardown_session
 from mk0r_tui.providers.github import GitHubProvider
 from mk0r_tui.providers.neon import NeonProvider
 from mk0r_tui.providers.posthog import PostHogProvider

@@ -19,8 +19,8 @@ from mk0r_tui.core.events import Collector, ProviderProgressed
 from mk0r_tui.core.models import Session, Slot, Status
 from mk0r_tui.core.plan import PlanStep
 from mk0r_tui.engine.orchestrator import provision_services
-from mk0r_tui.engine.teardown import find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import find_orphans, teardown_session
 from mk0r_tui.targets.e2b import E2BTarget, sandbox_origin
 from mk0r_tui.targets.sandbox import CommandResult, SandboxBackend, SandboxGone, SandboxPage, SandboxSummary
 

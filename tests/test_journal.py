@@ -35,8 +35,8 @@ from mk0r_tui.core.ledger import SCHEMA, Ledger
 from mk0r_tui.core.models import ProviderResult, ResourceRef, Session, Slot, Status
 from mk0r_tui.engine.journal import SqliteJournal, follow
 from mk0r_tui.engine.orchestrator import provision_services
-from mk0r_tui.engine.teardown import teardown_session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import teardown_session
 
 REF = ResourceRef("neon", "project", "mk0r-abc", "proj-1", "https://console.neon.tech/x")
 RESULT = ProviderResult(

@@ -17,8 +17,8 @@ from mk0r_tui.core.events import (
 from mk0r_tui.core.models import Session, Slot, Status
 from mk0r_tui.core.plan import PlanStep
 from mk0r_tui.engine.orchestrator import provision_services
-from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 
 _opened: list[Runtime] = []
 

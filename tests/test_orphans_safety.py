@@ -81,8 +81,8 @@ async def test_1_an_e2b_sessions_operator_copy_of_the_env_is_not_an_orphan(mk0r_
     from mk0r_tui.core.config import load_settings
     from mk0r_tui.core.events import Collector
     from mk0r_tui.core.plan import PlanStep
-    from mk0r_tui.engine.teardown import find_orphans
     from mk0r_tui.engine.runtime import Runtime
+    from mk0r_tui.engine.teardown import find_orphans
     from mk0r_tui.targets.e2b import E2BTarget
     from mk0r_tui.targets.local import LocalFolderTarget
 

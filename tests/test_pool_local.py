@@ -15,8 +15,8 @@ from mk0r_tui.core.errors import UsageError
 from mk0r_tui.core.models import Session
 from mk0r_tui.engine import pool
 from mk0r_tui.engine.orchestrator import provision_services
-from mk0r_tui.engine.teardown import find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import find_orphans, teardown_session
 from mk0r_tui.providers import DEFAULT_REGISTRY
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ from mk0r_tui.core.credentials import Credentials
 from mk0r_tui.core.ledger import Ledger, ResourceRow
 from mk0r_tui.core.models import FoundResource, Session, Slot
 from mk0r_tui.core.provider import Provider
-from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import delete_orphans, find_orphans, teardown_session
 
 
 class CountingProvider(Provider):

@@ -24,8 +24,8 @@ from mk0r_tui.core.plan import Plan
 
 if TYPE_CHECKING:
     from mk0r_tui.core.config import Settings
-    from mk0r_tui.engine.teardown import TeardownReport
     from mk0r_tui.engine.runtime import Runtime
+    from mk0r_tui.engine.teardown import TeardownReport
 
 T = TypeVar("T")
 

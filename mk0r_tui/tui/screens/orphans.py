@@ -23,8 +23,8 @@ from textual.worker import Worker, WorkerState
 from mk0r_tui.core.events import Event, ResourceDeleted, TeardownFailed, TeardownStarted
 from mk0r_tui.core.models import Orphan
 from mk0r_tui.core.render import describe_error
-from mk0r_tui.engine.teardown import OrphanScan, TeardownOutcome, delete_orphans, find_orphans
 from mk0r_tui.engine.runtime import Runtime
+from mk0r_tui.engine.teardown import OrphanScan, TeardownOutcome, delete_orphans, find_orphans
 from mk0r_tui.tui.screens._support import ConfirmDeleteScreen, human_age, stylesheet
 from mk0r_tui.tui.widgets.footer import DebouncedFooter
 

@@ -34,7 +34,7 @@ import _common as c
 from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.events import ProviderStarted
 from mk0r_tui.core.models import Session
-from mk0r_tui.engine import pool
+from mk0r_tui.engine import pool_upkeep
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.engine.teardown import teardown_session
 
@@ -52,7 +52,7 @@ async def fill_pool(fake, home: Path, size: int) -> None:
                                 resend_requests_per_second=1000.0)
     runtime = c.make_runtime(settings)
     try:
-        await pool.fill(runtime, {p: size for p in POOLED})
+        await pool_upkeep.fill(runtime, {p: size for p in POOLED})
     finally:
         await c.close_runtime(runtime)
 
@@ -96,12 +96,12 @@ async def part_in_process(fake, root: Path, n: int, *, posthog_key: bool) -> dic
             e, d, _ = await env_time(rt_b, Session.new())
             b_env.append(e)
             b_done.append(d)
-        await pool.finish_claims(rt_a)
+        await pool_upkeep.finish_claims(rt_a)
         unfinished = store.unfinished_claims(rt_a.ledger)
         for rt in (rt_a, rt_b):
             for s in rt.ledger.list_sessions():
                 await teardown_session(rt, s.key)
-        await pool.drain(rt_a)
+        await pool_upkeep.drain(rt_a)
     finally:
         await c.close_runtime(rt_a)
         await c.close_runtime(rt_b)
@@ -174,17 +174,17 @@ async def part_sustained(fake, root: Path, window_s: float, size: int) -> dict:
     home = root / "sustained"
     settings = c.cloud_settings(fake, home, target="local", pool_size=size, github_mutation_gap_s=1.0)
     runtime = c.make_runtime(settings)
-    keeper = pool.PoolKeeper(runtime, interval_s=1.0)
+    keeper = pool_upkeep.PoolKeeper(runtime, interval_s=1.0)
     keeper_task = asyncio.create_task(keeper.run())
     claims = full = 0
     try:
         # start from a full pool, as a long-running keeper would be
-        while any(pool.levels(runtime).get(p, pool.Level()).ready < size for p in POOLED):
+        while any(pool_upkeep.levels(runtime).get(p, pool_upkeep.Level()).ready < size for p in POOLED):
             await asyncio.sleep(0.2)
         started = time.monotonic()
         while time.monotonic() - started < window_s:
-            levels = pool.levels(runtime)
-            if all(levels.get(p, pool.Level()).ready for p in POOLED):
+            levels = pool_upkeep.levels(runtime)
+            if all(levels.get(p, pool_upkeep.Level()).ready for p in POOLED):
                 session = Session.new()
                 report = await provision_services(runtime, session, runtime.plan())
                 claims += 1
@@ -199,10 +199,10 @@ async def part_sustained(fake, root: Path, window_s: float, size: int) -> dict:
         except BaseException:
             pass
     try:
-        await pool.finish_claims(runtime)
+        await pool_upkeep.finish_claims(runtime)
         for s in runtime.ledger.list_sessions():
             await teardown_session(runtime, s.key)
-        await pool.drain(runtime)
+        await pool_upkeep.drain(runtime)
     finally:
         await c.close_runtime(runtime)
     return {"claims": claims, "from_pool": full, "elapsed_s": elapsed, "per_min": full / elapsed * 60}

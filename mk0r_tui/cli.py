@@ -1166,10 +1166,10 @@ def _pool_sizes(runtime: Runtime, size: int | None, only: tuple[str, ...]) -> di
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def pool_status(as_json: bool) -> None:
     """Level of each provider's pool against its target, and claims still being finished."""
-    from mk0r_tui.engine import pool
+    from mk0r_tui.engine import pool_upkeep
 
     runtime = _runtime()
-    data = pool.status(runtime)
+    data = pool_upkeep.status(runtime)
     if as_json:
         _emit(data)
         return
@@ -1197,7 +1197,7 @@ def pool_fill(size: int | None, only: tuple[str, ...], wait: bool) -> None:
 
     import subprocess
 
-    from mk0r_tui.engine import pool
+    from mk0r_tui.engine import pool_upkeep
 
     runtime = _runtime()
     sizes = _pool_sizes(runtime, size, only)
@@ -1214,7 +1214,7 @@ def pool_fill(size: int | None, only: tuple[str, ...], wait: bool) -> None:
 
     async def run(stop: asyncio.Event) -> dict[str, int]:
         try:
-            return await pool.fill(runtime, sizes, sink=_pool_sink(True))
+            return await pool_upkeep.fill(runtime, sizes, sink=_pool_sink(True))
         finally:
             await runtime.aclose()
 
@@ -1235,12 +1235,12 @@ def pool_keep(interval: str) -> None:
     import asyncio
     import contextlib
 
-    from mk0r_tui.engine import pool
+    from mk0r_tui.engine import pool, pool_upkeep
 
     runtime = _runtime()
     if not any(runtime.settings.pool_target(n) > 0 for n in pool.poolable(runtime)):
         raise UsageError("the pool is off: set MK0R_POOL_SIZE (or MK0R_POOL_SIZE_<PROVIDER>)")
-    keeper = pool.PoolKeeper(runtime, sink=_pool_sink(True), interval_s=parse_duration(interval))
+    keeper = pool_upkeep.PoolKeeper(runtime, sink=_pool_sink(True), interval_s=parse_duration(interval))
 
     async def run(stop: asyncio.Event) -> None:
         task = asyncio.create_task(keeper.run())
@@ -1267,10 +1267,10 @@ def pool_drain(yes: bool, only: tuple[str, ...], as_json: bool) -> None:
     """Delete every unclaimed item (ready, failed, or left by a fill that died)."""
     import asyncio
 
-    from mk0r_tui.engine import pool
+    from mk0r_tui.engine import pool_upkeep
 
     runtime = _runtime()
-    found = pool.drainable(runtime, providers=list(only) or None)
+    found = pool_upkeep.drainable(runtime, providers=list(only) or None)
     if not found:
         if as_json:
             _emit({"drained": [], "left": []})
@@ -1286,7 +1286,7 @@ def pool_drain(yes: bool, only: tuple[str, ...], as_json: bool) -> None:
 
     async def run() -> list[str]:
         try:
-            return await pool.drain(runtime, providers=list(only) or None)
+            return await pool_upkeep.drain(runtime, providers=list(only) or None)
         finally:
             await runtime.aclose()
 
@@ -1306,14 +1306,14 @@ def pool_finish(session_key: str | None, as_json: bool) -> None:
     """The renames of claimed items (what `provision` starts after a claim; a keeper repeats it)."""
     import asyncio
 
-    from mk0r_tui.engine import pool
+    from mk0r_tui.engine import pool_upkeep
 
     runtime = _runtime()
     key = runtime.ledger.require_session(session_key).key if session_key else None
 
-    async def run() -> list[pool.FinishOutcome]:
+    async def run() -> list[pool_upkeep.FinishOutcome]:
         try:
-            return await pool.finish_claims(runtime, key)
+            return await pool_upkeep.finish_claims(runtime, key)
         finally:
             await runtime.aclose()
 

@@ -13,7 +13,7 @@ from poolkit import FAKE_CONFIG, POOLED, fake, runtime  # noqa: F401  (fixtures)
 from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.models import Session
-from mk0r_tui.engine import pool
+from mk0r_tui.engine import pool_upkeep
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.engine.teardown import find_orphans, teardown_session
 
@@ -33,7 +33,7 @@ def names(state: dict) -> dict[str, list[str]]:
 
 
 async def test_a_claim_gives_every_pooled_provider_and_the_renames_follow_the_env(runtime, fake, session_key):
-    made = await pool.fill(runtime, {p: 1 for p in POOLED})
+    made = await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
     assert made == {p: 1 for p in POOLED}
     items = {i.provider: i.id for i in store.items(runtime.ledger, states=(store.READY,))}
     assert set(items) == set(POOLED)
@@ -57,7 +57,7 @@ async def test_a_claim_gives_every_pooled_provider_and_the_renames_follow_the_en
     assert env["GITHUB_REPO"].endswith(f"/mk0r-{repo_item}")  # meanwhile: the pool's name (GitHub redirects it)
     assert env["DATABASE_URL"] and env["RESEND_API_KEY"].startswith("re_")
 
-    outcomes = await pool.finish_claims(runtime, session.key)
+    outcomes = await pool_upkeep.finish_claims(runtime, session.key)
     assert {o.provider for o in outcomes} == set(POOLED) and all(o.error is None for o in outcomes)
     upstream = names(fake.state())
     assert upstream == {"neon": [session.resource_name], "segments": [f"{session.resource_name} Users"],
@@ -70,8 +70,8 @@ async def test_a_claim_gives_every_pooled_provider_and_the_renames_follow_the_en
     rows = {(r.provider, r.kind): r for r in runtime.ledger.resources(session.key, live_only=True)}
     assert rows[("github", "repo")].remote_id.endswith(f"/{session.resource_name}")
     assert rows[("resend", "segment")].name == f"{session.resource_name} Users"
-    assert pool.status(runtime)["unfinished_claims"] == []
-    assert pool.status(runtime)["providers"]["neon"] == {
+    assert pool_upkeep.status(runtime)["unfinished_claims"] == []
+    assert pool_upkeep.status(runtime)["providers"]["neon"] == {
         "target": 1, "ready": 0, "filling": 0, "claimed_total": 1, "oldest_age_s": None, "abandoned": 0, "failed": 0}
     assert (await find_orphans(runtime, older_than_s=0, providers=list(POOLED))).orphans == []
 
@@ -81,16 +81,16 @@ async def test_a_claim_gives_every_pooled_provider_and_the_renames_follow_the_en
 
 
 async def test_a_failed_rename_is_visible_and_the_keeper_repairs_it(runtime, fake, session_key, monkeypatch):
-    await pool.fill(runtime, {"github": 1})
+    await pool_upkeep.fill(runtime, {"github": 1})
     session = Session.parse(session_key)
     await provision_services(runtime, session, runtime.plan())
     pooled_env = read_env_file(runtime.settings.env_file_for(session.slug))
     fake.control(faults=[{"provider": "github", "method": "PATCH", "status": 422, "times": 1}])
 
-    (outcome,) = await pool.finish_claims(runtime, session.key)
+    (outcome,) = await pool_upkeep.finish_claims(runtime, session.key)
     assert outcome.error and "422" in outcome.error
     # visible: in `pool status` and as a line on the session's github panel (through the journal)
-    (unfinished,) = pool.status(runtime)["unfinished_claims"]
+    (unfinished,) = pool_upkeep.status(runtime)["unfinished_claims"]
     assert unfinished["session"] == session.key and unfinished["finish"] == "failed" and unfinished["attempts"] == 1
     lines = [r.fields.get("message", "") for r in runtime.ledger.journal(session=session.key) if r.provider == "github"]
     assert any("rename to" in line and "failed" in line for line in lines)
@@ -98,41 +98,41 @@ async def test_a_failed_rename_is_visible_and_the_keeper_repairs_it(runtime, fak
     assert read_env_file(runtime.settings.env_file_for(session.slug)) == pooled_env
     assert names(fake.state())["repos"] == [pooled_env["GITHUB_REPO"].split("/", 1)[1]]
 
-    monkeypatch.setattr(pool, "FINISH_RETRY_S", 0.0)
-    keeper = pool.PoolKeeper(runtime)
+    monkeypatch.setattr(pool_upkeep, "FINISH_RETRY_S", 0.0)
+    keeper = pool_upkeep.PoolKeeper(runtime)
     await keeper.finish_turn()
-    assert pool.status(runtime)["unfinished_claims"] == []
+    assert pool_upkeep.status(runtime)["unfinished_claims"] == []
     assert names(fake.state())["repos"] == [session.resource_name]
     assert read_env_file(runtime.settings.env_file_for(session.slug))["GITHUB_REPO"].endswith(f"/{session.resource_name}")
     lines = [r.fields.get("message", "") for r in runtime.ledger.journal(session=session.key) if r.provider == "github"]
     assert lines[-1] == f"pool: renamed to {session.resource_name}"
     await teardown_session(runtime, session.key)
-    await pool.drain(runtime)
+    await pool_upkeep.drain(runtime)
     assert upstream_resources(fake.state()) == []
 
 
 async def test_drain_and_teardown_leave_the_fake_upstream_empty(runtime, fake, session_key):
-    await pool.fill(runtime, {p: 2 for p in POOLED})
+    await pool_upkeep.fill(runtime, {p: 2 for p in POOLED})
     assert len(upstream_resources(fake.state())) == 2 * 4  # project, segment, key, repo per pair
     session = Session.parse(session_key)
     report = await provision_services(runtime, session, runtime.plan())
     assert all(r.from_pool for r in report.results if r.name in POOLED)
-    drained = await pool.drain(runtime)
+    drained = await pool_upkeep.drain(runtime)
     assert len(drained) == 3
-    assert pool.levels(runtime) == {}
-    await pool.finish_claims(runtime)
+    assert pool_upkeep.levels(runtime) == {}
+    await pool_upkeep.finish_claims(runtime)
     assert (await teardown_session(runtime, session.key)).ok
     assert upstream_resources(fake.state()) == []
     assert (await find_orphans(runtime, older_than_s=0, providers=list(POOLED))).orphans == []
 
 
 async def test_stale_items_are_recycled_not_claimed(runtime, fake, session_key):
-    await pool.fill(runtime, {"neon": 1})
+    await pool_upkeep.fill(runtime, {"neon": 1})
     (item,) = store.items(runtime.ledger, states=(store.READY,))
     runtime.ledger._write("UPDATE pool_items SET ready_at = ready_at - 1e9 WHERE id = ?", (item.id,))
     session = Session.parse(session_key)
     report = await provision_services(runtime, session, runtime.plan())
     assert not {r.name: r for r in report.results}["neon"].from_pool
-    assert await pool.recycle(runtime) == [item.id]
+    assert await pool_upkeep.recycle(runtime) == [item.id]
     assert [p["name"] for p in fake.state()["neon"]] == [session.resource_name]
     await teardown_session(runtime, session.key)

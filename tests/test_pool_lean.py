@@ -17,7 +17,7 @@ from fakeupstream import FakeUpstream
 from mk0r_tui.core import pool_store as store
 from mk0r_tui.core.models import Session
 from mk0r_tui.core.provider import SessionResources
-from mk0r_tui.engine import pool
+from mk0r_tui.engine import pool, pool_upkeep
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.engine.teardown import teardown_session
 
@@ -93,7 +93,7 @@ def test_a_spec_that_claims_as_is_is_a_poolable_provider_with_the_default_claim(
 
 
 async def test_a_claim_that_falls_through_creates_through_the_provider_built_then(runtime, fake, session_key, monkeypatch):
-    await pool.fill(runtime, {p: 1 for p in POOLED})
+    await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
     session = Session.parse(session_key)
     resources = store.ready_providers(runtime.ledger)
     assert resources == set(POOLED)
@@ -107,7 +107,7 @@ async def test_a_claim_that_falls_through_creates_through_the_provider_built_the
     assert {session.resource_name, f"{session.resource_name} Users"} <= made
     monkeypatch.undo()
     assert (await teardown_session(runtime, session.key)).ok
-    await pool.drain(runtime)
+    await pool_upkeep.drain(runtime)
     assert upstream_resources(fake.state()) == []
 
 
@@ -116,7 +116,7 @@ async def test_with_a_ready_pool_the_target_prepares_before_the_claims(runtime, 
     process) first, so that it works while the claims' transactions and the items' decryption
     run: its intent is written before any claim (one writer thread, first in first out). Without a
     pool it starts last (no provider's first request waits behind it)."""
-    await pool.fill(runtime, {p: 1 for p in POOLED})
+    await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
     session = Session.parse(session_key)
     report = await provision_services(runtime, session, runtime.plan())
     assert report.ok, report.errors
@@ -130,10 +130,10 @@ async def test_with_a_ready_pool_the_target_prepares_before_the_claims(runtime, 
     providers = [runtime.provider(p) for p in POOLED]
     assert not pool.serves_run(runtime, providers, SessionResources(runtime.ledger, Session.new()))
     # refilled, it serves a new session, not one whose slots have rows of their own (it reuses them)
-    await pool.fill(runtime, {p: 1 for p in POOLED})
+    await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
     assert pool.serves_run(runtime, providers, SessionResources(runtime.ledger, Session.new()))
     assert not pool.serves_run(runtime, providers, await SessionResources.load(runtime.ledger, session, runtime.writer))
-    await pool.finish_claims(runtime)
+    await pool_upkeep.finish_claims(runtime)
     assert (await teardown_session(runtime, session.key)).ok
-    await pool.drain(runtime)
+    await pool_upkeep.drain(runtime)
     assert upstream_resources(fake.state()) == []

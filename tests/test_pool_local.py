@@ -13,7 +13,7 @@ from mk0r_tui.core.config import load_settings
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.errors import UsageError
 from mk0r_tui.core.models import Session
-from mk0r_tui.engine import pool
+from mk0r_tui.engine import pool, pool_upkeep
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.engine.teardown import find_orphans, teardown_session
@@ -30,7 +30,7 @@ def local_runtime(**overrides) -> Runtime:
 async def test_a_claimed_local_database_takes_the_env_url_and_the_pool_name_works_for_no_one(session_key):
     runtime = local_runtime()
     try:
-        made = await pool.fill(runtime, {"local-postgres": 1, "local-git": 1})
+        made = await pool_upkeep.fill(runtime, {"local-postgres": 1, "local-git": 1})
         assert made == {"local-postgres": 1, "local-git": 1}
         (item,) = store.items(runtime.ledger, provider="local-postgres", states=(store.READY,))
         pooled_env = pool.cipher(runtime).open(item.secret)
@@ -77,7 +77,7 @@ async def test_a_claimed_local_database_takes_the_env_url_and_the_pool_name_work
         assert report.ok
         assert not (runtime.settings.repos_dir / f"{session.resource_name}.git").exists()
     finally:
-        await pool.drain(runtime)
+        await pool_upkeep.drain(runtime)
         await runtime.aclose()
         runtime.close()
 
@@ -89,13 +89,13 @@ async def test_without_a_ready_item_the_slot_creates_as_today_and_drain_empties_
         report = await provision_services(runtime, session, runtime.plan())
         assert report.ok and not any(r.from_pool for r in report.results)
         # a ready repo item, then drain: its bare repo is gone and its item drained
-        await pool.fill(runtime, {"local-git": 2})
+        await pool_upkeep.fill(runtime, {"local-git": 2})
         ready = store.items(runtime.ledger, provider="local-git", states=(store.READY,))
         assert len(ready) == 2
-        drained = await pool.drain(runtime)
+        drained = await pool_upkeep.drain(runtime)
         assert sorted(drained) == sorted(i.id for i in ready)
         assert not list(runtime.settings.repos_dir.glob("mk0r-pool-*"))
-        assert pool.levels(runtime) == {}
+        assert pool_upkeep.levels(runtime) == {}
         await teardown_session(runtime, session.key)
     finally:
         await runtime.aclose()

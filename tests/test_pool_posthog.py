@@ -16,7 +16,7 @@ from mk0r_tui.core import pool_facts
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.events import ProviderProgressed, ProviderStarted
 from mk0r_tui.core.models import Session, Status
-from mk0r_tui.engine import pool
+from mk0r_tui.engine import pool_upkeep
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.providers import posthog
 
@@ -77,16 +77,16 @@ async def test_the_keeper_refreshes_the_fact_and_a_refused_key_is_checked_again_
     parts = (runtime.settings.posthog_host, runtime.credentials.value("POSTHOG_PROJECT_KEY") or "")
     # a fresh fact: the keeper leaves it alone
     pool_facts.record(runtime.settings, posthog.KEY_FACT, *parts)
-    assert await pool.refresh_facts(runtime) == [] and counts(fake) == (0, 0)
+    assert await pool_upkeep.refresh_facts(runtime) == [] and counts(fake) == (0, 0)
     # an old one: checked again ahead of any claim
     pool_facts.record(runtime.settings, posthog.KEY_FACT, *parts, at=time.time() - posthog.FACT_REFRESH_S - 1)
-    assert await pool.refresh_facts(runtime) == ["PostHog key checked (warm pool)"] and counts(fake) == (1, 0)
+    assert await pool_upkeep.refresh_facts(runtime) == ["PostHog key checked (warm pool)"] and counts(fake) == (1, 0)
     assert pool_facts.fresh(runtime.settings, posthog.KEY_FACT, *parts) < 60
     # the key is refused now: the keeper forgets the fact, so the next run checks and fails the slot
     pool_facts.record(runtime.settings, posthog.KEY_FACT, *parts, at=time.time() - posthog.FACT_REFRESH_S - 1)
     fake.control(faults=[{"provider": "posthog", "path_prefix": "/flags", "status": 401, "times": -1}])
     errors: list[str] = []
-    assert await pool.refresh_facts(runtime, errors) == [] and errors
+    assert await pool_upkeep.refresh_facts(runtime, errors) == [] and errors
     assert pool_facts.checked_at(runtime.settings, posthog.KEY_FACT, *parts) is None
     session, report, result, _, _ = await provision(runtime, fake)
     assert result.status is Status.FAILED and "POSTHOG_PROJECT_KEY" in (result.error or "")

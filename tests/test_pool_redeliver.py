@@ -17,7 +17,7 @@ from test_e2b_target import FakeSandboxBackend
 from fakeupstream import FakeUpstream
 from mk0r_tui.core.envfile import read_env_file
 from mk0r_tui.core.models import Session
-from mk0r_tui.engine import pool
+from mk0r_tui.engine import pool_upkeep
 from mk0r_tui.engine.orchestrator import provision_services
 from mk0r_tui.engine.runtime import Runtime
 from mk0r_tui.providers.github import GitHubProvider
@@ -44,7 +44,7 @@ async def test_the_finisher_delivers_the_renamed_values_through_the_target(fake,
                  for cls in (NeonProvider, ResendProvider, GitHubProvider, PostHogProvider)]
     runtime = Runtime(settings, credentials, registry=registry_of(*providers, E2BTarget(settings=settings, backend=backend)))
     try:
-        await pool.fill(runtime, {"github": 1})
+        await pool_upkeep.fill(runtime, {"github": 1})
         session = Session.parse(session_key)
         report = await provision_services(runtime, session, runtime.plan())
         assert report.ok, report.errors
@@ -65,7 +65,7 @@ async def test_the_finisher_delivers_the_renamed_values_through_the_target(fake,
         env, origin = delivered()
         assert "mk0r-pool-" in str(env["GITHUB_REPO"]) and "mk0r-pool-" in origin
 
-        outcomes = await pool.finish_claims(runtime, session.key)
+        outcomes = await pool_upkeep.finish_claims(runtime, session.key)
         assert outcomes and all(o.error is None for o in outcomes), outcomes
         env, origin = delivered()
         assert str(env["GITHUB_REPO"]).endswith(f"/{session.resource_name}")

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from mk0r_tui.core.errors import ConfigError, UsageError
-from mk0r_tui.engine.pool import PoolKeeper, pool_configured
+from mk0r_tui.engine.pool import pool_configured
+from mk0r_tui.engine.pool_upkeep import PoolKeeper
 from mk0r_tui.engine.runtime import Runtime
 
 log = logging.getLogger("mk0r_tui.service")

@@ -36,7 +36,7 @@ from mk0r_tui.engine.runtime import Runtime
 if TYPE_CHECKING:
     import asyncio
 
-    from mk0r_tui.engine.pool import PoolKeeper
+    from mk0r_tui.engine.pool_upkeep import PoolKeeper
 from mk0r_tui.tui.log_lines import LOG_LINES_KEPT, LogLine
 from mk0r_tui.tui.messages import SessionEventReceived
 from mk0r_tui.tui.preferences import preferences_path, read_preferences, write_preferences
@@ -240,7 +240,7 @@ class Mk0rApp(App[None]):
         self.journal_latencies: deque[float] = deque(maxlen=10_000)
         self._follow_stop = threading.Event()
         self._follower: threading.Thread | None = None
-        #: the warm pool's keeper when a pool is configured and actions are on (engine/pool.py)
+        #: the warm pool's keeper when a pool is configured and actions are on (engine/pool_upkeep.py)
         self.pool_keeper: PoolKeeper | None = None
         self._pool_task: asyncio.Task[None] | None = None
         self._replayed: dict[str, list[Event]] = {}
@@ -342,7 +342,8 @@ class Mk0rApp(App[None]):
             target=self._follow_journal, args=(self.journal_cursor,), name="mk0r-journal", daemon=True
         )
         self._follower.start()
-        from mk0r_tui.engine.pool import PoolKeeper, pool_configured
+        from mk0r_tui.engine.pool import pool_configured
+        from mk0r_tui.engine.pool_upkeep import PoolKeeper
 
         if not self.read_only and pool_configured(self.runtime.settings):
             # the warm pool's refill (issue 14): a task of this app, cancelled at unmount

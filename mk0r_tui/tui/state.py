@@ -180,7 +180,7 @@ def _with_resource(panel: PanelState, ref: ResourceRef, state: str, error: str |
     return replace(panel, resources=tuple(views))
 
 
-#: how a pool finishing line starts (engine/pool.py `_finish_session`)
+#: how a pool finishing line starts (engine/pool_upkeep.py `_finish_session`)
 POOL_LINE = "pool: "
 
 

@@ -53,8 +53,8 @@ async def test_the_pool_panel_shows_levels_and_a_claimed_session_says_from_pool(
                              pilot=pilot, timeout=60, what="the refill after the claim")
             assert "1 claimed" in panel_text(app)
     finally:
-        from mk0r_tui.engine import pool
+        from mk0r_tui.engine import pool_upkeep
 
-        await pool.drain(runtime)
+        await pool_upkeep.drain(runtime)
         await runtime.aclose()
         runtime.close()

@@ -233,7 +233,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
 
     def _mount_pool_panel(self) -> None:
         """The warm pool's panel under the session list, only when a pool is configured."""
-        from mk0r_tui.engine import pool
+        from mk0r_tui.engine import pool, pool_upkeep
         from mk0r_tui.tui.widgets.pool_panel import PoolPanel
 
         runtime = self.app.runtime
@@ -245,7 +245,7 @@ class DashboardScreen(ReadOnlyRule, Screen[None]):
             keeper = app.pool_keeper
             return dict(keeper.activity) if keeper is not None else {}
 
-        self.query_one("#sidebar").mount(PoolPanel(lambda: pool.status(runtime), activity, id="pool-panel"))
+        self.query_one("#sidebar").mount(PoolPanel(lambda: pool_upkeep.status(runtime), activity, id="pool-panel"))
 
     def _filter_box(self) -> tuple[Input, AwaitMount | None]:
         """The filter box above the list, mounted on first need (right after the first frame,

@@ -2,7 +2,7 @@
 refill is doing, the claims' latency p50/p95 and the renames still to finish.
 
 Mounted under the session list only when a pool is configured (MK0R_POOL_SIZE or a per-provider
-size), so a dashboard without one looks exactly as before. It reads `engine.pool.status` (a few
+size), so a dashboard without one looks exactly as before. It reads `engine.pool_upkeep.status` (a few
 ledger reads) every `REFRESH_S`; the keeper that refills runs in the app (tui/app.py)."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def pool_lines(status: Mapping[str, Any], activity: Mapping[str, str]) -> Conten
 
 
 class PoolPanel(Static):
-    """`read_status()` gives `engine.pool.status(runtime)`; `read_activity()` the keeper's words."""
+    """`read_status()` gives `engine.pool_upkeep.status(runtime)`; `read_activity()` the keeper's words."""
 
     def __init__(self, read_status: Callable[[], Mapping[str, Any]], read_activity: Callable[[], Mapping[str, str]],
                  *, id: str | None = None) -> None:

@@ -98,7 +98,7 @@ async def test_a_claim_that_falls_through_creates_through_the_provider_built_the
     resources = store.ready_providers(runtime.ledger)
     assert resources == set(POOLED)
     # another process takes every item between the run's plan and its claims
-    monkeypatch.setattr(store, "claim", lambda *a, **k: None)
+    monkeypatch.setattr(store, "claim_many", lambda *a, **k: {})
     report = await provision_services(runtime, session, runtime.plan())
     assert report.ok, report.errors
     by_name = {r.name: r for r in report.results}
@@ -128,12 +128,64 @@ async def test_with_a_ready_pool_the_target_prepares_before_the_claims(runtime, 
 
     # the pool empty now: a run is not served by it (its target prepares after the providers start)
     providers = [runtime.provider(p) for p in POOLED]
-    assert not pool.serves_run(runtime, providers, SessionResources(runtime.ledger, Session.new()))
+    assert pool.plan_claims(runtime, providers, SessionResources(runtime.ledger, Session.new())) is None
     # refilled, it serves a new session, not one whose slots have rows of their own (it reuses them)
     await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
-    assert pool.serves_run(runtime, providers, SessionResources(runtime.ledger, Session.new()))
-    assert not pool.serves_run(runtime, providers, await SessionResources.load(runtime.ledger, session, runtime.writer))
+    claims = pool.plan_claims(runtime, providers, SessionResources(runtime.ledger, Session.new()))
+    assert claims is not None and sorted(claims.names) == sorted(POOLED)
+    assert pool.plan_claims(runtime, providers, await SessionResources.load(runtime.ledger, session, runtime.writer)) is None
     await pool_upkeep.finish_claims(runtime)
     assert (await teardown_session(runtime, session.key)).ok
     await pool_upkeep.drain(runtime)
     assert upstream_resources(fake.state()) == []
+
+
+async def test_a_run_the_pool_serves_takes_every_item_in_one_transaction(runtime, fake, session_key, monkeypatch):
+    """The slots a ready pool serves take their items together (`pool.RunClaims`): one
+    transaction, one commit, however many slots; each slot still reports its own item."""
+    await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
+    calls: list[tuple[str, ...]] = []
+    claim_many = store.claim_many
+
+    def spy(ledger, providers, key, **kw):
+        calls.append(tuple(providers))
+        return claim_many(ledger, providers, key, **kw)
+
+    monkeypatch.setattr(store, "claim_many", spy)
+    session = Session.parse(session_key)
+    report = await provision_services(runtime, session, runtime.plan())
+    assert report.ok, report.errors
+    by_name = {r.name: r for r in report.results}
+    assert all(by_name[p].from_pool for p in POOLED)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(POOLED)
+    items = {i.provider: i for i in store.items(runtime.ledger, states=(store.CLAIMED,)) if i.claimed_by == session.key}
+    assert sorted(items) == sorted(POOLED)
+    for p in POOLED:  # each slot's rows are the session's, under its item's name
+        assert any(r.name.startswith(f"mk0r-{items[p].id}") for r in runtime.ledger.resources(session.key, provider=p))
+    monkeypatch.undo()
+    await pool_upkeep.finish_claims(runtime)
+    assert (await teardown_session(runtime, session.key)).ok
+    assert upstream_resources(fake.state()) == []
+
+
+async def test_when_the_claims_transaction_fails_every_slot_creates(runtime, fake, session_key, monkeypatch):
+    """A ledger that refuses the claims' transaction (busy, broken) costs the pool, not the run:
+    each slot creates as without a pool, and the items stay ready for the next session."""
+    from mk0r_tui.core.errors import ConfigError
+
+    await pool_upkeep.fill(runtime, {p: 1 for p in POOLED})
+
+    def refuse(*a, **k):
+        raise ConfigError("the ledger is locked (test)")
+
+    monkeypatch.setattr(store, "claim_many", refuse)
+    session = Session.parse(session_key)
+    report = await provision_services(runtime, session, runtime.plan())
+    assert report.ok, report.errors
+    assert not any(r.from_pool for r in report.results)
+    assert store.ready_providers(runtime.ledger) == set(POOLED)
+    monkeypatch.undo()
+    assert (await teardown_session(runtime, session.key)).ok
+    await pool_upkeep.drain(runtime)
+    assert upstream_resources(fake.state()) == []
+

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,12 @@ def claim(ledger: Ledger, provider: str, session_key: str, *, fresher_than: floa
     """Take the oldest ready item of `provider` made after `fresher_than` (epoch seconds) for
     `session_key`, in one `BEGIN IMMEDIATE` transaction: the item becomes `claimed` (finish
     `pending`), its live resource rows become the session's, its holding session `deleted`."""
+    return claim_many(ledger, (provider,), session_key, fresher_than=fresher_than).get(provider)
+
+
+def claim_many(ledger: Ledger, providers: Sequence[str], session_key: str, *, fresher_than: float) -> dict[str, PoolItem]:
+    """`claim` for each of `providers`, in one transaction: a run the pool serves whole commits
+    its claims once (the providers it got an item for; the others are not in the result)."""
     started = time.perf_counter()
     now = time.time()
     postgres = ledger.backend == "postgres"
@@ -118,30 +125,33 @@ def claim(ledger: Ledger, provider: str, session_key: str, *, fresher_than: floa
     # lock every ledger transaction takes is keyed by this claim alone (uncontended), never the
     # ledger's shared write lock.
     lock = CLAIM_LOCK_BASE + zlib.crc32(session_key.encode()) % CLAIM_LOCK_SPAN if postgres else WRITE_LOCK
+    taken: dict[str, PoolItem] = {}
     with ledger._transaction(lock) as db:
-        row = db.execute(
-            "SELECT * FROM pool_items WHERE provider = ? AND state = ? AND ready_at >= ? ORDER BY ready_at, id LIMIT 1"
-            + (" FOR UPDATE SKIP LOCKED" if postgres else ""),
-            (provider, READY, fresher_than),
-        ).fetchone()
-        if row is None:
-            return None
-        item = _item(row)
-        claim_ms = (time.perf_counter() - started) * 1000
-        db.execute(
-            # the sealed env goes to the claimer only: the ledger keeps no copy once it is claimed
-            "UPDATE pool_items SET state = ?, claimed_by = ?, claimed_at = ?, claim_ms = ?, finish = ?, updated_at = ?,"
-            " secret = NULL WHERE id = ?",
-            (CLAIMED, session_key, now, claim_ms, FINISH_PENDING, now, item.id),
-        )
-        db.execute(
-            f"UPDATE resources SET session_key = ?, updated_at = ? WHERE session_key = ?"
-            f" AND state IN ({','.join('?' * len(LIVE_STATES))})",
-            (session_key, now, item.id, *LIVE_STATES),
-        )
-        db.execute("UPDATE sessions SET state = 'deleted', updated_at = ? WHERE key = ?", (now, item.id))
-    return PoolItem(item.id, item.provider, CLAIMED, item.created_at, item.ready_at, session_key, now, item.secret,
-                    FINISH_PENDING, None, 0, claim_ms)
+        for provider in providers:
+            row = db.execute(
+                "SELECT * FROM pool_items WHERE provider = ? AND state = ? AND ready_at >= ? ORDER BY ready_at, id LIMIT 1"
+                + (" FOR UPDATE SKIP LOCKED" if postgres else ""),
+                (provider, READY, fresher_than),
+            ).fetchone()
+            if row is None:
+                continue
+            item = _item(row)
+            claim_ms = (time.perf_counter() - started) * 1000
+            db.execute(
+                # the sealed env goes to the claimer only: the ledger keeps no copy once it is claimed
+                "UPDATE pool_items SET state = ?, claimed_by = ?, claimed_at = ?, claim_ms = ?, finish = ?, updated_at = ?,"
+                " secret = NULL WHERE id = ?",
+                (CLAIMED, session_key, now, claim_ms, FINISH_PENDING, now, item.id),
+            )
+            db.execute(
+                f"UPDATE resources SET session_key = ?, updated_at = ? WHERE session_key = ?"
+                f" AND state IN ({','.join('?' * len(LIVE_STATES))})",
+                (session_key, now, item.id, *LIVE_STATES),
+            )
+            db.execute("UPDATE sessions SET state = 'deleted', updated_at = ? WHERE key = ?", (now, item.id))
+            taken[provider] = PoolItem(item.id, item.provider, CLAIMED, item.created_at, item.ready_at, session_key, now,
+                                       item.secret, FINISH_PENDING, None, 0, claim_ms)
+    return taken
 
 
 def take_for_drain(ledger: Ledger, item_ids: list[str]) -> list[PoolItem]:

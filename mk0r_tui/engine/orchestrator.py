@@ -92,6 +92,7 @@ async def _run_provider(
     *,
     env: Mapping[str, str] | None = None,
     results: Sequence[ProviderResult] = (),
+    claims: pool.RunClaims | None = None,
 ) -> ProviderResult:
     session = resources.session
     name, slot = provider.name, provider.slot
@@ -123,7 +124,7 @@ async def _run_provider(
     try:
         async with clock:
             # a ready item of the warm pool when there is one (engine/pool.py), else a create
-            outcome = None if slot is Slot.TARGET else await pool.claim_into(runtime, resources, provider, ctx)
+            outcome = None if slot is Slot.TARGET else await pool.claim_into(runtime, resources, provider, ctx, claims)
             if outcome is None:
                 outcome = await provider.provision(ctx)
     except asyncio.CancelledError:
@@ -209,24 +210,25 @@ async def _provision_services(runtime: Runtime, session: Session, plan: Plan, *,
                 record(ProviderSkipped(session=session.key, provider=result.name, result=result))
                 results[index] = result
                 return
-            results[index] = await _run_provider(runtime, resources, provider, record, previous_env)
+            results[index] = await _run_provider(runtime, resources, provider, record, previous_env, claims=claims)
 
         # Tasks start in order: the analytics tag, which never waits, settles first. The target
         # prepares what needs no provider's answer (the local folder's git init) meanwhile,
         # started last so that no provider's first request waits behind it; but first when the
         # warm pool serves a slot: a claim sends no request, and its transaction and the item's
         # decryption (milliseconds) then run while the `git init` process works instead of
-        # before it. A create whose provider gave up (timeout) after sending it runs on; its
+        # before it; the slots the pool serves take their items in one transaction (`claims`).
+        # A create whose provider gave up (timeout) after sending it runs on; its
         # answer is recorded before the run ends (core/budget_clock.py: late answers), so
         # nothing it made is orphaned.
-        prepare_first = pool.serves_run(runtime, [provider for _step, provider in chosen], resources)
+        claims = pool.plan_claims(runtime, [provider for _step, provider in chosen], resources)
         with late_answers() as late:
             async with asyncio.TaskGroup() as group:
-                if prepare_first:
+                if claims is not None:
                     group.create_task(_prepare(runtime, resources, target, sink, previous_env))
                 for index, (step, provider) in enumerate(chosen):
                     group.create_task(settle(index, step, provider))
-                if not prepare_first:
+                if claims is None:
                     group.create_task(_prepare(runtime, resources, target, sink, previous_env))
             await settle_late_answers(late, runtime.settings.http_timeout_s)
         settled = tuple(r for r in results if r is not None)

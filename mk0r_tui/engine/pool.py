@@ -191,41 +191,74 @@ def run_providers(runtime: Runtime, plan: Plan, resources: SessionResources) -> 
     return chosen
 
 
-def serves_run(runtime: Runtime, chosen: Sequence[Provider | None], resources: SessionResources) -> bool:
-    """Whether a ready item will serve a slot of this run: a poolable provider with no rows of
-    this session yet (a stand-in, or a built provider) whose pool has a ready item (one read)."""
+class RunClaims:
+    """One run's claims (`plan_claims`): the ready item of every slot the pool may serve, all taken
+    in one transaction on the ledger's writer thread when the first slot asks (`claim_into`): a
+    run the pool serves whole commits its claims once, not once per slot."""
+
+    def __init__(self, runtime: Runtime, session: Session, names: Sequence[str]) -> None:
+        self._runtime = runtime
+        self._session = session
+        self.names = tuple(names)
+        self._taken: asyncio.Future[dict[str, tuple[store.PoolItem, list[ResourceRow]]]] | None = None
+
+    async def take(self, name: str) -> tuple[store.PoolItem | None, list[ResourceRow]]:
+        """`name`'s item (and its rows, now the session's), or (None, []) when none was ready.
+        A failed transaction raises for every slot that asks (each then creates)."""
+        if self._taken is None:
+            runtime = self._runtime
+            fresher_than = time.time() - runtime.settings.pool_max_age_s
+            self._taken = asyncio.ensure_future(
+                runtime.writer.run(_take_all, runtime.ledger, self.names, self._session.key, fresher_than))
+        taken = await asyncio.shield(self._taken)  # a slot cancelled meanwhile leaves the others their items
+        return taken.get(name, (None, []))
+
+
+def plan_claims(runtime: Runtime, chosen: Sequence[Provider | None], resources: SessionResources) -> RunClaims | None:
+    """The run's claims: its poolable providers with no rows of this session yet (a stand-in, or
+    a built provider whose pool has a ready item: one read), or None when the pool serves no
+    slot of this run."""
     candidates = [p for p in chosen if p is not None and p.poolable and not resources.rows(p.name)]
-    if any(isinstance(p, ClaimStandIn) for p in candidates):
-        return True
     if not candidates:
-        return False
-    ready = store.ready_providers(runtime.ledger)
-    return any(p.name in ready for p in candidates)
+        return None
+    ready = None if all(isinstance(p, ClaimStandIn) for p in candidates) else store.ready_providers(runtime.ledger)
+    names = [p.name for p in candidates if isinstance(p, ClaimStandIn) or (ready is not None and p.name in ready)]
+    return RunClaims(runtime, resources.session, names) if names else None
 
 
-def _take(ledger: Ledger, provider: str, session_key: str, fresher_than: float) -> tuple[store.PoolItem | None, list[ResourceRow]]:
-    """On the writer thread: a ready item of `provider` for the session, and its rows now the
-    session's (nothing when none is ready: a cheap read first, no write lock)."""
-    if not store.any_ready(ledger, provider):
-        return None, []
-    item = store.claim(ledger, provider, session_key, fresher_than=fresher_than)
-    if item is None:
-        return None, []
-    return item, ledger.resources(session_key, provider=provider, live_only=True)
+def _take_all(ledger: Ledger, providers: Sequence[str], session_key: str, fresher_than: float,
+              ) -> dict[str, tuple[store.PoolItem, list[ResourceRow]]]:
+    """On the writer thread: a ready item of each provider for the session, in one transaction,
+    and the rows now the session's (none ready: a cheap read first, no write lock)."""
+    ready = store.ready_providers(ledger)
+    wanted = [p for p in providers if p in ready]
+    if not wanted:
+        return {}
+    items = store.claim_many(ledger, wanted, session_key, fresher_than=fresher_than)
+    if not items:
+        return {}
+    rows = ledger.resources(session_key, live_only=True)
+    return {p: (item, [r for r in rows if r.provider == p]) for p, item in items.items()}
 
-async def claim_into(runtime: Runtime, resources: SessionResources, provider: Provider, ctx: ProvisionContext) -> ProvisionOutcome | None:
-    """The provider's part of the session from a ready item, or None (no item, a session that
-    already has rows of its own, or a claim that failed: the caller creates as without a pool)."""
+
+async def claim_into(runtime: Runtime, resources: SessionResources, provider: Provider, ctx: ProvisionContext,
+                     claims: RunClaims | None = None) -> ProvisionOutcome | None:
+    """The provider's part of the session from a ready item (taken with the run's other `claims`
+    when it is one of them), or None (no item, a session that already has rows of its own, or a
+    claim that failed: the caller creates as without a pool)."""
     if not provider.poolable or resources.rows(provider.name):
         return None
     ledger = runtime.ledger
     session = resources.session
     started = time.perf_counter()
-    fresher_than = time.time() - runtime.settings.pool_max_age_s
     try:
         # the claim's transaction on the ledger's writer thread, like every write of a run: the
         # event loop (the other providers, the dashboard) never waits on its commit
-        item, rows = await runtime.writer.run(_take, ledger, provider.name, session.key, fresher_than)
+        if claims is not None and provider.name in claims.names:
+            item, rows = await claims.take(provider.name)
+        else:
+            fresher_than = time.time() - runtime.settings.pool_max_age_s
+            item, rows = await runtime.writer.run(_take_all_one, ledger, provider.name, session.key, fresher_than)
     except ConfigError as exc:  # the ledger is busy or broken: create as without a pool
         log.warning("pool claim for %s failed: %s", provider.name, exc)
         return None
@@ -251,6 +284,12 @@ async def claim_into(runtime: Runtime, resources: SessionResources, provider: Pr
         env=dict(env), resources=tuple(r.ref for r in resources.rows(provider.name)),
         note=f"{store.FROM_POOL_NOTE} ({RESOURCE_PREFIX}{item.id})", from_pool=True,
     )
+
+
+def _take_all_one(ledger: Ledger, provider: str, session_key: str, fresher_than: float,
+                  ) -> tuple[store.PoolItem | None, list[ResourceRow]]:
+    """`_take_all` for one provider (a slot the run's claims did not foresee)."""
+    return _take_all(ledger, (provider,), session_key, fresher_than).get(provider, (None, []))
 
 
 def after_provision(runtime: Runtime, session: Session) -> None:

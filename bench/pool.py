@@ -109,17 +109,14 @@ async def part_in_process(fake, root: Path, n: int, *, posthog_key: bool) -> dic
             "unfinished_after": len(unfinished)}
 
 
-LAST_STDOUT = [""]
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """(wall ms, stdout) of one process."""
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     elapsed = (time.perf_counter() - started) * 1000
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
-    LAST_STDOUT[0] = proc.stdout
-    return elapsed
+    return elapsed, proc.stdout
 
 
 def running_with(word: str) -> bool:
@@ -153,14 +150,15 @@ def part_cli(fake, root: Path, n: int) -> dict:
         timed(sessions, env)  # warm the page cache for both, not counted
         timed(provision, env)
         for _ in range(n):
-            a.append(timed(provision, env))
-            key = json.loads(LAST_STDOUT[0])["session"]
+            elapsed, out = timed(provision, env)
+            a.append(elapsed)
+            key = json.loads(out)["session"]
             # the detached finisher (~150 ms of CPU to start) is waited for, to its exit, before B
             # is timed: B beside it would be slowed and the ratio flattered
             deadline = time.monotonic() + 60
             while (store.unfinished_claims(ledger) or running_with(key)) and time.monotonic() < deadline:  # untimed
                 time.sleep(0.05)
-            b.append(timed(sessions, env))
+            b.append(timed(sessions, env)[0])
         left = len(store.unfinished_claims(ledger))
     finally:
         ledger.close()

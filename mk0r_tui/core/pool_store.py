@@ -97,11 +97,6 @@ def set_state(ledger: Ledger, item_id: str, state: str, *, error: str | None = N
     )
 
 
-def any_ready(ledger: Ledger, provider: str) -> bool:
-    """A cheap look (no write lock) before a claim's transaction."""
-    return bool(ledger._read("SELECT 1 FROM pool_items WHERE provider = ? AND state = ? LIMIT 1", (provider, READY)))
-
-
 def ready_providers(ledger: Ledger) -> set[str]:
     """The providers with a ready item now (one read: which slots a run may claim)."""
     return {r["provider"] for r in ledger._read("SELECT DISTINCT provider FROM pool_items WHERE state = ?", (READY,))}

@@ -70,6 +70,18 @@ def _state(runtime: Runtime) -> _ProcessState:
     return found
 
 
+@contextlib.contextmanager
+def keeper_running(runtime: Runtime, keeper: PoolKeeper) -> Iterator[None]:
+    """While `keeper` runs, this process's claims wake it and leave their renames to it."""
+    state = _state(runtime)
+    state.keeper = keeper
+    try:
+        yield
+    finally:
+        if state.keeper is keeper:
+            state.keeper = None
+
+
 def cipher(runtime: Runtime) -> PoolCipher:
     state = _state(runtime)
     if state.cipher is None:
@@ -221,8 +233,9 @@ def plan_claims(runtime: Runtime, chosen: Sequence[Provider | None], resources: 
     candidates = [p for p in chosen if p is not None and p.poolable and not resources.rows(p.name)]
     if not candidates:
         return None
-    ready = None if all(isinstance(p, ClaimStandIn) for p in candidates) else store.ready_providers(runtime.ledger)
-    names = [p.name for p in candidates if isinstance(p, ClaimStandIn) or (ready is not None and p.name in ready)]
+    # a stand-in is chosen only for a provider with a ready item (`run_providers`): no read for those
+    ready = set() if all(isinstance(p, ClaimStandIn) for p in candidates) else store.ready_providers(runtime.ledger)
+    names = [p.name for p in candidates if isinstance(p, ClaimStandIn) or p.name in ready]
     return RunClaims(runtime, resources.session, names) if names else None
 
 
@@ -254,11 +267,9 @@ async def claim_into(runtime: Runtime, resources: SessionResources, provider: Pr
     try:
         # the claim's transaction on the ledger's writer thread, like every write of a run: the
         # event loop (the other providers, the dashboard) never waits on its commit
-        if claims is not None and provider.name in claims.names:
-            item, rows = await claims.take(provider.name)
-        else:
-            fresher_than = time.time() - runtime.settings.pool_max_age_s
-            item, rows = await runtime.writer.run(_take_all_one, ledger, provider.name, session.key, fresher_than)
+        if claims is None or provider.name not in claims.names:  # a slot the run's claims did not foresee
+            claims = RunClaims(runtime, session, (provider.name,))
+        item, rows = await claims.take(provider.name)
     except ConfigError as exc:  # the ledger is busy or broken: create as without a pool
         log.warning("pool claim for %s failed: %s", provider.name, exc)
         return None
@@ -284,12 +295,6 @@ async def claim_into(runtime: Runtime, resources: SessionResources, provider: Pr
         env=dict(env), resources=tuple(r.ref for r in resources.rows(provider.name)),
         note=f"{store.FROM_POOL_NOTE} ({RESOURCE_PREFIX}{item.id})", from_pool=True,
     )
-
-
-def _take_all_one(ledger: Ledger, provider: str, session_key: str, fresher_than: float,
-                  ) -> tuple[store.PoolItem | None, list[ResourceRow]]:
-    """`_take_all` for one provider (a slot the run's claims did not foresee)."""
-    return _take_all(ledger, (provider,), session_key, fresher_than).get(provider, (None, []))
 
 
 def after_provision(runtime: Runtime, session: Session) -> None:

@@ -37,7 +37,7 @@ from mk0r_tui.core.models import POOL_KEY_PREFIX, RESOURCE_PREFIX, Session
 from mk0r_tui.core.provider import ProvisionContext, SessionResources, background_work
 from mk0r_tui.core.render import describe_error
 from mk0r_tui.core.states import SessionPhase
-from mk0r_tui.engine.pool import _state, cipher, poolable, pooled_providers, sessions_idle
+from mk0r_tui.engine.pool import cipher, keeper_running, poolable, pooled_providers, sessions_idle
 from mk0r_tui.engine.runtime import Runtime
 
 log = logging.getLogger("mk0r_tui.pool")
@@ -395,15 +395,10 @@ class PoolKeeper:
 
     async def run(self) -> None:
         """Two loops side by side: finishing claims (woken by each claim here) and the refill."""
-        state = _state(self.runtime)
-        state.keeper = self
-        try:
+        with keeper_running(self.runtime, self):
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._loop(self.finish_turn, self._finish_wake))
                 group.create_task(self._loop(self.refill_turn, self._refill_wake))
-        finally:
-            if state.keeper is self:
-                state.keeper = None
 
     async def _loop(self, turn: Any, wake: asyncio.Event) -> None:
         while True:
